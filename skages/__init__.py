@@ -1,0 +1,52 @@
+"""skages: precise ages of red-giant stars from their spectra.
+
+A scikit-learn-compatible implementation of the variational encoder-decoder
+method of Leung, Bovy, Mackereth & Miglio (2023, MNRAS 522, 4577): an encoder
+learns to turn an APOGEE spectrum into the star's Kepler power spectrum through
+a small latent space, and a probabilistic random forest maps that latent space,
+Teff and [Fe/H] to an age with a calibrated uncertainty.
+
+Public names are imported lazily, so ``import skages`` stays fast and the
+``skages`` command does not load PyTorch until a subcommand needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from skages._version import __version__
+
+# public name -> submodule that defines it
+_LAZY: dict[str, str] = {
+    # seismology: light curves -> power spectra
+    "frequency_grid": "seismology",
+    "frequency_edges": "seismology",
+    "fine_frequency_grid": "seismology",
+    "lomb_scargle_power": "seismology",
+    "power_to_log_psd": "seismology",
+    "lightcurve_to_psd": "seismology",
+    "read_kepler_lightcurve": "seismology",
+    "numax_weights": "seismology",
+    "estimate_numax": "seismology",
+    "expected_dnu": "seismology",
+    "excess_dnu": "seismology",
+    "scaling_mass": "seismology",
+    "scaling_radius": "seismology",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'skages' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"skages.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

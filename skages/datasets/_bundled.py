@@ -1,0 +1,79 @@
+"""Access to the real data files bundled in ``skages/datasets/data`` (see PROVENANCE.md there)."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "bundled_path",
+    "load_continuum_mask",
+    "load_example_lightcurve",
+    "load_reference_spectrum",
+]
+
+
+def bundled_path(name: str) -> Path:
+    """Path of a bundled data file.
+
+    Parameters
+    ----------
+    name : str
+        File name inside ``skages/datasets/data``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(str(resources.files("skages.datasets") / "data" / name))
+    if not path.is_file():
+        raise FileNotFoundError(f"skages has no bundled data file {name!r} (looked at {path})")
+    return path
+
+
+def load_example_lightcurve() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled real Kepler light curve of the red giant KIC 11618103.
+
+    599 days of long-cadence photometry (published νmax 106.3 µHz, Δν 9.33 µHz).
+
+    Returns
+    -------
+    time : ndarray of shape (n_cadences,)
+        Time in days.
+    flux : ndarray of shape (n_cadences,)
+        Relative flux (dimensionless, about 1).
+    """
+    data = np.loadtxt(bundled_path("KIC11618103_LC.txt.gz"))
+    return data[:, 0], data[:, 1]
+
+
+@cache
+def _reference_spectrum() -> tuple[np.ndarray, np.ndarray]:
+    with np.load(bundled_path("reference_spectrum.npz")) as npz:
+        return npz["mean"], npz["std"]
+
+
+def load_reference_spectrum() -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean and standard deviation of the published model's training spectra.
+
+    Returns
+    -------
+    mean, std : ndarray of shape (7514,)
+        Continuum-normalised flux (dimensionless) on the gap-removed APOGEE grid.
+    """
+    mean, std = _reference_spectrum()
+    return mean.copy(), std.copy()
+
+
+def load_continuum_mask() -> np.ndarray:
+    """The APOGEE DR17 continuum-pixel mask on the gap-removed 7514-pixel grid.
+
+    Returns
+    -------
+    ndarray of bool, shape (7514,)
+        True on the 532 continuum pixels.
+    """
+    return np.load(bundled_path("dr17_contmask.npy")).astype(bool)

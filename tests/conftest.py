@@ -1,0 +1,46 @@
+"""Shared fixtures.
+
+Real data come from ``../shared/data`` (beside the repository, as in CI) or from
+the folder named by ``SKAGES_SHARED_DATA``. Tests that need it skip with a clear
+reason when it is absent; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("SKAGES_SHARED_DATA")
+    return Path(env) if env else _REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to the real public data folder (``../shared/data``)."""
+    path = _shared_data_dir()
+    if not (path / "README.md").is_file():
+        pytest.skip(
+            f"real data folder not found at {path}; put the shared data beside the "
+            "repository or set SKAGES_SHARED_DATA"
+        )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_torch_thread_oversubscription():
+    """Keep PyTorch to the cores pytest-xdist leaves each worker, if torch is loaded."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+    yield
