@@ -381,9 +381,7 @@ def power_to_log_psd(power: Any, *, return_flattened: bool = False) -> np.ndarra
 
 
 def _one_psd(time: Any, flux: Any, method: str, star: str) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        t, y = _check_lightcurve(time, flux, star=star)
+    t, y = _check_lightcurve(time, flux, star=star)
     freq = _fine_grid()
     power = (
         _lomb_scargle_nufft(t, y, freq) if method == "nufft" else _lomb_scargle_astropy(t, y, freq)
@@ -787,9 +785,10 @@ def estimate_numax(log_psd: Any) -> np.ndarray:
     low-frequency side of the envelope, so the estimate from a flattened PSD
     runs high: by about +1 % at 30 µHz and +5 to +10 % at 10-15 µHz for
     simulated stars with realistic mode heights; between 40 and 250 µHz it is
-    unbiased to 1 % with a scatter of about 1.5 %. On the bundled real light curves it gives
-    107 µHz for KIC 11618103 (published 106.3-106.9 µHz) and 137 µHz for the
-    127 days of KIC 9145861 (APOKASC-2: 132.1 µHz, from four years).
+    unbiased to 1 % with a scatter of about 1.5 %. On the bundled real light
+    curves it gives 107.5 µHz for KIC 11618103 (published 106.3-106.9 µHz) and
+    137.1 µHz for the 127 days of KIC 9145861 (APOKASC-2: 132.1 µHz, from four
+    years).
 
     Parameters
     ----------
