@@ -8,7 +8,7 @@ from datetime import date
 
 sys.path.insert(0, os.path.abspath(".."))
 
-import skages  # noqa: E402
+import skages
 
 project = "skages"
 author = "the skages developers"

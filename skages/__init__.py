@@ -33,6 +33,34 @@ _LAZY: dict[str, str] = {
     "excess_dnu": "seismology",
     "scaling_mass": "seismology",
     "scaling_radius": "seismology",
+    # spectra: APOGEE pixel layout and continuum normalisation
+    "apogee_wavelength": "spectra",
+    "chip_slices": "spectra",
+    "remove_gaps": "spectra",
+    "add_gaps": "spectra",
+    "bad_pixel_mask": "spectra",
+    "fit_continuum": "spectra",
+    "continuum_normalize": "spectra",
+    "ContinuumNormalizer": "spectra",
+    # io: readers of real files and the HDF5 survey collection
+    "read_apstar": "io",
+    "read_aspcapstar": "io",
+    "read_apogee_spectra": "io",
+    "read_allstar": "io",
+    "read_apokasc2": "io",
+    "crossmatch_training_sample": "io",
+    "SurveyWriter": "io",
+    "SurveyReader": "io",
+    "write_survey": "io",
+    "read_survey": "io",
+    # datasets: the simulated APOKASC-like survey
+    "make_apokasc": "datasets",
+    "iter_apokasc": "datasets",
+    "write_apokasc": "datasets",
+    "simulate_lightcurve": "datasets",
+    # forest: the probabilistic random forest
+    "ProbabilisticForestRegressor": "forest",
+    "z_score_width": "forest",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-# the bundled and shared light curves are shorter than the 0.009 µHz grid needs
-pytestmark = pytest.mark.filterwarnings("ignore:the light curve spans:UserWarning")
-
 from skages import __version__
 from skages.cli import main
 from skages.seismology import frequency_grid
+
+# the bundled and shared light curves are shorter than the 0.009 µHz grid needs
+pytestmark = pytest.mark.filterwarnings("ignore:the light curve spans:UserWarning")
 
 
 def test_version_and_help(capsys):

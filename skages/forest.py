@@ -1,0 +1,1118 @@
+"""Probabilistic random forest with calibrated uncertainties.
+
+:class:`ProbabilisticForestRegressor` is the random forest of Leung et al. (2023, §3.2) that
+maps the encoder's latent space, Teff and [Fe/H] to log10 age. Each tree is grown on a
+bootstrap sample of stars whose inputs are drawn from N(X, X_err) and whose targets are drawn
+from N(y, y_err), afresh for every tree; stars are weighted by their target uncertainty; the
+prediction is the mean over trees and its uncertainty the spread of the trees. Beyond the
+paper, that spread is calibrated on out-of-bag residuals so that z-scores on held-out stars
+have unit width (:func:`z_score_width`).
+
+The forest is built from public scikit-learn parts (:class:`~sklearn.tree.DecisionTreeRegressor`
+and joblib threads). Every tree draws from its own seed derived from ``random_state``, so a fit
+is identical for any ``n_jobs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+from astropy.stats import mad_std
+from joblib import Parallel, delayed
+from scipy.optimize import brentq
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import LinearRegression
+from sklearn.tree import DecisionTreeRegressor
+from sklearn.utils import check_random_state
+
+# The constraint vocabulary of ``_parameter_constraints`` lives only in this module.
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
+
+__all__ = ["ProbabilisticForestRegressor", "z_score_width"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_INT = np.iinfo(np.int32).max
+# Per-tree predictions held at once (rows x trees) while predicting: bounds memory to
+# about 8 MiB per thread. The chunk size depends on n_estimators only, never on n_jobs,
+# because the input-error draws of a chunk come from a stream keyed by the chunk's index.
+_CHUNK_VALUES = 2**20
+_CHUNK_ROWS_MIN, _CHUNK_ROWS_MAX = 1024, 65536
+# Error-column suffixes recognised by ``error_columns="auto"`` (compared case-insensitively).
+_ERROR_SUFFIXES = ("_std", "_err")
+# Stream identifiers mixed into a tree's seed (see ``_tree_rng``).
+_STREAM_FIT, _STREAM_OOB = 1, 2
+# At prediction, tree t reads normal draws from row offsets[t] of a per-chunk table; the
+# offsets are distinct picks among this many per tree.
+_OFFSETS_PER_TREE = 4
+# Stars enter the calibration with at least n_estimators // 10 out-of-bag trees (2 to 10):
+# a spread from a handful of trees is too noisy and would inflate the fitted scale.
+_MIN_OOB_TREES = (2, 10)
+
+
+# --------------------------------------------------------------------------------------------
+# Public helper
+# --------------------------------------------------------------------------------------------
+def z_score_width(
+    y_true: Any,
+    y_pred: Any,
+    y_std: Any,
+    y_err: Any = None,
+) -> float:
+    """Robust width of the z-scores of predictions with uncertainties.
+
+    The z-score of a star is
+
+    .. math:: z = (\\hat y - y) / \\sqrt{\\sigma^2 + \\sigma_y^2},
+
+    where :math:`\\hat y` is the prediction, :math:`\\sigma` its uncertainty (``y_std``, the
+    error of the prediction about the *true* value), :math:`y` the reference value and
+    :math:`\\sigma_y` the uncertainty of that reference value (``y_err``, zero when not
+    given). The width is :func:`astropy.stats.mad_std` of the z-scores, the statistic of
+    Leung et al. (2023): 1 for well-calibrated uncertainties, below 1 when they are too wide.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        Reference values (e.g. seismic log10 age, log10(Gyr)).
+    y_pred : array-like of shape (n_samples,)
+        Predicted values, same units as ``y_true``.
+    y_std : array-like of shape (n_samples,)
+        Uncertainty (standard deviation) of each prediction, same units; non-negative.
+    y_err : array-like of shape (n_samples,), default=None
+        Uncertainty (standard deviation) of each reference value, same units; non-negative.
+
+    Returns
+    -------
+    float
+        The robust standard deviation of the z-scores. Stars with a NaN in any input are
+        ignored (NaN means masked); NaN if no star is left.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skages.forest import z_score_width
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.normal(size=20_000)
+    >>> y = truth + rng.normal(scale=0.1, size=truth.size)   # references with 0.1 errors
+    >>> pred = truth + rng.normal(scale=0.2, size=truth.size)  # predictions with 0.2 errors
+    >>> round(z_score_width(y, pred, np.full(truth.size, 0.2), np.full(truth.size, 0.1)), 2)
+    1.0
+    """
+    arrays = {"y_true": y_true, "y_pred": y_pred, "y_std": y_std}
+    if y_err is not None:
+        arrays["y_err"] = y_err
+    checked = {}
+    n = None
+    for name, value in arrays.items():
+        arr = _as_float_array(value, name)
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be 1-D of shape (n_samples,), got shape {arr.shape}")
+        if n is None:
+            n = arr.shape[0]
+        elif arr.shape[0] != n:
+            raise ValueError(
+                f"{name} must have the length of y_true ({n} values), got {arr.shape[0]}"
+            )
+        if np.isinf(arr).any():
+            raise ValueError(f"{name} must be finite or NaN (masked), got infinite values")
+        if name in ("y_std", "y_err") and (arr < 0).any():
+            raise ValueError(
+                f"{name} must be non-negative (it is a standard deviation), got "
+                f"{int((arr < 0).sum())} negative values (min {np.nanmin(arr):g})"
+            )
+        checked[name] = arr
+    err2 = checked["y_err"] ** 2 if "y_err" in checked else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (checked["y_pred"] - checked["y_true"]) / np.sqrt(checked["y_std"] ** 2 + err2)
+    z = z[np.isfinite(z)]
+    if z.size == 0:
+        return float("nan")
+    return float(mad_std(z))
+
+
+# --------------------------------------------------------------------------------------------
+# Estimator
+# --------------------------------------------------------------------------------------------
+class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
+    """Random forest that propagates input and target uncertainties, with calibrated σ.
+
+    The method of Leung et al. (2023, §3.2), built on scikit-learn trees:
+
+    1. for every tree, each star's inputs are drawn from N(X, X_err) and (if
+       ``perturb_target``) its target from N(y, y_err), afresh;
+    2. the tree is grown on a bootstrap sample in which a star is drawn with probability
+       proportional to its weight (``sample_weight`` times the ``target_weighting`` of its
+       ``y_err``), the same weighted bootstrap as scikit-learn's random forest;
+    3. a prediction is the mean over trees; its uncertainty is the spread of the trees
+       (``spread``), each tree predicting on its own draw of N(X, X_err) so that input errors
+       widen σ;
+    4. (beyond the paper, ``calibration="oob"``) the spread is calibrated on out-of-bag
+       residuals so that σ is the error of the prediction about the *true* value: held-out
+       z-scores (:func:`z_score_width`) have unit width.
+
+    Read more in the :doc:`user guide </user_guide/forest>`.
+
+    Parameters
+    ----------
+    n_estimators : int, default=100
+        Number of trees.
+    criterion : {"squared_error", "friedman_mse", "absolute_error"}, default="squared_error"
+        Split quality measure of each tree (see :class:`~sklearn.tree.DecisionTreeRegressor`).
+    max_depth : int, default=None
+        Maximum depth of a tree; None grows until leaves are pure or hold fewer than
+        ``min_samples_split`` stars.
+    min_samples_split : int or float, default=2
+        Minimum number (int) or fraction (float) of stars needed to split a node.
+    min_samples_leaf : int or float, default=1
+        Minimum number (int) or fraction (float) of stars in a leaf.
+    min_weight_fraction_leaf : float, default=0.0
+        Minimum fraction of a tree's total bootstrap count in a leaf.
+    max_features : {"sqrt", "log2"}, int, float or None, default=1.0
+        Number (int) or fraction (float) of value features (see ``error_columns``) tried at
+        each split; 1.0 or None tries all.
+    max_leaf_nodes : int, default=None
+        Grow trees with at most this many leaves, best first.
+    min_impurity_decrease : float, default=0.0
+        A node is split only if the split decreases impurity by at least this much.
+    ccp_alpha : float, default=0.0
+        Complexity parameter of minimal cost-complexity pruning.
+    monotonic_cst : array-like of int of shape (n_value_features,), default=None
+        Monotonicity constraint (-1, 0 or 1) of the prediction on each value feature, in the
+        order of ``value_columns_``.
+    bootstrap : bool, default=True
+        Grow each tree on a weighted bootstrap sample of the stars. Needed for out-of-bag
+        predictions and hence for ``calibration="oob"`` and ``bias_correction="oob"``. If
+        False every tree sees every star once, with its weight, and trees differ only
+        through the perturbations and ``max_features``.
+    max_samples : int or float, default=None
+        Bootstrap sample size: None draws as many stars as there are; an int draws that
+        many; a float draws that fraction of the stars (at least one).
+    error_columns : None, "auto", dict or sequence of pairs, default=None
+        Columns of ``X`` that hold the uncertainties (standard deviations, units of their
+        value column) of other columns. A dict ``{value: error}`` or a sequence of
+        ``(value, error)`` pairs names each column by its name (needs ``X`` with column
+        names, e.g. a DataFrame, at fit) or by its integer position. ``"auto"`` pairs every
+        column named ``<name>_std`` or ``<name>_err`` (suffix compared case-insensitively)
+        with a column named ``<name>``; it needs column names and fails if it finds no pair.
+        Error columns are never split on: the trees see the other columns only
+        (``value_columns_``), and error columns act as ``X_err`` for their value column.
+        Value columns without an error column have zero error. When error columns are
+        used, ``X_err`` must not also be passed (to ``fit`` or ``predict``): one source of
+        input errors only.
+    perturb_target : bool, default=True
+        Draw each tree's targets from N(y, y_err) (the paper). False keeps y as given (the
+        published code). Has no effect without ``y_err``.
+    target_weighting : {"inverse_variance", "inverse_std"} or None, default="inverse_variance"
+        Weight of a star from its target uncertainty: 1/y_err² (the published code),
+        1/y_err, or None for no weighting. Multiplies ``sample_weight``; the product is the
+        star's bootstrap probability (or its tree weight when ``bootstrap=False``). Needs
+        strictly positive ``y_err``; no effect without ``y_err``. 1/y_err² concentrates the
+        bootstrap on the most precise stars when errors span a wide range.
+    bias_correction : {"oob", "train"} or None, default=None
+        Add a linear model of the residual ``y - prediction`` on the value features,
+        weighted by the star weights. "oob" fits it on out-of-bag residuals (honest; needs
+        ``bootstrap``); "train" on the whole forest's predictions of the training stars (the
+        published code; nearly no correction for fully grown trees, which reproduce their
+        training targets). None (the paper) adds nothing.
+    spread : {"std", "mad_std"}, default="std"
+        Spread of the trees' predictions: the sample standard deviation (the paper) or
+        :func:`astropy.stats.mad_std`, a robust one (the published code; predicting with it
+        costs about 1.5 times more).
+    calibration : {"oob"} or None, default="oob"
+        "oob": σ = spread × sqrt(s² + 1/T), with T the number of trees averaged and the scale
+        s fitted so that out-of-bag z-scores, ``(prediction - y) / sqrt(σ² + y_err²)``,
+        have unit :func:`z_score_width` (needs ``bootstrap``). The 1/T term is the
+        Monte-Carlo error of averaging T trees, so that σ of an out-of-bag prediction (about
+        0.37 T trees) and of a full prediction (T trees) mean the same. Stars enter the fit
+        if at least ``n_estimators // 10`` trees (2 to 10) left them out. σ then estimates
+        the error of a prediction about the true value. None returns the raw spread of the
+        trees (the paper).
+    n_jobs : int, default=None
+        Threads for fitting (over trees) and predicting (over chunks of rows). None means 1
+        unless in a :func:`joblib.parallel_backend` context; -1 uses all processors.
+        Results do not depend on it.
+    random_state : int, RandomState instance, numpy Generator or None, default=None
+        Seeds the per-tree random streams (bootstrap, tree features, perturbations).
+    verbose : int, default=0
+        If positive, show tqdm progress bars (on stderr) while fitting and predicting.
+
+    Attributes
+    ----------
+    estimators_ : list of DecisionTreeRegressor
+        The fitted trees; they see the value columns only.
+    n_features_in_ : int
+        Number of columns of ``X`` seen at fit, error columns included.
+    feature_names_in_ : ndarray of str of shape (n_features_in_,)
+        Column names of ``X`` seen at fit (all columns, error columns included). Only
+        defined if ``X`` had string column names.
+    value_columns_ : ndarray of int of shape (n_value_features,)
+        Positions in ``X`` of the columns the trees split on (all but the error columns).
+    error_columns_ : ndarray of int of shape (n_value_features,)
+        Position in ``X`` of the error column of each value column, -1 for none.
+    value_feature_names_ : ndarray of str of shape (n_value_features,)
+        Names of the value columns; only defined with ``feature_names_in_``.
+    feature_importances_ : ndarray of shape (n_value_features,)
+        Impurity-based importance of each value column (order of ``value_columns_``),
+        the mean of the trees' importances, summing to 1.
+    oob_prediction_ : ndarray of shape (n_samples,)
+        Out-of-bag prediction of each training star (bias correction included); NaN for a
+        star that was in the bootstrap of every tree. Only with ``bootstrap``.
+    oob_std_ : ndarray of shape (n_samples,)
+        σ of ``oob_prediction_`` (calibrated as in ``predict`` for the star's number of
+        out-of-bag trees); NaN where fewer than ``n_estimators // 10`` trees (at least 2, at
+        most 10) left the star out. These are the stars the calibration is fitted on.
+    calibration_scale_ : float or None
+        The fitted scale s of ``calibration="oob"``; None without calibration.
+    bias_model_ : LinearRegression or None
+        The bias-correction model of ``bias_correction``, on the value features.
+
+    See Also
+    --------
+    sklearn.ensemble.RandomForestRegressor : the forest without uncertainties.
+    z_score_width : width of normalised residuals.
+
+    Notes
+    -----
+    NaN in ``X`` is rejected (a masked input must be imputed or the star dropped upstream).
+    The input-error draws at prediction come from a stream fixed at fit, keyed by the chunk
+    of rows a star falls in: predictions are reproducible for the same ``X``, whatever
+    ``n_jobs``, but a star's draws (not its expected prediction) depend on its row position.
+
+    References
+    ----------
+    Leung, Bovy, Mackereth & Miglio (2023), MNRAS 522, 4577.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skages.forest import ProbabilisticForestRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(size=(400, 2))
+    >>> y_err = rng.uniform(0.05, 0.2, size=400)
+    >>> y = np.sin(3 * X[:, 0]) + X[:, 1] + rng.normal(scale=y_err)
+    >>> forest = ProbabilisticForestRegressor(n_estimators=50, random_state=0)
+    >>> forest = forest.fit(X, y, X_err=np.full_like(X, 0.02), y_err=y_err)
+    >>> mean, std = forest.predict(X[:3], return_std=True, X_err=np.full((3, 2), 0.02))
+    >>> mean.shape, std.shape
+    ((3,), (3,))
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_estimators": [Interval(numbers.Integral, 1, None, closed="left")],
+        "criterion": [StrOptions({"squared_error", "friedman_mse", "absolute_error"})],
+        "max_depth": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "min_samples_split": [
+            Interval(numbers.Integral, 2, None, closed="left"),
+            Interval(numbers.Real, 0.0, 1.0, closed="right"),
+        ],
+        "min_samples_leaf": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            Interval(numbers.Real, 0.0, 1.0, closed="neither"),
+        ],
+        "min_weight_fraction_leaf": [Interval(numbers.Real, 0.0, 0.5, closed="both")],
+        "max_features": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            Interval(numbers.Real, 0.0, 1.0, closed="right"),
+            StrOptions({"sqrt", "log2"}),
+            None,
+        ],
+        "max_leaf_nodes": [Interval(numbers.Integral, 2, None, closed="left"), None],
+        "min_impurity_decrease": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "ccp_alpha": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "monotonic_cst": ["array-like", None],
+        "bootstrap": ["boolean"],
+        "max_samples": [
+            None,
+            Interval(numbers.Real, 0.0, 1.0, closed="right"),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
+        "error_columns": [None, StrOptions({"auto"}), dict, list, tuple],
+        "perturb_target": ["boolean"],
+        "target_weighting": [StrOptions({"inverse_variance", "inverse_std"}), None],
+        "bias_correction": [StrOptions({"oob", "train"}), None],
+        "spread": [StrOptions({"std", "mad_std"})],
+        "calibration": [StrOptions({"oob"}), None],
+        "n_jobs": [numbers.Integral, None],
+        "random_state": ["random_state", np.random.Generator],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        *,
+        criterion: str = "squared_error",
+        max_depth: int | None = None,
+        min_samples_split: int | float = 2,
+        min_samples_leaf: int | float = 1,
+        min_weight_fraction_leaf: float = 0.0,
+        max_features: int | float | str | None = 1.0,
+        max_leaf_nodes: int | None = None,
+        min_impurity_decrease: float = 0.0,
+        ccp_alpha: float = 0.0,
+        monotonic_cst: Any = None,
+        bootstrap: bool = True,
+        max_samples: int | float | None = None,
+        error_columns: Any = None,
+        perturb_target: bool = True,
+        target_weighting: str | None = "inverse_variance",
+        bias_correction: str | None = None,
+        spread: str = "std",
+        calibration: str | None = "oob",
+        n_jobs: int | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.criterion = criterion
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_weight_fraction_leaf = min_weight_fraction_leaf
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_impurity_decrease = min_impurity_decrease
+        self.ccp_alpha = ccp_alpha
+        self.monotonic_cst = monotonic_cst
+        self.bootstrap = bootstrap
+        self.max_samples = max_samples
+        self.error_columns = error_columns
+        self.perturb_target = perturb_target
+        self.target_weighting = target_weighting
+        self.bias_correction = bias_correction
+        self.spread = spread
+        self.calibration = calibration
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = False
+        return tags
+
+    # ----------------------------------------------------------------------------- fit
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        X_err: Any = None,
+        y_err: Any = None,
+        sample_weight: Any = None,
+    ) -> ProbabilisticForestRegressor:
+        """Grow the forest, then fit the bias correction and the σ calibration.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs (for skages: latent coordinates, Teff in K, [Fe/H] in dex),
+            including any error columns named by ``error_columns``. No NaN.
+        y : array-like of shape (n_samples,)
+            Targets (for skages: log10 age, log10(Gyr)).
+        X_err : array-like of shape (n_samples, n_features) or (n_features,), default=None
+            Uncertainty (standard deviation, units of each column) of every input; a 1-D
+            array gives every star the same errors. Zero means exact. Not allowed together
+            with ``error_columns``. Routable as metadata.
+        y_err : array-like of shape (n_samples,), default=None
+            Uncertainty (standard deviation, units of y) of every target. Used to perturb
+            targets (``perturb_target``), to weight stars (``target_weighting``) and in the
+            out-of-bag z-scores of the calibration. Routable as metadata.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative star weights, multiplied with the target weighting. Stars of zero
+            weight are never drawn and do not enter the calibration. Routable as metadata.
+
+        Returns
+        -------
+        self : ProbabilisticForestRegressor
+            The fitted forest.
+        """
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        n_samples = X.shape[0]
+        self._resolve_error_columns(X)
+        X_values, errors = self._values_and_errors(X, X_err, "fit")
+        y_err = _check_y_err(y_err, n_samples)
+        sample_weight = _validate_sample_weight(sample_weight, n_samples)
+        weights = self._star_weights(y_err, sample_weight)
+
+        self._check_forest_options(n_samples)
+        n_value = X_values.shape[1]
+        if self.monotonic_cst is not None:
+            cst = np.asarray(self.monotonic_cst)
+            if cst.shape != (n_value,):
+                raise ValueError(
+                    f"monotonic_cst must have one entry per value feature ({n_value}, error "
+                    f"columns excluded), got shape {cst.shape}"
+                )
+        n_bootstrap = self._n_bootstrap(n_samples) if self.bootstrap else None
+
+        tree_seeds, self._predict_seed = _draw_seeds(self.random_state, self.n_estimators)
+        X32 = np.ascontiguousarray(X_values, dtype=np.float32)
+        errors32 = None if errors is None else np.asarray(errors, dtype=np.float32)
+        y_pert = y_err if (self.perturb_target and y_err is not None) else None
+        err_cols = _error_column_mask(errors)
+        tree_params = self._tree_params()
+
+        jobs = (
+            delayed(_fit_tree)(
+                DecisionTreeRegressor(random_state=int(seed), **tree_params),
+                int(seed),
+                X32,
+                y,
+                errors32,
+                err_cols,
+                y_pert,
+                weights,
+                n_bootstrap,
+            )
+            for seed in tree_seeds
+        )
+        results = list(
+            tqdm(
+                Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(jobs),
+                total=self.n_estimators,
+                desc="growing trees",
+                disable=not self.verbose,
+            )
+        )
+        self.estimators_ = [result[0] for result in results]
+
+        self.bias_model_ = None
+        self.calibration_scale_ = None
+        fit_mask = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
+        if self.bootstrap:
+            oob = self._oob_summary(results, n_samples)
+            if self.bias_correction == "oob":
+                use = (oob.count > 0) & fit_mask
+                self.bias_model_ = _fit_bias(
+                    X_values[use],
+                    y[use] - oob.mean[use],
+                    None if weights is None else weights[use],
+                )
+        if self.bias_correction == "train":
+            train = self._predict_stats(X_values, errors)
+            self.bias_model_ = _fit_bias(
+                X_values[fit_mask],
+                y[fit_mask] - train.mean[fit_mask],
+                None if weights is None else weights[fit_mask],
+            )
+        if self.bootstrap:
+            min_trees = int(np.clip(self.n_estimators // 10, *_MIN_OOB_TREES))
+            with np.errstate(invalid="ignore"):
+                self.oob_prediction_ = oob.mean + self._bias(X_values)
+            if self.calibration == "oob":
+                self.calibration_scale_ = _fit_calibration_scale(
+                    y[fit_mask] - self.oob_prediction_[fit_mask],
+                    oob.var[fit_mask],
+                    oob.count[fit_mask],
+                    None if y_err is None else y_err[fit_mask],
+                    min_trees,
+                )
+                logger.info("calibration scale s = %.4g", self.calibration_scale_)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self.oob_std_ = np.where(
+                    oob.count >= min_trees, self._sigma(oob.var, oob.count), np.nan
+                )
+        return self
+
+    # ------------------------------------------------------------------------- predict
+    def predict(self, X: Any, return_std: bool = False, X_err: Any = None):
+        """Predict the mean over trees and, optionally, its uncertainty.
+
+        Each tree predicts on its own draw of N(X, X_err), so input errors widen σ.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs with the columns seen at fit (error columns included). No NaN.
+        return_std : bool, default=False
+            Also return σ: the calibrated uncertainty (``calibration="oob"``) or the raw
+            spread of the trees (``calibration=None``), in the units of y.
+        X_err : array-like of shape (n_samples, n_features) or (n_features,), default=None
+            Uncertainty of every input, as in :meth:`fit`. Not allowed with
+            ``error_columns`` (the errors are read from X). Without any input errors the
+            trees predict on X itself and σ holds no input-error term.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Mean prediction over trees (bias correction included), units of y.
+        y_std : ndarray of shape (n_samples,)
+            σ of each prediction; only if ``return_std``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        X_values, errors = self._values_and_errors(X, X_err, "predict")
+        stats = self._predict_stats(X_values, errors, need_var=return_std)
+        if not return_std:
+            return stats.mean
+        return stats.mean, self._sigma(stats.var, stats.count)
+
+    def predict_trees(self, X: Any, X_err: Any = None) -> np.ndarray:
+        """Predictions of every tree (bias correction included), with the same input draws
+        as :meth:`predict`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs with the columns seen at fit. No NaN.
+        X_err : array-like of shape (n_samples, n_features) or (n_features,), default=None
+            Uncertainty of every input, as in :meth:`predict`.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_estimators)
+            Prediction of each tree, units of y. Its row means equal :meth:`predict`; its
+            row spreads are the uncalibrated σ.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        X_values, errors = self._values_and_errors(X, X_err, "predict")
+        return np.concatenate(
+            self._map_chunks(X_values, errors, _chunk_trees, "predicting trees"), axis=1
+        ).T
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """Mean impurity-based importance of each value column (see ``value_columns_``)."""
+        check_is_fitted(self)
+        per_tree = [t.feature_importances_ for t in self.estimators_ if t.tree_.node_count > 1]
+        if not per_tree:
+            return np.zeros(len(self.value_columns_))
+        mean = np.mean(per_tree, axis=0)
+        return mean / mean.sum()
+
+    # ------------------------------------------------------------------- internals
+    def _tree_params(self) -> dict:
+        return {
+            "criterion": self.criterion,
+            "max_depth": self.max_depth,
+            "min_samples_split": self.min_samples_split,
+            "min_samples_leaf": self.min_samples_leaf,
+            "min_weight_fraction_leaf": self.min_weight_fraction_leaf,
+            "max_features": self.max_features,
+            "max_leaf_nodes": self.max_leaf_nodes,
+            "min_impurity_decrease": self.min_impurity_decrease,
+            "ccp_alpha": self.ccp_alpha,
+            "monotonic_cst": self.monotonic_cst,
+        }
+
+    def _check_forest_options(self, n_samples: int) -> None:
+        if not self.bootstrap:
+            for name, value in (
+                ("max_samples", self.max_samples),
+                ("calibration", self.calibration),
+            ):
+                if value is not None:
+                    raise ValueError(
+                        f"{name}={value!r} needs bootstrap=True (out-of-bag stars); got "
+                        f"bootstrap=False. Set {name}=None or bootstrap=True."
+                    )
+            if self.bias_correction == "oob":
+                raise ValueError(
+                    "bias_correction='oob' needs bootstrap=True (out-of-bag stars); got "
+                    "bootstrap=False. Use bias_correction='train' or None."
+                )
+        if isinstance(self.max_samples, numbers.Integral) and self.max_samples > n_samples:
+            raise ValueError(
+                f"max_samples must be at most the number of samples ({n_samples}), got "
+                f"{self.max_samples}"
+            )
+
+    def _n_bootstrap(self, n_samples: int) -> int:
+        if self.max_samples is None:
+            return n_samples
+        if isinstance(self.max_samples, numbers.Integral):
+            return int(self.max_samples)
+        return max(round(n_samples * self.max_samples), 1)
+
+    def _star_weights(self, y_err, sample_weight) -> np.ndarray | None:
+        """Bootstrap weights: sample_weight × target weighting; None means all equal."""
+        weights = sample_weight
+        if y_err is not None and self.target_weighting is not None:
+            if (y_err == 0).any():
+                raise ValueError(
+                    f"y_err must be strictly positive with target_weighting="
+                    f"{self.target_weighting!r} (weights 1/y_err or 1/y_err²); got "
+                    f"{int((y_err == 0).sum())} zero values. Pass target_weighting=None "
+                    "or positive errors."
+                )
+            power = 2 if self.target_weighting == "inverse_variance" else 1
+            target = 1.0 / y_err**power
+            weights = target if weights is None else weights * target
+        return weights
+
+    def _resolve_error_columns(self, X: np.ndarray) -> None:
+        """Set value_columns_, error_columns_ (and value_feature_names_) from error_columns."""
+        n_features = X.shape[1]
+        names = getattr(self, "feature_names_in_", None)
+        spec = self.error_columns
+        pairs: list[tuple[int, int]] = []
+        if spec is None:
+            pass
+        elif isinstance(spec, str):  # "auto"
+            if names is None:
+                raise ValueError(
+                    "error_columns='auto' needs column names (fit on a DataFrame); X has "
+                    "none. Give error_columns as integer (value, error) pairs instead."
+                )
+            lookup = {str(name): i for i, name in enumerate(names)}
+            for j, name in enumerate(names):
+                name = str(name)
+                for suffix in _ERROR_SUFFIXES:
+                    if name.lower().endswith(suffix) and name[: -len(suffix)] in lookup:
+                        pairs.append((lookup[name[: -len(suffix)]], j))
+            if not pairs:
+                raise ValueError(
+                    "error_columns='auto' found no pair of columns '<name>' and "
+                    f"'<name>_std' or '<name>_err' among {list(map(str, names))}"
+                )
+        else:
+            items = list(spec.items()) if isinstance(spec, Mapping) else list(spec)
+            for item in items:
+                if (
+                    isinstance(item, str)
+                    or not isinstance(item, Sequence | np.ndarray)
+                    or len(item) != 2
+                ):
+                    raise ValueError(
+                        "error_columns must be None, 'auto', a dict {value: error} or a "
+                        f"sequence of (value, error) pairs; got the entry {item!r}"
+                    )
+                pairs.append(
+                    (
+                        _column_index(item[0], names, n_features),
+                        _column_index(item[1], names, n_features),
+                    )
+                )
+        error_of = {}
+        used_as_error = set()
+        for value, error in pairs:
+            label = _column_label(value, names)
+            if value == error:
+                raise ValueError(f"error_columns pairs column {label} with itself")
+            if value in error_of:
+                raise ValueError(
+                    f"error_columns gives column {label} two error columns "
+                    f"({_column_label(error_of[value], names)} and {_column_label(error, names)})"
+                )
+            if error in used_as_error:
+                raise ValueError(
+                    f"error_columns uses column {_column_label(error, names)} as the error "
+                    "of two columns"
+                )
+            error_of[value] = error
+            used_as_error.add(error)
+        clash = used_as_error & set(error_of)
+        if clash:
+            raise ValueError(
+                "error_columns uses column(s) "
+                f"{[_column_label(c, names) for c in sorted(clash)]} both as a value and as an "
+                "error"
+            )
+        values = np.array([j for j in range(n_features) if j not in used_as_error], dtype=np.intp)
+        self.value_columns_ = values
+        self.error_columns_ = np.array([error_of.get(j, -1) for j in values], dtype=np.intp)
+        if names is not None:
+            self.value_feature_names_ = np.asarray(names)[values]
+        elif hasattr(self, "value_feature_names_"):
+            del self.value_feature_names_
+
+    def _values_and_errors(self, X: np.ndarray, X_err: Any, method: str):
+        """Split validated X into value columns and their errors (None if all exact)."""
+        has_columns = (self.error_columns_ >= 0).any()
+        # No error columns: the value columns are all of X, in order (no copy needed).
+        X_values = X[:, self.value_columns_] if has_columns else X
+        if X_err is not None and has_columns:
+            raise ValueError(
+                f"X_err was passed to {method} but error_columns={self.error_columns!r} "
+                "already reads the input errors from columns of X; give one or the other"
+            )
+        if has_columns:
+            errors = np.zeros_like(X_values)
+            for k, col in enumerate(self.error_columns_):
+                if col < 0:
+                    continue
+                errors[:, k] = X[:, col]
+                bad = errors[:, k] < 0
+                if bad.any():
+                    label = _column_label(col, getattr(self, "feature_names_in_", None))
+                    raise ValueError(
+                        f"error column {label} of X must be non-negative (standard "
+                        f"deviations); got {int(bad.sum())} negative values (min "
+                        f"{errors[:, k].min():g})"
+                    )
+            return X_values, errors
+        if X_err is None:
+            return X_values, None
+        X_err = _check_error_array(X_err, "X_err", X.shape)
+        return X_values, np.broadcast_to(X_err, X.shape)
+
+    def _oob_summary(self, results, n_samples: int) -> _Stats:
+        """Out-of-bag mean, tree variance and number of trees of each training star."""
+        oob = np.full((len(results), n_samples), np.nan)
+        for t, (_, rows, pred) in enumerate(results):
+            oob[t, rows] = pred
+        count = np.sum(~np.isnan(oob), axis=0)
+        mean, var = np.full((2, n_samples), np.nan)
+        seen = count > 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean[seen] = np.nanmean(oob[:, seen], axis=0)
+            var[seen] = _spread(oob[:, seen], self.spread, nan=True) ** 2
+        n_never = int((~seen).sum())
+        if n_never:
+            logger.info("%d training stars are in every bootstrap: no OOB prediction", n_never)
+        return _Stats(mean, var, count)
+
+    def _bias(self, X_values: np.ndarray) -> np.ndarray | float:
+        if self.bias_model_ is None:
+            return 0.0
+        return self.bias_model_.predict(X_values)
+
+    def _sigma(self, var, n_trees):
+        """σ from the variance of the trees' predictions and the number of trees averaged."""
+        if self.calibration_scale_ is None:
+            return np.sqrt(var)
+        return np.sqrt(var * (self.calibration_scale_**2 + 1.0 / n_trees))
+
+    def _map_chunks(self, X_values, errors, func, desc, need_var=True):
+        n = X_values.shape[0]
+        size = int(
+            np.clip(_CHUNK_VALUES // len(self.estimators_), _CHUNK_ROWS_MIN, _CHUNK_ROWS_MAX)
+        )
+        starts = range(0, n, size)
+        ctx = {
+            "trees": self.estimators_,
+            "err_cols": _error_column_mask(errors),
+            "bias": self.bias_model_,
+            "spread": self.spread,
+            "need_var": need_var,
+        }
+        jobs = (
+            delayed(func)(
+                ctx,
+                X_values[a : a + size],
+                None if errors is None else errors[a : a + size],
+                np.random.default_rng([self._predict_seed, a // size]),
+            )
+            for a in starts
+        )
+        return list(
+            tqdm(
+                Parallel(n_jobs=self.n_jobs, prefer="threads", return_as="generator")(jobs),
+                total=len(starts),
+                desc=desc,
+                disable=not self.verbose,
+            )
+        )
+
+    def _predict_stats(self, X_values, errors, need_var: bool = True) -> _Stats:
+        parts = self._map_chunks(X_values, errors, _chunk_stats, "predicting", need_var)
+        mean = np.concatenate([m for m, _ in parts])
+        var = np.concatenate([v for _, v in parts]) if need_var else None
+        return _Stats(mean, var, len(self.estimators_))
+
+
+class _Stats(NamedTuple):
+    """Mean over trees, variance of the trees' predictions, number of trees averaged."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    count: Any  # int, or a per-star array out of bag
+
+
+# --------------------------------------------------------------------------------------------
+# Workers (run in joblib threads; tree fitting and prediction release the GIL)
+# --------------------------------------------------------------------------------------------
+def _fit_tree(tree, seed, X32, y, errors, err_cols, y_err, weights, n_bootstrap):
+    """Grow one tree; return it with its out-of-bag rows and their predictions, each made
+    on a draw of N(X, X_err)."""
+    rng = np.random.default_rng([seed, _STREAM_FIT])
+    X_tree = _perturb(X32, errors, err_cols, rng)
+    y_tree = y if y_err is None else y + rng.standard_normal(y.shape[0]) * y_err
+    if n_bootstrap is None:
+        tree.fit(X_tree, y_tree, sample_weight=weights, check_input=False)
+        return tree, np.empty(0, np.intp), np.empty(0)
+    # Same draw as scikit-learn's forest for a tree of this seed: uniform, or weighted.
+    state = np.random.RandomState(seed)
+    n = X32.shape[0]
+    if weights is None:
+        drawn = state.randint(0, n, n_bootstrap)
+    else:
+        drawn = state.choice(n, n_bootstrap, replace=True, p=weights / weights.sum())
+    counts = np.bincount(drawn, minlength=n).astype(np.float64)
+    tree.fit(X_tree, y_tree, sample_weight=counts, check_input=False)
+    oob_rows = np.flatnonzero(counts == 0)
+    if oob_rows.size == 0:
+        return tree, oob_rows, np.empty(0)
+    X_oob = _perturb(
+        X32[oob_rows],
+        None if errors is None else errors[oob_rows],
+        err_cols,
+        np.random.default_rng([seed, _STREAM_OOB]),
+    )
+    return tree, oob_rows, tree.predict(X_oob, check_input=False)
+
+
+def _iter_tree_predictions(ctx, X_values, errors, rng):
+    """Yield each tree's predictions (without bias correction) for one chunk of rows, each
+    tree predicting on its own draw of N(X, X_err).
+
+    The draws come from one table of standard normals per chunk; each tree reads a window
+    of it starting at its own offset, the offsets all distinct, so that every star gets
+    independent draws in different trees at a fraction of the cost of fresh draws.
+    """
+    trees, err_cols = ctx["trees"], ctx["err_cols"]
+    X32 = np.ascontiguousarray(X_values, dtype=np.float32)
+    if errors is None or not err_cols.any():
+        for tree in trees:
+            yield tree.predict(X32, check_input=False)
+        return
+    n_rows, n_trees = X32.shape[0], len(trees)
+    cols = np.flatnonzero(err_cols)
+    err32 = np.ascontiguousarray(errors[:, cols], dtype=np.float32)
+    n_offsets = _OFFSETS_PER_TREE * n_trees
+    offsets = rng.choice(n_offsets, n_trees, replace=False)
+    table = rng.standard_normal((n_rows + n_offsets, cols.size), dtype=np.float32)
+    X_draw = X32.copy()
+    every_column = cols.size == X32.shape[1]
+    X_sub = X32 if every_column else np.ascontiguousarray(X32[:, cols])
+    noise = X_draw if every_column else np.empty_like(err32)
+    for offset, tree in zip(offsets, trees, strict=True):
+        np.multiply(table[offset : offset + n_rows], err32, out=noise)
+        noise += X_sub
+        if not every_column:
+            X_draw[:, cols] = noise
+        yield tree.predict(X_draw, check_input=False)
+
+
+def _chunk_trees(ctx, X_values, errors, rng):
+    """Per-tree predictions of one chunk of rows, shape (n_trees, n_rows)."""
+    preds = np.empty((len(ctx["trees"]), X_values.shape[0]))
+    for t, pred in enumerate(_iter_tree_predictions(ctx, X_values, errors, rng)):
+        preds[t] = pred
+    if ctx["bias"] is not None:
+        preds += ctx["bias"].predict(X_values)
+    return preds
+
+
+def _chunk_stats(ctx, X_values, errors, rng):
+    """Mean over trees and variance of the trees' predictions for one chunk of rows."""
+    n_trees = len(ctx["trees"])
+    if not ctx["need_var"]:
+        total = np.zeros(X_values.shape[0])
+        for pred in _iter_tree_predictions(ctx, X_values, errors, rng):
+            total += pred
+        mean, var = total / n_trees, None
+    elif ctx["spread"] == "std":
+        # Running sums keep memory at a few rows' worth per tree; deviations are taken from
+        # the first tree's prediction to avoid cancellation.
+        total = ref = sq = None
+        for pred in _iter_tree_predictions(ctx, X_values, errors, rng):
+            if total is None:
+                total, ref, sq = pred.copy(), pred, np.zeros_like(pred)
+                continue
+            total += pred
+            pred -= ref
+            pred *= pred
+            sq += pred
+        mean = total / n_trees
+        var = np.maximum(sq - n_trees * (mean - ref) ** 2, 0.0) / max(n_trees - 1, 1)
+    else:
+        preds = _chunk_trees(ctx, X_values, errors, rng)
+        mean = preds.mean(axis=0)
+        var = _spread(preds, "mad_std") ** 2
+        return mean, var
+    if ctx["bias"] is not None:
+        mean += ctx["bias"].predict(X_values)
+    return mean, var
+
+
+def _spread(preds, kind: str, nan: bool = False) -> np.ndarray:
+    """Spread over trees (axis 0): sample standard deviation or astropy's mad_std."""
+    if kind == "std":
+        ddof = 1 if preds.shape[0] > 1 else 0
+        return np.nanstd(preds, axis=0, ddof=ddof) if nan else preds.std(axis=0, ddof=ddof)
+    # Rows contiguous: medians along the last axis are faster.
+    rows = np.ascontiguousarray(preds.T)
+    return np.asarray(mad_std(rows, axis=1, ignore_nan=nan), dtype=np.float64)
+
+
+def _perturb(X32, errors, err_cols, rng):
+    """One draw of N(X, errors) on the columns that have errors (X itself if none)."""
+    if errors is None or not err_cols.any():
+        return X32
+    out = X32.copy()
+    noise = rng.standard_normal((X32.shape[0], int(err_cols.sum())), dtype=np.float32)
+    out[:, err_cols] += noise * errors[:, err_cols]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting helpers
+# --------------------------------------------------------------------------------------------
+def _draw_seeds(random_state, n_estimators: int) -> tuple[np.ndarray, int]:
+    """Per-tree seeds (as scikit-learn's forest draws them) and one prediction seed."""
+    if isinstance(random_state, np.random.Generator):
+        seeds = random_state.integers(_MAX_INT, size=n_estimators + 1)
+    elif random_state is None:
+        # Fresh OS entropy, never the global numpy state.
+        seeds = np.random.default_rng().integers(_MAX_INT, size=n_estimators + 1)
+    else:
+        seeds = check_random_state(random_state).randint(_MAX_INT, size=n_estimators + 1)
+    return seeds[:-1], int(seeds[-1])
+
+
+def _fit_bias(X_values, residual, weights) -> LinearRegression | None:
+    if residual.shape[0] < 2:
+        warnings.warn(
+            "bias correction skipped: fewer than two stars have an out-of-bag residual",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    return LinearRegression().fit(X_values, residual, sample_weight=weights)
+
+
+def _fit_calibration_scale(residual, var, n_trees, y_err, min_trees) -> float:
+    """Scale s giving out-of-bag z-scores of unit mad_std, with σ² = var (s² + 1/T)."""
+    err2 = np.zeros_like(residual) if y_err is None else y_err**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = var
+        b = var / n_trees + err2
+    ok = (n_trees >= min_trees) & np.isfinite(residual) & np.isfinite(a) & np.isfinite(b)
+    ok &= (a > 0) | (b > 0)
+    if ok.sum() < 10:
+        warnings.warn(
+            f"calibration skipped: only {int(ok.sum())} stars have {min_trees} or more "
+            "out-of-bag trees (at least 10 such stars needed); calibration_scale_ set to 1. "
+            "Use more trees or stars, or calibration=None.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return 1.0
+    r, a, b = residual[ok], a[ok], b[ok]
+    if not (a > 0).any():
+        return 1.0  # every tree agrees on every star: s has nothing to scale
+
+    def excess_width(s):
+        return float(mad_std(r / np.sqrt(a * s * s + b))) - 1.0
+
+    if excess_width(0.0) <= 0:
+        # The target errors and the finite number of trees explain the residuals.
+        return 0.0
+    hi = 1.0
+    while excess_width(hi) > 0 and hi < 1e9:
+        hi *= 2.0
+    return float(brentq(excess_width, 0.0, hi, xtol=1e-6))
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+def _as_float_array(value, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be numeric array-like, got {type(value).__name__}") from exc
+
+
+def _check_error_array(value, name: str, shape: tuple[int, int]) -> np.ndarray:
+    arr = _as_float_array(value, name)
+    if arr.shape not in (shape, shape[1:]):
+        raise ValueError(
+            f"{name} must have the shape of X {shape} (or {shape[1:]}, the same errors for "
+            f"every star), got shape {arr.shape}"
+        )
+    _check_finite_non_negative(arr, name)
+    return arr
+
+
+def _check_y_err(y_err, n_samples: int) -> np.ndarray | None:
+    if y_err is None:
+        return None
+    arr = _as_float_array(y_err, "y_err")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.shape != (n_samples,):
+        raise ValueError(f"y_err must have shape ({n_samples},) like y, got shape {arr.shape}")
+    _check_finite_non_negative(arr, "y_err")
+    return arr
+
+
+def _validate_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    arr = _as_float_array(sample_weight, "sample_weight")
+    if arr.ndim == 0:
+        arr = np.full(n_samples, float(arr))
+    if arr.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},) like y, got shape {arr.shape}"
+        )
+    _check_finite_non_negative(arr, "sample_weight")
+    if arr.sum() <= 0:
+        raise ValueError("sample_weight must have a positive sum, got all zeros")
+    return arr
+
+
+def _check_finite_non_negative(arr: np.ndarray, name: str) -> None:
+    n_nan, n_inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+    if n_nan or n_inf:
+        raise ValueError(f"{name} must be finite, got {n_nan} NaN and {n_inf} infinite values")
+    if (arr < 0).any():
+        raise ValueError(
+            f"{name} must be non-negative, got {int((arr < 0).sum())} negative values "
+            f"(min {arr.min():g})"
+        )
+
+
+def _error_column_mask(errors) -> np.ndarray:
+    if errors is None:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(errors).any(axis=0)
+
+
+def _column_index(key, names, n_features: int) -> int:
+    if isinstance(key, bool | np.bool_):
+        raise ValueError(f"error_columns entries must be column names or indices, got {key!r}")
+    if isinstance(key, numbers.Integral):
+        if not 0 <= key < n_features:
+            raise ValueError(
+                f"error_columns refers to column index {key}, but X has {n_features} columns "
+                f"(valid indices 0 to {n_features - 1})"
+            )
+        return int(key)
+    if isinstance(key, str):
+        if names is None:
+            raise ValueError(
+                f"error_columns names column {key!r}, but X has no column names (fit on a "
+                "DataFrame, or use integer indices)"
+            )
+        matches = np.flatnonzero(np.asarray(names) == key)
+        if matches.size == 0:
+            raise ValueError(
+                f"error_columns names column {key!r}, which is not a column of X "
+                f"{list(map(str, names))}"
+            )
+        return int(matches[0])
+    raise ValueError(
+        f"error_columns entries must be column names (str) or indices (int), got {key!r}"
+    )
+
+
+def _column_label(index: int, names) -> str:
+    return repr(str(names[index])) if names is not None else f"at index {index}"

@@ -1,0 +1,498 @@
+"""Tests of skages.forest: ProbabilisticForestRegressor and z_score_width."""
+
+from __future__ import annotations
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from astropy.stats import mad_std
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.fixes import parse_version
+
+from skages import forest as forest_module
+from skages.forest import ProbabilisticForestRegressor, z_score_width
+
+
+def make_toy(n, rng, n_features=7, x_err_max=0.08):
+    """Heteroscedastic toy problem: inputs and targets observed with per-star errors.
+
+    Returns observed X, X_err, observed y, y_err and the true y.
+    """
+    x = rng.uniform(size=(n, n_features))
+    x_err = rng.uniform(0.0, x_err_max, size=(n, n_features))
+    y_err = rng.uniform(0.03, 0.25, size=n)
+    truth = np.sin(3 * x[:, 0]) + 0.7 * x[:, 1] ** 2 + 0.3 * x[:, 2]
+    return (
+        x + rng.normal(size=x.shape) * x_err,
+        x_err,
+        truth + rng.normal(size=n) * y_err,
+        y_err,
+        truth,
+    )
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(7)
+    X, X_err, y, y_err, _ = make_toy(300, rng, n_features=4)
+    return X, X_err, y, y_err
+
+
+# ------------------------------------------------------------------- the bootstrap forest
+@pytest.mark.parametrize(
+    "fit_kw",
+    [
+        {},
+        {"X_err": "zeros"},
+        {"y_err": "ones", "perturb_target": False, "target_weighting": None},
+    ],
+    ids=["no-errors", "zero-X_err", "y_err-unused"],
+)
+def test_without_errors_it_is_sklearns_bootstrap_forest(small, fit_kw):
+    X, _, y, _ = small
+    fit_kw = dict(fit_kw)
+    params = {k: fit_kw.pop(k) for k in ("perturb_target", "target_weighting") if k in fit_kw}
+    if fit_kw.get("X_err") == "zeros":
+        fit_kw["X_err"] = np.zeros_like(X)
+    if fit_kw.get("y_err") == "ones":
+        fit_kw["y_err"] = np.ones_like(y)
+    ours = ProbabilisticForestRegressor(20, random_state=3, **params).fit(X, y, **fit_kw)
+    theirs = RandomForestRegressor(20, random_state=3).fit(X, y)
+    X_new = np.random.default_rng(1).uniform(size=(200, X.shape[1]))
+    # Same per-tree seeds and bootstrap draws: the same trees, so the same predictions.
+    assert_allclose(ours.predict(X_new), theirs.predict(X_new), rtol=1e-12, atol=1e-12)
+    assert_allclose(ours.feature_importances_, theirs.feature_importances_, rtol=1e-10)
+    per_tree = np.column_stack([t.predict(X_new) for t in theirs.estimators_])
+    assert_allclose(ours.predict_trees(X_new), per_tree, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(
+    parse_version(sklearn.__version__) < parse_version("1.9"),
+    reason="scikit-learn draws weighted bootstrap samples (as skages does) from 1.9 on",
+)
+def test_sample_weight_draws_the_bootstrap_like_sklearn(small):
+    X, _, y, _ = small
+    weights = np.random.default_rng(2).uniform(0.2, 3.0, size=y.size)
+    ours = ProbabilisticForestRegressor(15, random_state=5).fit(X, y, sample_weight=weights)
+    theirs = RandomForestRegressor(15, random_state=5).fit(X, y, sample_weight=weights)
+    assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-12, atol=1e-12)
+
+
+def test_target_perturbation_and_input_errors_change_the_trees(small):
+    X, X_err, y, y_err = small
+    plain = ProbabilisticForestRegressor(10, random_state=0, target_weighting=None)
+    base = plain.fit(X, y).predict(X)
+    assert not np.allclose(plain.fit(X, y, y_err=y_err).predict(X), base)
+    assert not np.allclose(plain.fit(X, y, X_err=X_err).predict(X), base)
+
+
+# ------------------------------------------------------------------- the paper's choices
+def test_weighting_by_target_error_resists_wrong_imprecise_stars():
+    rng = np.random.default_rng(11)
+    n = 800
+    X = rng.uniform(size=(n, 2))
+    truth = np.sin(4 * X[:, 0]) + X[:, 1]
+    wrong = rng.random(n) < 0.1  # a few imprecise stars whose targets are off by +1
+    y_err = np.where(wrong, 0.8, 0.05)
+    y = truth + rng.normal(size=n) * 0.05 + np.where(wrong, 1.0, 0.0)
+    X_new = rng.uniform(size=(2000, 2))
+    truth_new = np.sin(4 * X_new[:, 0]) + X_new[:, 1]
+    rmse = {}
+    for weighting in ("inverse_variance", "inverse_std", None):
+        model = ProbabilisticForestRegressor(
+            50, random_state=0, target_weighting=weighting, perturb_target=False
+        ).fit(X, y, y_err=y_err)
+        rmse[weighting] = np.sqrt(np.mean((model.predict(X_new) - truth_new) ** 2))
+    assert rmse["inverse_variance"] < rmse["inverse_std"] < rmse[None]
+    assert rmse["inverse_variance"] < 0.5 * rmse[None]
+
+
+def test_input_errors_widen_sigma_where_inputs_are_uncertain():
+    rng = np.random.default_rng(4)
+    X = rng.uniform(size=(600, 2))
+    y = 2 * X[:, 0] + rng.normal(size=600) * 0.05  # depends on feature 0 only
+    model = ProbabilisticForestRegressor(50, random_state=0).fit(X, y, y_err=np.full(600, 0.05))
+    X_new = rng.uniform(0.2, 0.8, size=(300, 2))
+    _, std_exact = model.predict(X_new, return_std=True)
+    _, std_relevant = model.predict(X_new, return_std=True, X_err=np.array([0.1, 0.0]))
+    _, std_irrelevant = model.predict(X_new, return_std=True, X_err=np.array([0.0, 0.1]))
+    assert np.mean(std_relevant > std_exact) > 0.95
+    assert np.median(std_relevant / std_exact) > 2.0
+    assert np.median(std_irrelevant / std_exact) < 1.2
+
+
+def test_bias_correction_removes_shrinkage_from_input_errors():
+    rng = np.random.default_rng(8)
+
+    def draw(n):
+        x = rng.uniform(size=(n, 2))
+        x_err = np.full((n, 2), 0.15)
+        return x + rng.normal(size=x.shape) * x_err, x_err, 3 * x[:, 0]
+
+    X, X_err, truth = draw(1000)
+    y = truth + rng.normal(size=1000) * 0.1
+    X_new, X_new_err, truth_new = draw(3000)
+    y_new = truth_new + rng.normal(size=3000) * 0.1
+    slopes = {}
+    for correction in (None, "oob", "train"):
+        model = ProbabilisticForestRegressor(50, random_state=0, bias_correction=correction)
+        model.fit(X, y, X_err=X_err, y_err=np.full(1000, 0.1))
+        pred = model.predict(X_new, X_err=X_new_err)
+        slopes[correction] = np.polyfit(pred, y_new - pred, 1)[0]
+        if correction is not None:
+            assert model.bias_model_.coef_.shape == (2,)
+    assert slopes[None] > 0.1  # predictions shrunk toward the mean
+    assert abs(slopes["oob"]) < 0.05
+    assert abs(slopes["train"]) < 0.05
+
+
+def test_mad_std_spread_is_astropy_mad_std_of_the_trees(small):
+    X, X_err, y, y_err = small
+    model = ProbabilisticForestRegressor(
+        30, random_state=0, spread="mad_std", calibration=None
+    ).fit(X, y, X_err=X_err, y_err=y_err)
+    mean, std = model.predict(X[:50], return_std=True, X_err=X_err[:50])
+    trees = model.predict_trees(X[:50], X_err=X_err[:50])
+    assert_allclose(mean, trees.mean(axis=1), rtol=1e-12)
+    assert_allclose(std, mad_std(trees, axis=1), rtol=1e-10)
+
+
+def test_raw_std_is_the_spread_of_the_trees(small):
+    X, X_err, y, y_err = small
+    model = ProbabilisticForestRegressor(30, random_state=0, calibration=None)
+    model.fit(X, y, X_err=X_err, y_err=y_err)
+    mean, std = model.predict(X[:50], return_std=True, X_err=X_err[:50])
+    trees = model.predict_trees(X[:50], X_err=X_err[:50])
+    assert trees.shape == (50, 30)
+    assert_allclose(mean, trees.mean(axis=1), rtol=1e-12)
+    assert_allclose(std, trees.std(axis=1, ddof=1), rtol=1e-8)
+    assert model.calibration_scale_ is None
+
+
+# ------------------------------------------------------------------- calibration
+def test_calibrated_sigma_gives_unit_z_width_on_held_out_stars():
+    # One 1,300-star training set calibrates the held-out width to about ±0.04 (sampling
+    # scatter of the fitted scale; `python benchmarks/bench_forest.py --calibration`), so a
+    # single data set can land near the band's edge by chance. Pooling the held-out stars
+    # of four independent data sets and forests brings that scatter to about ±0.02 while
+    # any systematic miscalibration beyond a few per cent still fails.
+    pooled = {"calibrated": [], "raw": []}
+    for data_seed in np.random.SeedSequence(2024).spawn(4):
+        rng = np.random.default_rng(data_seed)
+        X, X_err, y, y_err, _ = make_toy(1300, rng)
+        Xt, Xt_err, yt, yt_err, _ = make_toy(5000, rng)
+        forest_seed = int(rng.integers(2**31))
+        for kind, calibration in (("calibrated", "oob"), ("raw", None)):
+            model = ProbabilisticForestRegressor(
+                100, random_state=forest_seed, n_jobs=2, calibration=calibration
+            )
+            model.fit(X, y, X_err=X_err, y_err=y_err)
+            mean, std = model.predict(Xt, return_std=True, X_err=Xt_err)
+            pooled[kind].append((yt, mean, std, yt_err))
+            if calibration == "oob":
+                # The out-of-bag z-scores are the ones the scale was fitted to.
+                width_oob = z_score_width(y, model.oob_prediction_, model.oob_std_, y_err)
+                assert width_oob == pytest.approx(1.0, abs=1e-3)
+                assert 0 < model.calibration_scale_ < 1
+    widths = {
+        kind: z_score_width(*(np.concatenate(arrays) for arrays in zip(*runs, strict=True)))
+        for kind, runs in pooled.items()
+    }
+    assert 0.9 <= widths["calibrated"] <= 1.1
+    # Without calibration the raw spread of the trees is too wide (the paper's 0.75).
+    assert widths["raw"] < 0.85
+
+
+def test_oob_attributes(small):
+    X, X_err, y, y_err = small
+    model = ProbabilisticForestRegressor(30, random_state=0).fit(X, y, X_err=X_err, y_err=y_err)
+    assert model.oob_prediction_.shape == model.oob_std_.shape == (300,)
+    has_oob = np.isfinite(model.oob_prediction_)
+    assert has_oob.mean() > 0.5
+    # Out-of-bag predictions are honest: worse than in-sample ones.
+    in_sample = np.mean((model.predict(X, X_err=X_err) - y)[has_oob] ** 2)
+    assert np.mean((model.oob_prediction_ - y)[has_oob] ** 2) > in_sample
+    assert model.feature_importances_.shape == (4,)
+    assert model.feature_importances_.sum() == pytest.approx(1.0)
+    assert model.feature_importances_[0] == model.feature_importances_.max()
+
+
+def test_no_oob_attributes_without_bootstrap(small):
+    X, _, y, _ = small
+    model = ProbabilisticForestRegressor(5, bootstrap=False, calibration=None).fit(X, y)
+    assert not hasattr(model, "oob_prediction_")
+    mean, std = model.predict(X, return_std=True)
+    assert_allclose(std, 0.0, atol=1e-12)  # identical trees: no randomness without errors
+    assert_allclose(mean, y, atol=1e-12)
+
+
+# ------------------------------------------------------------------- error columns
+def _frame_with_error_columns(rng, n=250):
+    values = rng.uniform(size=(n, 3))
+    errors = rng.uniform(0.01, 0.1, size=(n, 2))
+    frame = pd.DataFrame(
+        {
+            "z0": values[:, 0],
+            "z0_std": errors[:, 0],
+            "teff": values[:, 1],
+            "teff_err": errors[:, 1],
+            "fe_h": values[:, 2],
+        }
+    )
+    y = np.sin(3 * values[:, 0]) + values[:, 1] + 0.05 * rng.normal(size=n)
+    return frame, y, values, errors
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"z0": "z0_std", "teff": "teff_err"},
+        [("z0", "z0_std"), ("teff", "teff_err")],
+        "auto",
+        {0: 1, 2: 3},
+        "X_err",
+    ],
+    ids=["names-dict", "names-pairs", "auto", "indices-numpy", "X_err-on-values"],
+)
+def test_error_columns_by_name_index_or_x_err_give_identical_models(spec):
+    rng = np.random.default_rng(0)
+    frame, y, values, errors = _frame_with_error_columns(rng)
+    y_err = np.full(y.size, 0.05)
+    reference = ProbabilisticForestRegressor(20, random_state=1, error_columns={0: 1, 2: 3})
+    reference.fit(frame.to_numpy(), y, y_err=y_err)
+    ref_mean, ref_std = reference.predict(frame.to_numpy()[:40], return_std=True)
+
+    if spec == "X_err":
+        model = ProbabilisticForestRegressor(20, random_state=1)
+        X_err = np.column_stack([errors, np.zeros(len(y))])
+        model.fit(values, y, X_err=X_err, y_err=y_err)
+        mean, std = model.predict(values[:40], return_std=True, X_err=X_err[:40])
+    else:
+        model = ProbabilisticForestRegressor(20, random_state=1, error_columns=spec)
+        data = frame.to_numpy() if spec == {0: 1, 2: 3} else frame
+        model.fit(data, y, y_err=y_err)
+        mean, std = model.predict(data[:40], return_std=True)
+        assert model.n_features_in_ == 5
+        assert_array_equal(model.value_columns_, [0, 2, 4])
+        assert_array_equal(model.error_columns_, [1, 3, -1])
+        if spec != {0: 1, 2: 3}:
+            assert list(model.feature_names_in_) == list(frame.columns)
+            assert list(model.value_feature_names_) == ["z0", "teff", "fe_h"]
+    assert model.feature_importances_.shape == (3,)
+    assert_array_equal(mean, ref_mean)
+    assert_array_equal(std, ref_std)
+    assert_array_equal(model.oob_prediction_, reference.oob_prediction_)
+
+
+def test_error_columns_auto_in_a_column_transformer_pipeline():
+    rng = np.random.default_rng(3)
+    frame, y, _, _ = _frame_with_error_columns(rng)
+    frame = frame.rename(columns={"z0": "latent0", "z0_std": "latent0_std"})
+    encoder_cols = ["latent0", "latent0_std"]
+    other_cols = ["teff", "teff_err", "fe_h"]
+    columns = ColumnTransformer(
+        [
+            ("encoder", FunctionTransformer(feature_names_out="one-to-one"), encoder_cols),
+            ("passthrough", "passthrough", other_cols),
+        ]
+    ).set_output(transform="pandas")
+    pipe = make_pipeline(
+        columns, ProbabilisticForestRegressor(20, random_state=0, error_columns="auto")
+    )
+    pipe.fit(frame, y)
+    forest = pipe[-1]
+    assert list(forest.value_feature_names_) == [
+        "encoder__latent0",
+        "passthrough__teff",
+        "passthrough__fe_h",
+    ]
+    assert_array_equal(forest.error_columns_, [1, 3, -1])
+    mean, std = pipe.predict(frame[:10], return_std=True)
+    assert mean.shape == std.shape == (10,)
+
+
+# ------------------------------------------------------------------- reproducibility
+def test_results_do_not_depend_on_n_jobs(small, monkeypatch):
+    X, X_err, y, y_err = small
+    # Small chunks so that prediction runs over several chunks of rows.
+    monkeypatch.setattr(forest_module, "_CHUNK_VALUES", 20 * 64)
+    monkeypatch.setattr(forest_module, "_CHUNK_ROWS_MIN", 64)
+    outputs = []
+    for n_jobs in (1, 2):
+        model = ProbabilisticForestRegressor(20, random_state=9, n_jobs=n_jobs)
+        model.fit(X, y, X_err=X_err, y_err=y_err)
+        outputs.append(
+            (
+                *model.predict(X, return_std=True, X_err=X_err),
+                model.oob_prediction_,
+                model.calibration_scale_,
+            )
+        )
+    for a, b in zip(*outputs, strict=True):
+        assert_array_equal(a, b)
+
+
+def test_same_random_state_same_model_and_generator_accepted(small):
+    X, X_err, y, y_err = small
+    fits = [
+        ProbabilisticForestRegressor(10, random_state=rs).fit(X, y, X_err=X_err, y_err=y_err)
+        for rs in (5, 5, np.random.default_rng(5), 6)
+    ]
+    preds = [f.predict(X, X_err=X_err) for f in fits]
+    assert_array_equal(preds[0], preds[1])
+    assert not np.allclose(preds[0], preds[3])
+    assert preds[2].shape == (300,)
+
+
+def test_random_state_none_leaves_the_global_rng_alone(small):
+    X, _, y, _ = small
+    np.random.seed(123)  # noqa: NPY002 (the global state is what is checked)
+    state = np.random.get_state()[1].copy()  # noqa: NPY002
+    ProbabilisticForestRegressor(5).fit(X, y)
+    assert_array_equal(np.random.get_state()[1], state)  # noqa: NPY002
+
+
+def test_joblib_round_trip_gives_identical_predictions(small, tmp_path):
+    X, X_err, y, y_err = small
+    model = ProbabilisticForestRegressor(15, random_state=0, bias_correction="oob")
+    model.fit(X, y, X_err=X_err, y_err=y_err)
+    path = tmp_path / "forest.joblib"
+    joblib.dump(model, path)
+    loaded = joblib.load(path)
+    for a, b in zip(
+        model.predict(X, return_std=True, X_err=X_err),
+        loaded.predict(X, return_std=True, X_err=X_err),
+        strict=True,
+    ):
+        assert_array_equal(a, b)
+
+
+def test_fit_arguments_route_as_metadata(small):
+    X, X_err, y, y_err = small
+    direct = ProbabilisticForestRegressor(10, random_state=0).fit(X, y, X_err=X_err, y_err=y_err)
+    with sklearn.config_context(enable_metadata_routing=True):
+        forest = ProbabilisticForestRegressor(10, random_state=0)
+        forest.set_fit_request(X_err=True, y_err=True, sample_weight=True)
+        forest.set_predict_request(X_err=True)
+        pipe = make_pipeline(FunctionTransformer(), forest)
+        pipe.fit(X, y, X_err=X_err, y_err=y_err)
+        routed = pipe.predict(X, X_err=X_err)
+    assert_array_equal(routed, direct.predict(X, X_err=X_err))
+
+
+# ------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "fit_kw, match",
+    [
+        ({"X_err": "negative"}, "X_err must be non-negative"),
+        ({"X_err": "nan"}, "X_err must be finite"),
+        ({"X_err": "inf"}, "X_err must be finite"),
+        ({"X_err": "wrong-shape"}, r"X_err must have the shape of X \(300, 4\)"),
+        ({"y_err": "negative"}, "y_err must be non-negative"),
+        ({"y_err": "nan"}, "y_err must be finite"),
+        ({"y_err": "wrong-shape"}, r"y_err must have shape \(300,\)"),
+        ({"y_err": "zero"}, "y_err must be strictly positive with target_weighting"),
+        ({"sample_weight": "negative"}, "sample_weight must be non-negative"),
+        ({"X": "nan"}, "Input X contains NaN"),
+    ],
+)
+def test_bad_fit_input_is_rejected_with_a_clear_error(small, fit_kw, match):
+    X, X_err, y, y_err = (a.copy() for a in small)
+    kwargs = {"X_err": X_err, "y_err": y_err}
+    key, kind = next(iter(fit_kw.items()))
+    target = {"X": X, "X_err": X_err, "y_err": y_err, "sample_weight": np.ones_like(y)}[key]
+    if kind == "negative":
+        target[3] = -1.0
+    elif kind == "nan":
+        target[3] = np.nan
+    elif kind == "inf":
+        target[3] = np.inf
+    elif kind == "zero":
+        target[3] = 0.0
+    elif kind == "wrong-shape":
+        target = target[:-1]
+    if key != "X":
+        kwargs[key] = target
+    with pytest.raises(ValueError, match=match):
+        ProbabilisticForestRegressor(5, random_state=0).fit(X, y, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"z0": "z9_std"}, "names column 'z9_std', which is not a column of X"),
+        ({0: 7}, "refers to column index 7, but X has 5 columns"),
+        ({"z0": "z0_std", "teff": "z0_std"}, "as the error of two columns"),
+        ({"z0": "z0_std", "z0_std": "teff_err"}, "both as a value and as an error"),
+        (["z0"], r"sequence of \(value, error\) pairs"),
+    ],
+)
+def test_bad_error_columns_are_rejected(spec, match):
+    frame, y, _, _ = _frame_with_error_columns(np.random.default_rng(0))
+    with pytest.raises(ValueError, match=match):
+        ProbabilisticForestRegressor(5, error_columns=spec).fit(frame, y)
+
+
+def test_error_column_rules(small):
+    frame, y, _, _ = _frame_with_error_columns(np.random.default_rng(0))
+    model = ProbabilisticForestRegressor(5, random_state=0, error_columns="auto").fit(frame, y)
+    with pytest.raises(ValueError, match="X_err was passed to predict but error_columns"):
+        model.predict(frame, X_err=np.zeros(frame.shape))
+    with pytest.raises(ValueError, match="X_err was passed to fit but error_columns"):
+        ProbabilisticForestRegressor(5, error_columns="auto").fit(
+            frame, y, X_err=np.zeros(frame.shape)
+        )
+    bad = frame.copy()
+    bad.loc[3, "teff_err"] = -0.1
+    with pytest.raises(ValueError, match="error column 'teff_err' of X must be non-negative"):
+        model.predict(bad)
+    with pytest.raises(ValueError, match="error_columns='auto' needs column names"):
+        ProbabilisticForestRegressor(5, error_columns="auto").fit(frame.to_numpy(), y)
+    with pytest.raises(ValueError, match="error_columns='auto' found no pair"):
+        ProbabilisticForestRegressor(5, error_columns="auto").fit(frame[["z0", "fe_h"]], y)
+    with pytest.raises(ValueError, match="has no column names"):
+        ProbabilisticForestRegressor(5, error_columns={"z0": "z0_std"}).fit(frame.to_numpy(), y)
+
+
+def test_bad_predict_input_and_options(small):
+    X, X_err, y, _ = small
+    model = ProbabilisticForestRegressor(5, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match=r"X_err must have the shape of X \(10, 4\)"):
+        model.predict(X[:10], X_err=X_err[:9])
+    with pytest.raises(ValueError, match="X_err must be non-negative"):
+        model.predict(X[:10], X_err=-X_err[:10] - 1)
+    with pytest.raises(ValueError, match="calibration='oob' needs bootstrap=True"):
+        ProbabilisticForestRegressor(5, bootstrap=False).fit(X, y)
+    with pytest.raises(ValueError, match="bias_correction='oob' needs bootstrap=True"):
+        ProbabilisticForestRegressor(
+            5, bootstrap=False, calibration=None, bias_correction="oob"
+        ).fit(X, y)
+    with pytest.raises(ValueError, match="monotonic_cst must have one entry per value feature"):
+        ProbabilisticForestRegressor(5, monotonic_cst=[1, 0]).fit(X, y)
+
+
+# ------------------------------------------------------------------- z_score_width
+def test_z_score_width_definition():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=50_000)
+    y_err = rng.uniform(0.05, 0.3, size=truth.size)
+    y_std = rng.uniform(0.05, 0.3, size=truth.size)
+    y = truth + rng.normal(size=truth.size) * y_err
+    pred = truth + rng.normal(size=truth.size) * y_std
+    assert z_score_width(y, pred, y_std, y_err) == pytest.approx(1.0, abs=0.02)
+    assert z_score_width(truth, pred, y_std) == pytest.approx(1.0, abs=0.02)
+    # Ignoring the reference errors makes σ look too small.
+    assert z_score_width(y, pred, y_std) > 1.1
+    # NaN marks a masked star and is skipped.
+    pred[:10] = np.nan
+    assert np.isfinite(z_score_width(y, pred, y_std, y_err))
+    with pytest.raises(ValueError, match="y_std must be non-negative"):
+        z_score_width(y, pred, -y_std)
+    with pytest.raises(ValueError, match="y_err must have the length of y_true"):
+        z_score_width(y, pred, y_std, y_err[:-1])

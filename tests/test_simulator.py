@@ -1,0 +1,489 @@
+"""Tests of the simulated APOKASC-like survey (skages.datasets.simulator and its _sim_* parts).
+
+Statistical checks are seeded; their tolerances follow from the injected noise
+and the sample sizes, as stated next to each assertion.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skages import seismology as seis
+from skages.datasets import (
+    LABEL_UNITS,
+    iter_apokasc,
+    load_reference_spectrum,
+    make_apokasc,
+    model_power,
+    simulate_lightcurve,
+    simulator,
+    write_apokasc,
+)
+from skages.datasets import _sim_population as pop
+from skages.datasets import _sim_psd as sim_psd
+from skages.spectra import DEFAULT_BAD_BITS, apogee_wavelength, bad_pixel_mask
+
+ISSUE_COLUMNS = [
+    "apogee_id", "kic", "teff", "teff_err", "logg", "fe_h", "fe_h_err", "alpha_m", "c_n",
+    "mass", "radius", "numax", "dnu", "excess_dnu", "evstate", "age", "log_age",
+    "log_age_err", "snr",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def survey():
+    """768 stars (three blocks) with PSDs."""
+    return make_apokasc(768, random_state=7)
+
+
+@pytest.fixture(scope="module")
+def spectra_only():
+    """1,536 stars without PSDs, for the spectrum statistics."""
+    return make_apokasc(1536, psd=False, random_state=11)
+
+
+@pytest.fixture(scope="module")
+def big_population():
+    """Labels of 8,000 stars (the population model alone is cheap)."""
+    rng = np.random.default_rng(3)
+    return pd.DataFrame(pop.draw_population(rng, 8000, pop.PopulationConfig()))
+
+
+# ----------------------------------------------------------------- structure
+
+
+def test_bunch_shapes_dtypes_grids_and_columns(survey):
+    n = 768
+    assert survey.spectra.shape == survey.spectra_err.shape == survey.bitmask.shape == (n, 7514)
+    assert survey.spectra.dtype == survey.spectra_err.dtype == np.float32
+    assert survey.bitmask.dtype == np.int32
+    assert survey.psd.shape == survey.psd_weight.shape == (n, 2092)
+    assert survey.psd.dtype == np.float32
+    np.testing.assert_array_equal(survey.frequency, seis.frequency_grid())
+    np.testing.assert_array_equal(survey.wavelength, apogee_wavelength())
+    assert np.isnan(survey.psd[:, 0]).all() and np.isfinite(survey.psd[:, 1:]).all()
+    np.testing.assert_allclose(survey.psd_weight, seis.numax_weights(survey.labels["numax"]))
+    labels = survey.labels
+    assert len(labels) == n
+    assert set(ISSUE_COLUMNS) <= set(labels.columns)
+    assert list(labels.columns) == list(LABEL_UNITS)
+    assert labels.attrs["units"] == LABEL_UNITS == survey.label_units
+    assert LABEL_UNITS["numax"] == "uHz" and LABEL_UNITS["log_age"] == "dex(Gyr)"
+    assert labels["apogee_id"].is_unique and labels["kic"].is_unique
+    assert labels["apogee_id"].iloc[0] == "2M-SIM-0000001"
+    assert labels["kic"].min() > 100_000_000
+    # the source stars are real APOKASC-2 RGB / RC stars, with repeats
+    from skages.io import read_apokasc2
+
+    real = read_apokasc2().to_pandas()
+    real = real[real["evstate"].isin(["RGB", "RC"])]
+    assert labels["source_kic"].isin(real["kic"]).all()
+    assert set(labels["evstate"].astype(str)) == {"RGB", "RC"}
+    state_of = dict(zip(real["kic"], real["evstate"], strict=True))
+    assert (labels["source_kic"].map(state_of) == labels["evstate"].astype(str)).all()
+
+
+def test_reproducible_with_random_state_and_different_seeds_differ():
+    a = make_apokasc(40, psd=False, random_state=3)
+    b = make_apokasc(40, psd=False, random_state=3)
+    c = make_apokasc(40, psd=False, random_state=4)
+    np.testing.assert_array_equal(a.spectra, b.spectra)
+    pd.testing.assert_frame_equal(a.labels, b.labels)
+    assert not np.allclose(np.nan_to_num(a.spectra), np.nan_to_num(c.spectra))
+    g1 = make_apokasc(10, psd=False, random_state=np.random.default_rng(5))
+    g2 = make_apokasc(10, psd=False, random_state=np.random.default_rng(5))
+    np.testing.assert_array_equal(g1.spectra, g2.spectra)
+    again = make_apokasc(10, psd=False, random_state=g1.random_seed)
+    np.testing.assert_array_equal(again.spectra, g1.spectra)
+
+
+def test_chunked_equals_unchunked_and_independent_of_n_and_options():
+    full = make_apokasc(300, random_state=5)
+    chunks = list(iter_apokasc(300, chunk_size=97, random_state=5))
+    assert [len(c.labels) for c in chunks] == [97, 97, 97, 9]
+    assert [c.start for c in chunks] == [0, 97, 194, 291]
+    for name in ("spectra", "spectra_err", "bitmask", "psd", "psd_weight"):
+        np.testing.assert_array_equal(np.concatenate([c[name] for c in chunks]), full[name])
+    pd.testing.assert_frame_equal(pd.concat([c.labels for c in chunks]), full.labels)
+    big = list(iter_apokasc(300, chunk_size=290, psd=False, random_state=5))  # spans 2 blocks
+    assert [len(c.labels) for c in big] == [290, 10]
+    np.testing.assert_array_equal(np.concatenate([c.spectra for c in big]), full.spectra)
+    # star i does not depend on n_stars, start, psd or raw_flux
+    small = make_apokasc(100, psd=False, raw_flux=True, random_state=5)
+    np.testing.assert_array_equal(small.spectra, full.spectra[:100])
+    pd.testing.assert_frame_equal(small.labels, full.labels.iloc[:100])
+    (tail,) = list(iter_apokasc(300, start=260, chunk_size=100, random_state=5))
+    np.testing.assert_array_equal(tail.psd, full.psd[260:])
+    assert tail.labels.index[0] == 260
+
+
+def test_parallel_workers_give_the_same_survey(capsys):
+    one = make_apokasc(300, psd=False, random_state=9)
+    two = make_apokasc(300, psd=False, random_state=9, n_jobs=2, verbose=1)
+    assert "300/300" in capsys.readouterr().err  # the progress bar goes to stderr
+    np.testing.assert_array_equal(one.spectra, two.spectra)
+    pd.testing.assert_frame_equal(one.labels, two.labels)
+
+
+# ---------------------------------------------------------------- population
+
+
+def test_scaling_relations_hold_and_mass_recovered_within_noise(big_population):
+    p = big_population
+    # true values obey the scaling relations exactly (APOKASC-2: Δν × fdnu enters them)
+    np.testing.assert_allclose(
+        seis.scaling_mass(p.numax_true, p.dnu_true * p.fdnu, p.teff_true), p.mass_true, rtol=1e-9
+    )
+    np.testing.assert_allclose(
+        seis.scaling_radius(p.numax_true, p.dnu_true * p.fdnu, p.teff_true),
+        p.radius_true,
+        rtol=1e-9,
+    )
+    np.testing.assert_allclose(
+        p.logg_true,
+        np.log10(27400 * p.mass_true / p.radius_true**2),  # g☉ = 27,400 cm s⁻²
+        atol=2e-3,
+    )
+    # observed mass from noisy νmax, Δν, Teff: pulls against the truth are N(0, 1)
+    mass = seis.scaling_mass(p.numax, p.dnu * p.fdnu, p.teff)
+    np.testing.assert_allclose(mass, p.mass)
+    pull = (mass - p.mass_true) / p.mass_err
+    assert abs(np.median(pull)) < 0.1  # small-error propagation: ~3 % skew allowed
+    assert 0.9 < np.std(pull) < 1.1  # 8,000 stars: sampling error of the std is 0.8 %
+    np.testing.assert_allclose(p.excess_dnu, seis.excess_dnu(p.dnu, p.numax), rtol=1e-12)
+
+
+def test_correlations_as_in_apokasc2(big_population):
+    from skages.io import read_apokasc2
+
+    real = read_apokasc2().to_pandas()
+    real = real[real["evstate"].isin(["RGB", "RC"])].dropna(
+        subset=["alpha_fe", "log_age", "mass", "fe_h"]
+    )
+    sim = big_population
+    pairs = [("alpha_fe", "alpha_m_true", "log_age", "log_age_true"),
+             ("mass", "mass_true", "log_age", "log_age_true"),
+             ("fe_h", "fe_h_true", "alpha_fe", "alpha_m_true")]  # fmt: skip
+    for rx, sx, ry, sy in pairs:
+        r_real = np.corrcoef(real[rx], real[ry])[0, 1]
+        r_sim = np.corrcoef(sim[sx], sim[sy])[0, 1]
+        # correlations of 6,479 real and 8,000 simulated stars: sampling error ~0.015
+        assert abs(r_sim - r_real) < 0.05, (rx, ry, r_real, r_sim)
+    assert r_real != 0
+    # old α-rich stars: α-rich (> 0.13 dex) stars are older than the rest in both
+    for table, a, age in ((real, "alpha_fe", "log_age"), (sim, "alpha_m_true", "log_age_true")):
+        rich = table[a] > 0.13
+        assert table.loc[rich, age].median() - table.loc[~rich, age].median() > 0.25
+    # young massive clump stars: RC stars above 1.8 M☉ are younger than 1.5 Gyr in median
+    young = sim[(sim.evstate == "RC") & (sim.mass_true > 1.8)]
+    assert 10 ** young.log_age_true.median() < 1.5
+    assert abs((sim.evstate == "RC").mean() - (real.evstate == "RC").mean()) < 0.03
+
+
+def test_c_n_is_a_mass_proxy_contaminated_by_abundances(big_population):
+    p = big_population
+    design = np.column_stack([np.ones(len(p)), np.log10(p.mass_true), p.fe_h_true, p.alpha_m_true])
+    coef = np.linalg.lstsq(design, p.c_n_true, rcond=None)[0]
+    assert coef[1] < -0.5  # first dredge-up: massive giants have lower [C/N]
+    assert coef[3] > 0.2 and coef[2] < -0.05  # Galactic chemical evolution terms
+    # low-mass clump stars had extra mixing: lower [C/N] than RGB stars of the same mass
+    low = (p.mass_true > 0.9) & (p.mass_true < 1.2) & (p.logg_true > 2.6)
+    rc = (p.mass_true > 0.9) & (p.mass_true < 1.2) & (p.evstate == "RC")
+    assert p.c_n_true[rc].median() < p.c_n_true[low].median() - 0.05
+
+
+def test_ages_missing_precise_and_noisy(big_population):
+    p = big_population
+    n = len(p)
+    has = p.log_age.notna()
+    # binomial: 4σ of a 1/3 fraction over 8,000 stars is 0.021
+    assert abs((~has).mean() - 1 / 3) < 0.021
+    assert abs(p.precise_age.mean() - 0.12) < 4 * np.sqrt(0.12 * 0.88 / n)
+    assert not (p.precise_age & ~has).any()
+    assert (p.log_age_err.isna() == ~has).all() and (p.age.isna() == ~has).all()
+    rel = p.log_age_err * np.log(10)  # fractional age error
+    precise = p.precise_age
+    for state, typical in (("RC", 0.10), ("RGB", 0.20)):
+        sel = precise & (p.evstate == state)
+        assert abs(rel[sel].median() / typical - 1) < 0.1
+    assert p.log_age_err[has & ~precise].median() > 1.5 * p.log_age_err[precise].median()
+    pull = (p.log_age - p.log_age_true)[has] / p.log_age_err[has]
+    assert abs(pull.mean()) < 0.05 and 0.95 < pull.std() < 1.05  # ~5,300 pulls
+    np.testing.assert_allclose(p.age[has], 10 ** p.log_age[has])
+
+
+def test_age_fractions_are_configurable():
+    data = make_apokasc(512, psd=False, missing_age_fraction=0.5, precise_age_fraction=0.3,
+                        random_state=1)  # fmt: skip
+    lab = data.labels
+    assert abs(lab.log_age.isna().mean() - 0.5) < 4 * np.sqrt(0.25 / 512)
+    assert abs(lab.precise_age.mean() - 0.3) < 4 * np.sqrt(0.21 / 512)
+    none = make_apokasc(64, psd=False, missing_age_fraction=0.0, precise_age_fraction=0.0,
+                        random_state=1)  # fmt: skip
+    assert none.labels.log_age.notna().all() and not none.labels.precise_age.any()
+
+
+# ------------------------------------------------------------------- spectra
+
+
+def test_spectra_scatter_comparable_to_real_training_spectra():
+    data = make_apokasc(1024, psd=False, bad_pixel_fill=1.0, random_state=2)
+    mean, std = load_reference_spectrum()
+    sim_std = data.spectra.astype(float).std(axis=0)
+    depth = 1 - mean
+    for lo, hi in ((-1, 0.02), (0.02, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 1.0)):
+        sel = (depth > lo) & (depth <= hi)
+        ratio = np.median(sim_std[sel] / std[sel])
+        assert 0.75 < ratio < 1.33, (lo, hi, ratio)
+    assert np.corrcoef(np.log(sim_std), np.log(std))[0, 1] > 0.75
+    # the population mean spectrum stays on the real one
+    assert np.median(np.abs(data.spectra.mean(axis=0) - mean)) < 0.005
+
+
+def test_simple_regressor_recovers_abundances_from_spectra(spectra_only):
+    from sklearn.linear_model import RidgeCV
+    from threadpoolctl import threadpool_limits
+
+    x = np.nan_to_num(spectra_only.spectra, nan=1.0)
+    lab = spectra_only.labels
+    train, test = slice(0, 1200), slice(1200, None)
+    cols = ["logg_true", "fe_h_true", "alpha_m_true", "c_n_true"]
+    y = lab[cols].to_numpy()
+    model = RidgeCV(alphas=np.logspace(-3, 3, 13), alpha_per_target=True)
+    with threadpool_limits(1):  # threaded BLAS crawls on a busy 2-core machine
+        res = model.fit(x[train], y[train]).predict(x[test]) - y[test]
+    r2 = dict(zip(cols, 1 - res.var(axis=0) / y[test].var(axis=0), strict=True))
+    assert r2["logg_true"] > 0.85 and r2["fe_h_true"] > 0.9, r2
+    assert r2["alpha_m_true"] > 0.6 and r2["c_n_true"] > 0.5, r2  # abundances are there
+
+
+def test_bad_pixels_bitmask_and_snr(spectra_only):
+    bad = bad_pixel_mask(spectra_only.bitmask, DEFAULT_BAD_BITS)
+    assert 0.01 < bad.mean() < 0.06  # "a few per cent"
+    np.testing.assert_array_equal(np.isnan(spectra_only.spectra), bad)
+    np.testing.assert_array_equal(np.isnan(spectra_only.spectra_err), bad)
+    assert (spectra_only.spectra_err[~bad] > 0).all()
+    bits = spectra_only.bitmask
+    for bit in (0, 1, 9, 12):
+        assert ((bits >> bit) & 1).any(), bit
+    assert ((bits >> 12) & 1).mean() > 0.01  # sky lines dominate
+    snr = spectra_only.labels.snr
+    assert ((snr > 70) & (snr < 500)).mean() > 0.8
+    # uncertainties scale as 1 / S/N
+    med_err = np.nanmedian(spectra_only.spectra_err, axis=1)
+    np.testing.assert_allclose(med_err * snr, np.median(med_err * snr), rtol=0.05)
+    ones = make_apokasc(8, psd=False, bad_pixel_fill=1.0, random_state=11)
+    mask = bad_pixel_mask(ones.bitmask)
+    assert (ones.spectra[mask] == 1).all() and (ones.spectra_err[mask] == 1).all()
+    np.testing.assert_array_equal(ones.spectra[~mask], spectra_only.spectra[:8][~mask])
+
+
+def test_raw_flux_normalises_back_to_the_spectra():
+    from skages.spectra import continuum_normalize
+
+    data = make_apokasc(16, psd=False, raw_flux=True, random_state=4)
+    assert data.raw_flux.shape == data.raw_flux_err.shape == (16, 8575)
+    assert np.isnan(data.raw_flux[:, :246]).all() and np.isnan(data.raw_flux[:, 3274:3585]).all()
+    assert np.nanmin(data.raw_flux) > 0
+    flux, err = continuum_normalize(data.raw_flux, data.raw_flux_err, data.bitmask)
+    good = ~bad_pixel_mask(data.bitmask)
+    diff = np.abs(flux[good] - data.spectra[good])
+    assert np.median(diff) < 0.005  # the refitted continuum differs by a fraction of a per cent
+    rel = np.abs(err[good] / data.spectra_err[good] - 1)  # same continuum ratio as the flux
+    assert np.median(rel) < 0.005 and np.quantile(rel, 0.999) < 0.03
+
+
+# ---------------------------------------------------------------------- PSDs
+
+
+def _noiseless_log_psd(labels: pd.DataFrame) -> np.ndarray:
+    p = {k: np.asarray(labels[k]) for k in simulator._TRUE_PSD_COLUMNS}
+    model = sim_psd.model_power_grid(p, seis.FINE_MIN, seis.FINE_STEP, 29779)
+    return seis.power_to_log_psd(model)
+
+
+def test_numax_from_simulated_psds(survey):
+    lab = survey.labels
+    est = seis.estimate_numax(survey.psd)
+    ok = lab.numax_true.between(40, 250).to_numpy()
+    # 1. the envelope is centred on νmax in absolute power (before apodisation)
+    f = seis.fine_frequency_grid()
+    p = {k: np.asarray(lab[k])[ok][:40] for k in simulator._TRUE_PSD_COLUMNS}
+    total = sim_psd.model_power_grid(p, seis.FINE_MIN, seis.FINE_STEP, f.size)
+    modes = (total - sim_psd.background_power(f, p)) / sim_psd.apodisation(f)
+    centroid = (modes * f).sum(axis=1) / modes.sum(axis=1)
+    np.testing.assert_allclose(centroid, p["numax_true"], rtol=0.01)
+    # 2. realisation noise and the PSD recipe keep it: within 5 % of the noiseless estimate
+    clean = seis.estimate_numax(_noiseless_log_psd(lab[ok]))
+    ratio = est[ok] / clean
+    assert np.mean(np.abs(ratio - 1) < 0.05) > 0.9 and abs(np.median(ratio) - 1) < 0.02
+    # 3. against the true νmax the flattened envelope peaks high, because the background
+    #    falls across the envelope (documented): within 10 %, median +2 to +8 %
+    bias = est[ok] / lab.numax_true[ok]
+    assert np.mean(np.abs(bias - 1) < 0.10) > 0.9
+    assert 1.02 < np.median(bias) < 1.08
+
+
+def test_rc_and_rgb_psds_differ_at_equal_numax(survey):
+    lab = survey.labels
+    rc = lab[(lab.evstate == "RC") & lab.numax_true.between(30, 45)].iloc[0]
+    twin = rc.copy()  # an RGB star with the same νmax, Δν, Teff, mass and background
+    twin["evstate"], twin["dpi1"], twin["coupling_q"] = "RGB", 70.0, 0.09
+    twin["eps_p"] = rc["eps_p"] + 0.10  # RGB ε at the same Δν (Kallinger et al. 2012)
+    rng = np.random.default_rng(0)
+    f = seis.fine_frequency_grid()
+    runs = {}
+    for name, star in (("rc", rc), ("rgb", twin)):
+        model = model_power(star, f)
+        runs[name] = seis.power_to_log_psd(model * rng.standard_exponential((12, f.size)))
+    grid = survey.frequency
+    numax, dnu = rc.numax_true, rc.dnu_true
+    envelope = np.abs(grid - numax) < 1.5 * dnu
+    background = (grid > 150) & (grid < 250)
+
+    def chi2_per_bin(sel):
+        a, b = runs["rc"][:, sel], runs["rgb"][:, sel]
+        se2 = (a.var(axis=0, ddof=1) + b.var(axis=0, ddof=1)) / a.shape[0]
+        return np.mean((a.mean(axis=0) - b.mean(axis=0)) ** 2 / se2)
+
+    assert chi2_per_bin(envelope) > 5.0  # systematically different mode patterns
+    assert chi2_per_bin(background) < 2.0  # same granulation and noise: only noise differs
+    # across the survey: at equal νmax (30-45 µHz), RC and RGB differ in excess Δν
+    band = lab.numax_true.between(30, 45)
+    ex = lab.excess_dnu[band]
+    assert ex[lab.evstate[band] == "RC"].median() - ex[lab.evstate[band] == "RGB"].median() > 0.1
+
+
+def test_lightcurve_to_psd_matches_direct_psd_in_expectation(survey):
+    lab = survey.labels
+    star = lab[lab.numax_true.between(80, 140) & (lab.evstate == "RGB")].iloc[0]
+    time, _ = simulate_lightcurve(star, random_state=0)
+    cadence = np.median(np.diff(time)) * 1440
+    assert abs(cadence - 29.4244) < 1e-6
+    assert 1440 < time[-1] - time[0] <= 1460
+    assert 0.9 < time.size / (1460 * 1440 / 29.4244) < 0.97  # ~95 % duty cycle
+    assert np.diff(time).max() > 0.9  # quarterly gaps
+
+    k = 6
+    f = seis.fine_frequency_grid()
+    model = model_power(star, f)
+    rng = np.random.default_rng(1)
+    direct = seis.power_to_log_psd(model * rng.standard_exponential((k, f.size)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        curves = [simulate_lightcurve(star, random_state=10 + i) for i in range(k)]
+        via_lc = seis.lightcurve_to_psd([t for t, _ in curves], [y for _, y in curves])
+    grid = seis.frequency_grid()
+    numax, dnu = star.numax_true, star.dnu_true
+    bands = {
+        "envelope": np.abs(grid - numax) < 2 * dnu,
+        "granulation": (grid > 10) & (grid < 30),
+        "high": (grid > 200) & (grid < 260),
+    }
+    for name, sel in bands.items():
+        a = np.expm1(direct[:, sel]).mean(axis=1) + 1
+        b = np.expm1(via_lc[:, sel]).mean(axis=1) + 1
+        se = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / k)
+        assert abs(a.mean() - b.mean()) < max(4 * se, 0.02 * a.mean()), (name, a, b)
+    # the envelope stands out in both paths
+    assert np.expm1(via_lc[:, bands["envelope"]]).mean() > 0.5
+    # variance of the light curve is the integral of the model density
+    t_full, y_full = simulate_lightcurve(star, gaps=False, random_state=3)
+    df = 1e6 / (t_full.size * sim_psd.CADENCE_S)
+    fft_f = df * np.arange(t_full.size // 2 + 1)
+    expected = model_power(star, fft_f)[1:].sum() * df
+    assert abs(np.var(y_full) / expected - 1) < 0.05
+
+
+# -------------------------------------------------------------------- files
+
+
+def test_write_apokasc_round_trip_and_exact_resume(tmp_path, monkeypatch):
+    from skages.io import SurveyReader
+
+    reference = make_apokasc(600, random_state=21)
+    path = tmp_path / "sim.h5"
+    real_block = simulator._simulate_block
+
+    def failing(entropy, block, options, lo, hi):
+        if block == 2:
+            raise RuntimeError("killed")
+        return real_block(entropy, block, options, lo, hi)
+
+    monkeypatch.setattr(simulator, "_simulate_block", failing)
+    with pytest.raises(RuntimeError, match="killed"):
+        write_apokasc(path, 600, chunk_size=128, random_state=21)
+    assert not path.exists() and (tmp_path / "sim.h5.partial").exists()
+    monkeypatch.setattr(simulator, "_simulate_block", real_block)
+    with pytest.raises(ValueError, match="settings"):
+        write_apokasc(path, 600, chunk_size=128, psd=False, resume=True)
+    with pytest.raises(ValueError, match="random seed"):
+        write_apokasc(path, 600, chunk_size=128, resume=True, random_state=22)
+    write_apokasc(path, 600, chunk_size=128, resume=True)  # the stored seed is used
+    with SurveyReader(path) as survey:
+        assert survey.n_stars == 600
+        assert survey.metadata["random_seed"] == "21"
+        for name in ("spectra", "spectra_err", "bitmask", "psd", "psd_weight"):
+            np.testing.assert_array_equal(survey.read(name), reference[name])
+        np.testing.assert_array_equal(survey.frequency, seis.frequency_grid())
+        labels = survey.labels
+        assert survey.label_units["numax"] == "uHz"
+    pd.testing.assert_series_equal(labels["apogee_id"], reference.labels["apogee_id"])
+    np.testing.assert_array_equal(labels["log_age"], reference.labels["log_age"])
+    assert list(labels["evstate"].astype(str)) == list(reference.labels["evstate"].astype(str))
+
+
+# -------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"n_stars": 0}, ValueError, "n_stars"),
+        ({"n_stars": 2.5}, ValueError, "n_stars"),
+        ({"missing_age_fraction": 1.5}, ValueError, "missing_age_fraction"),
+        ({"precise_age_fraction": -0.1}, ValueError, "precise_age_fraction"),
+        ({"missing_age_fraction": 0.9, "precise_age_fraction": 0.2}, ValueError, "exceed"),
+        ({"random_state": "seed"}, ValueError, "random_state"),
+        ({"bad_pixel_fill": "nan"}, ValueError, "bad_pixel_fill"),
+        ({"psd": "yes"}, ValueError, "psd"),
+    ],
+)
+def test_make_apokasc_rejects_bad_arguments(kwargs, error, match):
+    kwargs = {"n_stars": 4, "psd": False, **kwargs}
+    with pytest.raises(error, match=match):
+        make_apokasc(**kwargs)
+
+
+def test_iterator_and_lightcurve_reject_bad_arguments(survey, tmp_path):
+    with pytest.raises(ValueError, match="chunk_size"):
+        iter_apokasc(10, chunk_size=0)
+    with pytest.raises(ValueError, match="start must be at most"):
+        iter_apokasc(10, start=11)
+    assert list(iter_apokasc(10, start=10, random_state=0)) == []
+    row = survey.labels.iloc[0]
+    with pytest.raises(ValueError, match="lacks"):
+        simulate_lightcurve(row.drop("dpi1"))
+    with pytest.raises(ValueError, match="one row"):
+        simulate_lightcurve(survey.labels.iloc[:2])
+    with pytest.raises(TypeError, match="row of make_apokasc"):
+        simulate_lightcurve(np.ones(5))
+    bad = row.copy()
+    bad["evstate"] = "AGB"
+    with pytest.raises(ValueError, match="evstate"):
+        simulate_lightcurve(bad)
+    bad = row.copy()
+    bad["numax_true"] = -3.0
+    with pytest.raises(ValueError, match="numax_true"):
+        simulate_lightcurve(bad)
+    with pytest.raises(ValueError, match="duration"):
+        simulate_lightcurve(row, duration=0.5)
+    with pytest.raises(ValueError, match="uniformly spaced"):
+        model_power(row, [1.0, 2.0, 4.0])
+    (tmp_path / "x.h5").write_bytes(b"")
+    with pytest.raises(FileExistsError):
+        write_apokasc(tmp_path / "x.h5", 4, psd=False, random_state=0)
