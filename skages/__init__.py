@@ -58,9 +58,25 @@ _LAZY: dict[str, str] = {
     "iter_apokasc": "datasets",
     "write_apokasc": "datasets",
     "simulate_lightcurve": "datasets",
+    # encoder: the variational encoder-decoder
+    "SpectrumToPSDEncoder": "encoder",
+    "PSDNotRoutedWarning": "encoder",
     # forest: the probabilistic random forest
     "ProbabilisticForestRegressor": "forest",
     "z_score_width": "forest",
+    # pipeline: composition and scorers
+    "make_age_pipeline": "pipeline",
+    "make_age_frame": "pipeline",
+    "spectrum_feature_names": "pipeline",
+    "age_scatter": "pipeline",
+    "age_bias": "pipeline",
+    "age_scatter_scorer": "pipeline",
+    "age_bias_scorer": "pipeline",
+    "z_width_scorer": "pipeline",
+    # persistence
+    "save_model": "persistence",
+    "load_model": "persistence",
+    "training_summary": "persistence",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

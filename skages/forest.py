@@ -235,6 +235,11 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         if at least ``n_estimators // 10`` trees (2 to 10) left them out. σ then estimates
         the error of a prediction about the true value. None returns the raw spread of the
         trees (the paper).
+    missing_target : {"error", "ignore"}, default="error"
+        What a NaN target means. "error" rejects it. "ignore" drops those stars before
+        growing the forest: in an age :class:`~sklearn.pipeline.Pipeline` fitted on every
+        spectrum-PSD pair, the stars without a seismic age (NaN y) then train the encoder
+        only, and the forest learns from the aged stars, as in the paper's two stages.
     n_jobs : int, default=None
         Threads for fitting (over trees) and predicting (over chunks of rows). None means 1
         unless in a :func:`joblib.parallel_backend` context; -1 uses all processors.
@@ -343,6 +348,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state", np.random.Generator],
         "verbose": ["verbose"],
+        "missing_target": [StrOptions({"error", "ignore"})],
     }
 
     def __init__(
@@ -367,6 +373,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         bias_correction: str | None = None,
         spread: str = "std",
         calibration: str | None = "oob",
+        missing_target: str = "error",
         n_jobs: int | None = None,
         random_state: Any = None,
         verbose: int = 0,
@@ -390,6 +397,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         self.bias_correction = bias_correction
         self.spread = spread
         self.calibration = calibration
+        self.missing_target = missing_target
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -439,6 +447,10 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             The fitted forest.
         """
         self._validate_params()
+        if self.missing_target == "ignore":
+            X, y, X_err, y_err, sample_weight = _drop_missing_targets(
+                X, y, X_err, y_err, sample_weight
+            )
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         n_samples = X.shape[0]
         self._resolve_error_columns(X)
@@ -837,6 +849,30 @@ class _Stats(NamedTuple):
 # --------------------------------------------------------------------------------------------
 # Workers (run in joblib threads; tree fitting and prediction release the GIL)
 # --------------------------------------------------------------------------------------------
+def _drop_missing_targets(X, y, X_err, y_err, sample_weight):
+    """Rows of every per-star argument whose target is finite (missing_target="ignore")."""
+    from sklearn.utils.validation import column_or_1d
+
+    def take(value, mask):
+        return value.iloc[mask] if hasattr(value, "iloc") else np.asarray(value)[mask]
+
+    y = column_or_1d(np.asarray(y, dtype=np.float64), warn=True)
+    keep = np.isfinite(y)
+    if keep.all():
+        return X, y, X_err, y_err, sample_weight
+    if not keep.any():
+        raise ValueError("y is NaN for every star: no target to learn from")
+    n = y.shape[0]
+
+    def rows(value):
+        if value is None or np.ndim(value) == 0 or np.shape(value)[0] != n:
+            return value  # None, scalars and per-feature 1-D X_err apply to every star
+        return take(value, keep)
+
+    logger.info("missing_target='ignore': %d of %d stars have no target", n - keep.sum(), n)
+    return take(X, keep), y[keep], rows(X_err), rows(y_err), rows(sample_weight)
+
+
 def _fit_tree(tree, seed, X32, y, errors, err_cols, y_err, weights, n_bootstrap):
     """Grow one tree; return it with its out-of-bag rows and their predictions, each made
     on a draw of N(X, X_err)."""

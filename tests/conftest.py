@@ -44,3 +44,20 @@ def _no_torch_thread_oversubscription():
     if torch is not None and os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def small_survey():
+    """A small seeded simulated survey (300 stars), shared by the pipeline tests."""
+    from skages.datasets import make_apokasc
+
+    return make_apokasc(300, random_state=7)
+
+
+@pytest.fixture
+def metadata_routing():
+    """Enable scikit-learn's metadata routing for one test."""
+    import sklearn
+
+    with sklearn.config_context(enable_metadata_routing=True):
+        yield

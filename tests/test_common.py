@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from skages.encoder import SpectrumToPSDEncoder
 from skages.forest import ProbabilisticForestRegressor
 from skages.spectra import ContinuumNormalizer
 
@@ -61,12 +62,27 @@ EXPECTED_FAILED_CHECKS: dict[type, dict[str, str]] = {
 
 ESTIMATORS = [
     ContinuumNormalizer(),
+    # a tiny architecture: the checks are about the estimator contract, not the released size
+    SpectrumToPSDEncoder(
+        latent_dim=2,
+        encoder_filters=(2,),
+        encoder_kernel_size=3,
+        pool_size=1,
+        hidden_units=4,
+        decoder_filters=(2,),
+        decoder_kernel_size=2,
+        max_epochs=2,
+        batch_size=16,
+        random_state=0,
+    ),
     ProbabilisticForestRegressor(n_estimators=20, random_state=0),
 ]
 
 
 # the checks' datasets are too small for out-of-bag calibration; the forest says so
 @pytest.mark.filterwarnings("ignore:calibration skipped:UserWarning")
+# the checks fit with a 1-D y and no psd; the encoder then warns that no PSD was routed
+@pytest.mark.filterwarnings("ignore::skages.encoder.PSDNotRoutedWarning")
 @parametrize_with_checks(
     ESTIMATORS, expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(type(est), {})
 )

@@ -496,3 +496,28 @@ def test_z_score_width_definition():
         z_score_width(y, pred, -y_std)
     with pytest.raises(ValueError, match="y_err must have the length of y_true"):
         z_score_width(y, pred, y_std, y_err[:-1])
+
+
+def test_missing_target_ignore_drops_unaged_stars():
+    rng = np.random.default_rng(11)
+    X = rng.uniform(size=(300, 3))
+    y = X[:, 0] * 2 + rng.normal(scale=0.05, size=300)
+    y_err = np.full(300, 0.05)
+    y_missing = y.copy()
+    y_missing[::3] = np.nan
+    keep = np.isfinite(y_missing)
+    params = dict(n_estimators=20, random_state=0)
+    ref = ProbabilisticForestRegressor(**params).fit(X[keep], y[keep], y_err=y_err[keep])
+    ign = ProbabilisticForestRegressor(missing_target="ignore", **params)
+    ign.fit(X, y_missing, y_err=y_err)
+    np.testing.assert_array_equal(ign.predict(X), ref.predict(X))
+    with pytest.raises(ValueError, match="NaN"):
+        ProbabilisticForestRegressor(**params).fit(X, y_missing)
+    with pytest.raises(ValueError, match="every star"):
+        ign.fit(X, np.full(300, np.nan))
+    # DataFrames keep their column names through the drop
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    ign.fit(frame, y_missing)
+    assert list(ign.feature_names_in_) == ["a", "b", "c"]

@@ -1,0 +1,993 @@
+"""The spectrum-to-power-spectrum variational encoder-decoder as a scikit-learn transformer.
+
+:class:`SpectrumToPSDEncoder` is the variational encoder-decoder (VED) of Leung, Bovy,
+Mackereth & Miglio (2023): it learns to turn a continuum-normalised APOGEE spectrum into the
+star's natural-log Kepler power spectrum (PSD) through a small Gaussian latent space, and as
+a transformer it returns the latent coordinates, which carry the seismic information of the
+spectrum. The network is a PyTorch module (:mod:`skages._ved`) trained by a skorch
+``NeuralNet`` that the estimator builds in :meth:`~SpectrumToPSDEncoder.fit`; the estimator
+itself is a plain scikit-learn estimator, so ``clone``, ``Pipeline``, ``GridSearchCV`` and
+joblib work as for any other.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import numbers
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+
+# The constraint vocabulary of ``_parameter_constraints`` lives only in this module.
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from skorch.callbacks import Callback, Checkpoint, EarlyStopping, LRScheduler, ProgressBar
+from skorch.dataset import ValidSplit
+from skorch.history import History
+from tqdm.auto import tqdm
+
+from skages._ved import (
+    INFERENCE_CHUNK,
+    VariationalEncoderDecoder,
+    VEDNet,
+    cpu_workers,
+    map_chunks,
+    module_state_to_numpy,
+)
+from skages._warnings import warn
+
+__all__ = ["PSDNotRoutedWarning", "SpectrumToPSDEncoder"]
+
+logger = logging.getLogger(__name__)
+
+# Rows standardised at once when streaming (transform, predict_psd, score, ...): bounds the
+# peak memory of inference whatever the number of spectra.
+_BLOCK_ROWS = 512
+_MAX_SEED = 2**31 - 1
+
+
+class PSDNotRoutedWarning(UserWarning):
+    """``fit`` or ``score`` received a 1-D ``y`` and no ``psd``.
+
+    The 1-D ``y`` is then used as a one-pixel decoder target. In an age
+    :class:`~sklearn.pipeline.Pipeline` ``y`` is the age, so this usually means the PSDs
+    were not routed to the encoder: call ``encoder.set_fit_request(psd=True)`` under
+    ``sklearn.set_config(enable_metadata_routing=True)`` and pass ``psd=`` to the
+    pipeline's ``fit``. Turn it into an error with
+    ``warnings.simplefilter("error", PSDNotRoutedWarning)``.
+    """
+
+
+def _check_int_tuple(value: Any, name: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of positive int, got {value!r}") from None
+    if (
+        not out
+        or any(v < 1 for v in out)
+        or any(float(v) != w for v, w in zip(out, value, strict=True))
+    ):
+        raise ValueError(f"{name} must be a non-empty sequence of positive int, got {value!r}")
+    return out
+
+
+def _seeds(random_state: Any, n: int) -> list[int]:
+    """``n`` integer seeds derived from ``random_state`` (None, int, RandomState, Generator)."""
+    if isinstance(random_state, np.random.Generator):
+        return [int(s) for s in random_state.integers(0, _MAX_SEED, size=n)]
+    return [int(s) for s in check_random_state(random_state).randint(0, _MAX_SEED, size=n)]
+
+
+class _EpochLog(Callback):
+    """Logs every epoch's losses (``logging``) and shows a tqdm bar over epochs (stderr)."""
+
+    def __init__(self, total: int, show_bar: bool):
+        self.total = total
+        self.show_bar = show_bar
+
+    def on_train_begin(self, net, **kwargs):
+        self.bar_ = tqdm(
+            total=self.total,
+            desc="SpectrumToPSDEncoder",
+            unit="epoch",
+            disable=not self.show_bar,
+            leave=False,
+        )
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        text = {k: f"{row[k]:.5g}" for k in ("train_loss", "valid_loss") if k in row}
+        text["lr"] = f"{net.optimizer_.param_groups[0]['lr']:.3g}"
+        logger.info("epoch %d: %s (%.1f s)", row["epoch"], text, row.get("dur", float("nan")))
+        self.bar_.set_postfix(text, refresh=False)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        self.bar_.close()
+
+
+class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
+    """Variational encoder-decoder from spectra to power spectra; transforms to its latent space.
+
+    The model of Leung et al. (2023, §3.1, as released): a continuum-normalised spectrum
+    is encoded into a Gaussian posterior over a ``latent_dim``-dimensional latent space,
+    and a point of that space is decoded into the star's natural-log power spectrum (PSD).
+    Training minimises, per star, the weighted sum of squared PSD errors over the
+    unmasked pixels plus ``beta`` times the KL divergence of the posterior from N(0, I).
+    As a transformer it returns the latent means (and, if ``output_std``, their standard
+    deviations), the features that the age forest uses.
+
+    Read more in the :doc:`user guide </user_guide/encoder>`.
+
+    Parameters
+    ----------
+    latent_dim : int, default=5
+        Dimension of the latent space.
+    encoder_filters : sequence of int, default=(32, 64)
+        Output channels of the encoder's stride-2 convolutions (TensorFlow "same"
+        padding, ReLU), one per layer.
+    encoder_kernel_size : int, default=8
+        Kernel size (pixels) of the encoder convolutions.
+    pool_size : int, default=2
+        Max-pooling window after the last encoder convolution.
+    hidden_units : int, default=16
+        Width of the dense tanh layer before the latent heads.
+    decoder_filters : sequence of int, default=(16, 16)
+        Output channels of the decoder's stride-2 transposed convolutions (ReLU); the
+        first entry is also the channel count of the decoder's reshaped dense output.
+        The dense layer produces ``ceil(n_psd / 2**len(decoder_filters))`` positions.
+    decoder_kernel_size : int, default=32
+        Kernel size (pixels) of the decoder's transposed convolutions, >= 2.
+    max_epochs : int, default=150
+        Training epochs (passes over the data, reshuffled every epoch).
+    batch_size : int, default=128
+        Spectra per optimiser step (Adam).
+    lr : float, default=5e-4
+        Initial learning rate. It is halved when the training loss has not improved by
+        5e-5 for 6 epochs (Keras' ``ReduceLROnPlateau(patience=6)``), down to 1e-10.
+    beta : float, default=1.0
+        Weight of the KL term of the loss.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training stars, report their loss each
+        epoch, stop when it has not improved (by a relative 1e-4) for
+        ``n_iter_no_change`` epochs and keep the best weights.
+    validation_fraction : float, default=0.1
+        Fraction of the stars held out when ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Patience (epochs) of early stopping.
+    checkpoint_dir : str or path-like, default=None
+        If given, the weights, optimiser state and history are saved in this directory
+        whenever the monitored loss (validation loss with early stopping, training loss
+        otherwise) reaches a new best. Nothing is written by default.
+    callbacks : list of skorch callbacks or (name, callback) pairs, default=None
+        Extra skorch callbacks, copied at each fit. A pair whose name is that of a
+        built-in callback (``"lr_scheduler"``, ``"early_stopping"``, ``"checkpoint"``,
+        ``"epoch_log"``) replaces it; ``(name, None)`` removes it.
+    output_std : bool, default=False
+        If True, :meth:`transform` also returns the latent standard deviations
+        ``exp(logvar / 2)`` as columns ``z0_std, ...`` after the means.
+    device : str, default="cpu"
+        PyTorch device to train and run on (e.g. ``"cuda"``). A model trained on a GPU
+        is pickled with CPU tensors and loads on machines without one. On the CPU the
+        network runs on skages' matrix-product kernels (see Notes).
+    random_state : int, RandomState instance, numpy Generator or None, default=None
+        Seeds the weight initialisation, the shuffling, the reparametrisation noise and
+        the validation split (each from its own derived seed; PyTorch's global generator
+        is not touched). On the CPU the same seed gives identical weights and latents
+        on the same machine and thread count.
+    verbose : int, default=0
+        0: silent. 1: a tqdm bar over epochs on stderr and one ``logging`` INFO record
+        per epoch (logger ``skages.encoder``). 2: also skorch's per-batch progress bar.
+
+    Attributes
+    ----------
+    net_ : skages._ved.VEDNet
+        The trained skorch net; ``net_.module_`` is the
+        :class:`~skages._ved.VariationalEncoderDecoder` and ``net_.history`` the training
+        history. After unpickling it holds the weights and history but not the optimiser
+        state.
+    mean_ : ndarray of shape (n_features_in_,)
+        Training mean of each pixel (continuum-normalised flux, after values > 2 are set
+        to 1), NaN pixels left out.
+    scale_ : ndarray of shape (n_features_in_,)
+        Training standard deviation of each pixel (1 where it is 0; ``inf`` where the
+        pixel was NaN in every training spectrum, which then always reads as masked).
+    n_psd_ : int
+        Length (pixels) of the decoded PSD: the length of the training target.
+    loss_curve_ : list of float
+        Training loss after each epoch (weighted sum of squares per star plus β·KL).
+    n_iter_ : int
+        Epochs run.
+    n_features_in_ : int
+        Number of pixels of the training spectra.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Pixel names, when ``X`` had string column names at fit.
+
+    See Also
+    --------
+    skages.seismology.numax_weights : the νmax-centred PSD weights of the paper.
+
+    Notes
+    -----
+    **Input preprocessing.** Pixel values above 2 are set to 1 (bad pixels of a
+    continuum-normalised spectrum), each pixel is standardised with the training mean and
+    standard deviation, and NaN pixels (masked) are set to 0 after standardising, i.e.
+    to the training mean. A spectrum with no finite pixel is an error, as is ``inf``.
+
+    **The decoder target.** ``fit(X, psd=P)`` trains the decoder to reproduce ``P``. For
+    direct use, ``fit(X, P)`` with a 2-D ``y`` of PSDs does the same. In a Pipeline
+    ``y`` is the age and ``psd`` travels as metadata (``set_fit_request(psd=True)``). A
+    1-D ``y`` with no ``psd`` most likely means that the PSDs were not routed; it is used
+    as a one-pixel target (the model still trains, which keeps the estimator usable in
+    generic scikit-learn tooling) and a :class:`PSDNotRoutedWarning` says so; make it an
+    error with ``warnings.simplefilter("error", PSDNotRoutedWarning)``. No ``y`` and no
+    ``psd`` is an error.
+
+    **Speed.** On the CPU, convolutions run as channels-last matrix products (see
+    :mod:`skages._ved`), spectra go through the network in small chunks that stay in
+    cache, the chunks run on one single-threaded worker per core, and each optimiser step
+    sums the gradients of 16-spectrum chunks. The result is the same network and the same
+    optimiser step as plain PyTorch, to float32 rounding: on 2 cores about 3 times faster
+    to encode and 2.5 times faster to train (``benchmarks/bench_encoder.py``). While a
+    fit or transform runs, PyTorch's intra-op thread count is set to 1 and restored after.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skages.encoder import SpectrumToPSDEncoder
+    >>> rng = np.random.default_rng(0)
+    >>> X = 1 + 0.01 * rng.standard_normal((40, 64))     # 40 spectra of 64 pixels
+    >>> psd = rng.standard_normal((40, 16))              # their 16-pixel log PSDs
+    >>> enc = SpectrumToPSDEncoder(latent_dim=2, encoder_filters=(4, 4), hidden_units=4,
+    ...                            decoder_filters=(4,), decoder_kernel_size=4,
+    ...                            max_epochs=2, random_state=0)
+    >>> enc.fit(X, psd=psd).transform(X).shape
+    (40, 2)
+    >>> enc.get_feature_names_out().tolist()
+    ['z0', 'z1']
+    """
+
+    #: skorch net class that trains the module; a subclass of the estimator may set its own
+    #: :class:`~skages._ved.VEDNet` subclass here (e.g. with another ``get_loss``).
+    net_class: ClassVar[type[VEDNet]] = VEDNet
+
+    _parameter_constraints: ClassVar[dict] = {
+        "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "encoder_filters": ["array-like"],
+        "encoder_kernel_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "pool_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "hidden_units": [Interval(numbers.Integral, 1, None, closed="left")],
+        "decoder_filters": ["array-like"],
+        "decoder_kernel_size": [Interval(numbers.Integral, 2, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "lr": [Interval(numbers.Real, 0.0, None, closed="neither")],
+        "beta": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0.0, 1.0, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "callbacks": [list, tuple, None],
+        "output_std": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state", np.random.Generator],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        latent_dim: int = 5,
+        *,
+        encoder_filters: Sequence[int] = (32, 64),
+        encoder_kernel_size: int = 8,
+        pool_size: int = 2,
+        hidden_units: int = 16,
+        decoder_filters: Sequence[int] = (16, 16),
+        decoder_kernel_size: int = 32,
+        max_epochs: int = 150,
+        batch_size: int = 128,
+        lr: float = 5e-4,
+        beta: float = 1.0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        checkpoint_dir: str | os.PathLike | None = None,
+        callbacks: Sequence[Any] | None = None,
+        output_std: bool = False,
+        device: str = "cpu",
+        random_state: Any = None,
+        verbose: int = 0,
+    ) -> None:
+        self.latent_dim = latent_dim
+        self.encoder_filters = encoder_filters
+        self.encoder_kernel_size = encoder_kernel_size
+        self.pool_size = pool_size
+        self.hidden_units = hidden_units
+        self.decoder_filters = decoder_filters
+        self.decoder_kernel_size = decoder_kernel_size
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.beta = beta
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.checkpoint_dir = checkpoint_dir
+        self.callbacks = callbacks
+        self.output_std = output_std
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = False
+        tags.target_tags.required = True
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # ------------------------------------------------------------------------ validation
+    def _check_X(self, X: Any, reset: bool) -> np.ndarray:
+        X = validate_data(
+            self, X, reset=reset, dtype=(np.float64, np.float32), ensure_all_finite=False
+        )
+        # blockwise, so that checking a large X costs no X-sized temporary
+        empty = []
+        for start in range(0, X.shape[0], _BLOCK_ROWS):
+            nan = np.isnan(X[start : start + _BLOCK_ROWS])
+            if np.isinf(X[start : start + _BLOCK_ROWS]).any():
+                raise ValueError(
+                    "Input X contains infinity; masked pixels must be NaN, other values finite"
+                )
+            empty.extend(start + np.flatnonzero(nan.all(axis=1)))
+        if empty:
+            raise ValueError(
+                f"X must have at least one finite pixel per spectrum; row(s) "
+                f"{[int(i) for i in empty[:10]]}{' ...' if len(empty) > 10 else ''} are "
+                f"entirely NaN (masked), {len(empty)} in all"
+            )
+        return X
+
+    def _check_target(self, y: Any, psd: Any, n_samples: int, method: str) -> np.ndarray:
+        """The decoder target (n_samples, n_psd) float32 from ``psd`` or ``y``."""
+        if psd is not None:
+            name, target = "psd", psd
+        elif y is None:
+            raise ValueError(
+                f"SpectrumToPSDEncoder.{method} requires y to be passed, but the target y is "
+                "None: pass the natural-log PSDs as psd= (routed metadata in a Pipeline) or, "
+                "for direct use, as a 2-D y of shape (n_samples, n_psd)"
+            )
+        else:
+            name, target = "y", y
+        target = check_array(
+            target,
+            dtype=np.float32,
+            ensure_2d=False,
+            allow_nd=True,
+            ensure_all_finite="allow-nan",
+            input_name=name,
+            ensure_min_samples=0,
+        )
+        if name == "y" and target.ndim == 1:
+            warn(
+                f"SpectrumToPSDEncoder.{method} got a 1-D y and no psd, so y is used as a "
+                "one-pixel decoder target. If y is the age (an age Pipeline), the PSDs were "
+                "not routed: call encoder.set_fit_request(psd=True) under "
+                "sklearn.set_config(enable_metadata_routing=True) and pass psd= to fit.",
+                PSDNotRoutedWarning,
+            )
+            target = target[:, None]
+        if target.ndim != 2:
+            raise ValueError(
+                f"{name} must be 2-D of shape (n_samples, n_psd), got shape {target.shape}"
+            )
+        if target.shape[0] != n_samples:
+            raise ValueError(
+                f"{name} must have one row per spectrum of X ({n_samples} rows), got "
+                f"{target.shape[0]} rows"
+            )
+        if hasattr(self, "n_psd_") and method != "fit" and target.shape[1] != self.n_psd_:
+            raise ValueError(
+                f"{name} must have the {self.n_psd_} pixels of the training PSDs, got "
+                f"{target.shape[1]} pixels"
+            )
+        empty = np.flatnonzero(np.isnan(target).all(axis=1))
+        if empty.size:
+            raise ValueError(
+                f"{name} must have at least one finite pixel per star; row(s) "
+                f"{empty[:10].tolist()}{' ...' if empty.size > 10 else ''} are entirely NaN"
+            )
+        return target
+
+    @staticmethod
+    def _check_weight(psd_weight: Any, target: np.ndarray) -> np.ndarray:
+        if psd_weight is None:
+            return np.ones_like(target)
+        w = check_array(
+            psd_weight,
+            dtype=np.float32,
+            ensure_2d=False,
+            allow_nd=True,
+            ensure_all_finite=False,
+            input_name="psd_weight",
+            ensure_min_samples=0,
+        )
+        if w.ndim == 1 and w.shape[0] == target.shape[1]:
+            w = np.broadcast_to(w, target.shape)
+        if w.shape != target.shape:
+            raise ValueError(
+                f"psd_weight must have the shape of the PSDs {target.shape} (or "
+                f"({target.shape[1]},) for all stars), got shape {w.shape}"
+            )
+        if not np.isfinite(w).all():
+            raise ValueError("psd_weight must be finite, got NaN or infinite weights")
+        if (w < 0).any():
+            raise ValueError(
+                f"psd_weight must be non-negative, got {int((w < 0).sum())} negative "
+                f"weights (min {w.min():g})"
+            )
+        return np.ascontiguousarray(w)
+
+    def _torch_device(self) -> torch.device:
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={self.device!r} needs a CUDA GPU, but torch.cuda.is_available() is False"
+            )
+        return device
+
+    # ------------------------------------------------------------------------ preprocessing
+    def _standardise(self, X: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Clip, standardise and unmask a block of spectra; float32 tensor on ``device``."""
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+        x = torch.where(x > 2, 1.0, x)
+        x = (x - self._mean_t.to(device)) * self._inv_scale_t.to(device)
+        return torch.nan_to_num_(x, nan=0.0)
+
+    def _set_scaler(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        self.mean_ = mean
+        self.scale_ = scale
+        self._mean_t = torch.as_tensor(mean, dtype=torch.float32)
+        self._inv_scale_t = torch.as_tensor(1.0 / scale, dtype=torch.float32)
+
+    # ------------------------------------------------------------------------ fit
+    def _module_kwargs(self, n_pixels: int, n_psd: int) -> dict[str, Any]:
+        return {
+            "n_pixels": n_pixels,
+            "n_psd": n_psd,
+            "latent_dim": self.latent_dim,
+            "encoder_filters": _check_int_tuple(self.encoder_filters, "encoder_filters"),
+            "encoder_kernel_size": self.encoder_kernel_size,
+            "pool_size": self.pool_size,
+            "hidden_units": self.hidden_units,
+            "decoder_filters": _check_int_tuple(self.decoder_filters, "decoder_filters"),
+            "decoder_kernel_size": self.decoder_kernel_size,
+        }
+
+    def _callbacks(self) -> list[tuple[str, Any]]:
+        monitor = "valid_loss_best" if self.early_stopping else "train_loss_best"
+        builtin: dict[str, Any] = {
+            "lr_scheduler": LRScheduler(
+                policy=torch.optim.lr_scheduler.ReduceLROnPlateau,
+                monitor="train_loss",
+                mode="min",
+                factor=0.5,
+                # PyTorch reduces after `patience + 1` bad epochs, Keras after `patience`
+                patience=5,
+                threshold=5e-5,
+                threshold_mode="abs",
+                min_lr=1e-10,
+            ),
+            "epoch_log": _EpochLog(self.max_epochs, show_bar=self.verbose >= 1),
+        }
+        if self.early_stopping:
+            builtin["early_stopping"] = EarlyStopping(
+                monitor="valid_loss",
+                patience=self.n_iter_no_change,
+                load_best=True,
+                sink=logger.info,
+            )
+        if self.checkpoint_dir is not None:
+            builtin["checkpoint"] = Checkpoint(
+                monitor=monitor, dirname=os.fspath(self.checkpoint_dir), f_criterion=None
+            )
+        if self.verbose >= 2:
+            builtin["progress_bar"] = ProgressBar()
+        extra = []
+        for item in self.callbacks or ():
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                name, cb = item
+                if name in builtin:
+                    builtin.pop(name)
+                if cb is not None:
+                    extra.append((name, copy.deepcopy(cb)))
+            elif isinstance(item, Callback):
+                extra.append(copy.deepcopy(item))
+            else:
+                raise TypeError(
+                    f"callbacks must hold skorch callbacks or (name, callback) pairs, got {item!r}"
+                )
+        return [*builtin.items(), *extra]
+
+    def _make_net(self, module_kwargs: dict, device: torch.device, **kwargs: Any) -> VEDNet:
+        return self.net_class(
+            VariationalEncoderDecoder,
+            criterion=torch.nn.MSELoss,  # unused: VEDNet.get_loss computes the loss
+            optimizer=torch.optim.Adam,
+            device=str(device),
+            verbose=0,
+            **{f"module__{k}": v for k, v in module_kwargs.items()},
+            **kwargs,
+        )
+
+    def fit(
+        self, X: Any, y: Any = None, *, psd: Any = None, psd_weight: Any = None
+    ) -> SpectrumToPSDEncoder:
+        """Train the encoder-decoder on spectra and their power spectra.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_pixels)
+            Continuum-normalised spectra (dimensionless flux, about 1; for APOGEE the
+            7514-pixel gap-removed grid). NaN marks masked pixels.
+        y : array-like of shape (n_samples,) or (n_samples, n_psd), default=None
+            Ignored when ``psd`` is given (in a Pipeline it is the age). Otherwise a 2-D
+            ``y`` is the decoder target (``fit(spectra, psds)``); a 1-D ``y`` is used as a
+            one-pixel target with a :class:`PSDNotRoutedWarning`.
+        psd : array-like of shape (n_samples, n_psd), default=None
+            Decoder targets: natural-log power spectra (for skages the 2092-pixel grid
+            of :func:`skages.seismology.frequency_grid`, µHz). NaN pixels are left out of
+            the loss. Routable as metadata.
+        psd_weight : array-like of shape (n_samples, n_psd) or (n_psd,), default=None
+            Non-negative per-pixel loss weights, e.g.
+            :func:`skages.seismology.numax_weights`; ones by default. Routable as
+            metadata.
+
+        Returns
+        -------
+        self : SpectrumToPSDEncoder
+            The fitted encoder.
+        """
+        self._validate_params()
+        X = self._check_X(X, reset=True)
+        target = self._check_target(y, psd, X.shape[0], "fit")
+        weight = self._check_weight(psd_weight, target)
+        device = self._torch_device()
+        module_kwargs = self._module_kwargs(X.shape[1], target.shape[1])
+        seed_init, seed_shuffle, seed_noise, seed_split = _seeds(self.random_state, 4)
+
+        mean, scale = _pixel_statistics(X)
+        dead = ~np.isfinite(scale)
+        if dead.any():
+            warn(
+                f"{int(dead.sum())} pixel(s) of X are NaN in every training spectrum; they are "
+                "treated as masked from now on (scale_ = inf)"
+            )
+        self._set_scaler(mean, scale)
+        Xs = np.empty(X.shape, dtype=np.float32)
+        for start in range(0, X.shape[0], _BLOCK_ROWS):
+            rows = slice(start, start + _BLOCK_ROWS)
+            Xs[rows] = self._standardise(X[rows], torch.device("cpu")).numpy()
+        Y = np.stack([target, weight], axis=1)
+
+        train_split = (
+            ValidSplit(self.validation_fraction, random_state=seed_split)
+            if self.early_stopping
+            else None
+        )
+        net = self._make_net(
+            module_kwargs,
+            device,
+            module__seed=seed_init,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            beta=self.beta,
+            train_split=train_split,
+            callbacks=self._callbacks(),
+            iterator_train__shuffle=True,
+            iterator_train__generator=torch.Generator().manual_seed(seed_shuffle),
+            # DataLoader draws a base seed per epoch even without shuffling
+            iterator_valid__generator=torch.Generator().manual_seed(seed_split),
+        )
+        net.initialize()
+        net.module_.noise_generator = torch.Generator(device=device).manual_seed(seed_noise)
+        logger.info(
+            "training on %d spectra of %d pixels -> PSDs of %d pixels, %d epochs, device %s",
+            X.shape[0],
+            X.shape[1],
+            target.shape[1],
+            self.max_epochs,
+            device,
+        )
+        start = time.perf_counter()
+        if self.max_epochs > 0:
+            with cpu_workers(device) as pool:
+                net.worker_pool = pool
+                try:
+                    net.partial_fit(Xs, Y)
+                finally:
+                    net.worker_pool = None
+        logger.info("trained in %.1f s", time.perf_counter() - start)
+        net.module_.noise_generator = None
+        net.module_.eval()
+        self.net_ = net
+        self.n_psd_ = int(target.shape[1])
+        self.loss_curve_ = (
+            [float(v) for v in net.history[:, "train_loss"]] if len(net.history) else []
+        )
+        self.n_iter_ = len(net.history)
+        return self
+
+    # ------------------------------------------------------------------------ inference
+    def _module(self) -> VariationalEncoderDecoder:
+        check_is_fitted(self, "net_")
+        return self.net_.module_
+
+    def _map(self, X: np.ndarray, fn) -> None:
+        """Call ``fn(rows, x)`` on chunks of standardised spectra, streaming in blocks.
+
+        ``rows`` is the slice of ``X`` and ``x`` its float32 tensor on the net's device.
+        On the CPU the chunks are small (cache-sized) and run on a thread pool
+        (:func:`skages._ved.cpu_workers`); ``fn`` must write its results in place.
+        """
+        device = torch.device(self.net_.device)
+        step = INFERENCE_CHUNK if device.type == "cpu" else _BLOCK_ROWS
+        with cpu_workers(device) as pool:
+            for start in range(0, X.shape[0], _BLOCK_ROWS):
+                block = X[start : start + _BLOCK_ROWS]
+
+                def work(i: int, block=block, offset=start) -> None:
+                    x = self._standardise(block[i : i + step], device)
+                    fn(slice(offset + i, offset + i + len(x)), x)
+
+                map_chunks(pool, work, range(0, block.shape[0], step))
+
+    def _encode(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Latent means and log-variances (float32 arrays) of validated spectra."""
+        module = self._module()
+        mean = np.empty((X.shape[0], module.latent_dim), dtype=np.float32)
+        logvar = np.empty_like(mean)
+
+        def fn(rows: slice, x: torch.Tensor) -> None:
+            with torch.inference_mode():
+                m, lv = module.encode(x)
+            mean[rows] = m.cpu().numpy()
+            logvar[rows] = lv.cpu().numpy()
+
+        self._map(X, fn)
+        return mean, logvar
+
+    def _decode(self, Z: np.ndarray) -> np.ndarray:
+        module = self._module()
+        device = torch.device(self.net_.device)
+        out = np.empty((Z.shape[0], self.n_psd_), dtype=np.float32)
+        step = INFERENCE_CHUNK if device.type == "cpu" else _BLOCK_ROWS
+
+        def work(i: int) -> None:
+            z = torch.as_tensor(Z[i : i + step], dtype=torch.float32, device=device)
+            with torch.inference_mode():
+                out[i : i + len(z)] = module.decode(z).cpu().numpy()
+
+        with cpu_workers(device) as pool:
+            map_chunks(pool, work, range(0, Z.shape[0], step))
+        return out
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Latent means (and standard deviations if ``output_std``) of spectra.
+
+        Deterministic: the posterior mean, not a draw (for draws see
+        :meth:`sample_latent`). Streams in blocks, so memory does not grow with
+        ``n_samples``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_pixels)
+            Continuum-normalised spectra; NaN = masked pixel.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, latent_dim) or (n_samples, 2 * latent_dim)
+            ``z0 … z{k-1}`` (dimensionless latent coordinates), followed by
+            ``z0_std …`` if ``output_std``. float32 for float32 input, else float64.
+        """
+        self._module()
+        X = self._check_X(X, reset=False)
+        mean, logvar = self._encode(X)
+        out = np.hstack([mean, np.exp(0.5 * logvar)]) if self.output_std else mean
+        return out.astype(X.dtype, copy=False)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the transformed columns: ``z0 …`` then ``z0_std …`` if ``output_std``.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            Ignored apart from a length check (the latent columns do not map to pixels).
+
+        Returns
+        -------
+        ndarray of str
+        """
+        check_is_fitted(self, "net_")
+        if input_features is not None and len(input_features) != self.n_features_in_:
+            raise ValueError(
+                f"input_features must have {self.n_features_in_} names, got {len(input_features)}"
+            )
+        names = [f"z{k}" for k in range(self.latent_dim)]
+        if self.output_std:
+            names += [f"z{k}_std" for k in range(self.latent_dim)]
+        return np.asarray(names, dtype=object)
+
+    def predict_psd(self, X: Any) -> np.ndarray:
+        """Decoded natural-log PSDs of spectra, through the latent means.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_pixels)
+            Continuum-normalised spectra; NaN = masked pixel.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_psd_)
+            Natural-log PSD on the training PSD grid.
+        """
+        self._module()
+        X = self._check_X(X, reset=False)
+        mean, _ = self._encode(X)
+        return self._decode(mean).astype(X.dtype, copy=False)
+
+    def decode(self, Z: Any) -> np.ndarray:
+        """Natural-log PSDs of latent points.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_points, latent_dim)
+            Latent coordinates.
+
+        Returns
+        -------
+        ndarray of shape (n_points, n_psd_)
+        """
+        module = self._module()
+        Z = check_array(Z, dtype=(np.float64, np.float32), input_name="Z")
+        if Z.shape[1] != module.latent_dim:
+            raise ValueError(
+                f"Z must have latent_dim={module.latent_dim} columns, got {Z.shape[1]}"
+            )
+        return self._decode(Z).astype(Z.dtype, copy=False)
+
+    def sample_latent(self, X: Any, n_samples: int = 1, *, random_state: Any = None) -> np.ndarray:
+        """Draws from each spectrum's latent posterior N(mean, σ²).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_stars, n_pixels)
+            Continuum-normalised spectra; NaN = masked pixel.
+        n_samples : int, default=1
+            Draws per spectrum.
+        random_state : int, RandomState, numpy Generator or None, default=None
+            Seed of the draws.
+
+        Returns
+        -------
+        ndarray of shape (n_stars, n_samples, latent_dim)
+        """
+        self._module()
+        X = self._check_X(X, reset=False)
+        n_samples = _check_positive_int(n_samples, "n_samples")
+        mean, logvar = self._encode(X)
+        eps = _normal(random_state, (X.shape[0], n_samples, mean.shape[1]))
+        z = mean[:, None, :] + np.exp(0.5 * logvar)[:, None, :] * eps
+        return z.astype(X.dtype, copy=False)
+
+    def sample_psd(
+        self, n_samples: int = 1, *, X: Any = None, random_state: Any = None
+    ) -> np.ndarray:
+        """New natural-log PSDs decoded from random latent points (the paper's Fig. 4).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of PSDs (per star if ``X`` is given).
+        X : array-like of shape (n_stars, n_pixels), default=None
+            If given, the latent points are drawn from each spectrum's posterior
+            N(mean, σ²); otherwise from the prior N(0, I).
+        random_state : int, RandomState, numpy Generator or None, default=None
+            Seed of the draws.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_psd_), or (n_stars, n_samples, n_psd_) with ``X``
+        """
+        module = self._module()
+        n_samples = _check_positive_int(n_samples, "n_samples")
+        if X is None:
+            z = _normal(random_state, (n_samples, module.latent_dim)).astype(np.float32)
+            return self._decode(z).astype(np.float64)
+        z = self.sample_latent(X, n_samples, random_state=random_state)
+        n_stars = z.shape[0]
+        psd = self._decode(z.reshape(-1, module.latent_dim).astype(np.float32))
+        return psd.reshape(n_stars, n_samples, -1).astype(z.dtype, copy=False)
+
+    def latent_jacobian(self, X: Any) -> np.ndarray:
+        """Derivatives of the latent means with respect to each input pixel (paper Fig. 6).
+
+        ``J[i, k, j] = ∂ z_k / ∂ x_j`` for spectrum ``i``, with ``x`` the
+        continuum-normalised flux as passed in (the chain rule through the
+        standardisation is included). Pixels above 2 (set to 1 by the preprocessing)
+        have zero derivative; masked (NaN) pixels and pixels never seen in training
+        get NaN.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_pixels)
+            Continuum-normalised spectra.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, latent_dim, n_pixels)
+            Per unit of normalised flux.
+        """
+        module = self._module()
+        X = self._check_X(X, reset=False)
+        k = module.latent_dim
+        out = np.empty((X.shape[0], k, X.shape[1]), dtype=np.float32)
+
+        def fn(rows: slice, x: torch.Tensor) -> None:
+            with torch.enable_grad():
+                x = x.clone().requires_grad_(True)
+                mean, _ = module.encode(x)
+                for latent in range(k):
+                    (grad,) = torch.autograd.grad(
+                        mean[:, latent].sum(), x, retain_graph=latent < k - 1
+                    )
+                    out[rows, latent] = grad.cpu().numpy()
+
+        self._map(X, fn)
+        out *= self._inv_scale_t.numpy()
+        out[np.broadcast_to((X > 2)[:, None, :], out.shape)] = 0.0
+        masked = np.isnan(X) | ~np.isfinite(self.scale_)
+        out[np.broadcast_to(masked[:, None, :], out.shape)] = np.nan
+        return out.astype(X.dtype, copy=False)
+
+    def score(self, X: Any, y: Any = None, *, psd: Any = None, psd_weight: Any = None) -> float:
+        """Negative mean loss per star: higher is better (for ``GridSearchCV``).
+
+        ``-mean_i [sum_j w_ij (ŷ_ij - y_ij)² + beta · KL_i]``, the training loss
+        (:meth:`skages._ved.VEDNet.get_loss`) with the decoder fed the latent mean
+        instead of a draw, so it is deterministic. The target is resolved as in
+        :meth:`fit`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_pixels)
+            Continuum-normalised spectra.
+        y : array-like, default=None
+            As in :meth:`fit`.
+        psd : array-like of shape (n_samples, n_psd_), default=None
+            Natural-log PSDs. Routable as metadata.
+        psd_weight : array-like of shape (n_samples, n_psd_) or (n_psd_,), default=None
+            Non-negative pixel weights; ones by default. Routable as metadata.
+
+        Returns
+        -------
+        float
+        """
+        module = self._module()
+        X = self._check_X(X, reset=False)
+        target = self._check_target(y, psd, X.shape[0], "score")
+        weight = self._check_weight(psd_weight, target)
+        losses = np.empty(X.shape[0], dtype=np.float64)
+        net = self.net_
+
+        def fn(rows: slice, x: torch.Tensor) -> None:
+            y_true = torch.as_tensor(np.stack([target[rows], weight[rows]], axis=1))
+            with torch.inference_mode():
+                loss = net.get_loss(module(x), y_true.to(x.device), X=x, training=False)
+            losses[rows] = float(loss)  # the chunk mean, on each of its rows
+
+        self._map(X, fn)
+        total = float(losses.sum())
+        return -total / X.shape[0]
+
+    # ------------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state = dict(state)
+        state.pop("_mean_t", None)
+        state.pop("_inv_scale_t", None)
+        net = state.pop("net_", None)
+        if net is not None:
+            module = net.module_
+            state["_net_state"] = {
+                "init": _module_init_kwargs(module),
+                "weights": module_state_to_numpy(module),
+                "history": net.history.to_list(),
+                "device": str(net.device),
+            }
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        saved = state.pop("_net_state", None)
+        super().__setstate__(state)
+        if "mean_" in state:
+            self._set_scaler(state["mean_"], state["scale_"])
+        if saved is not None:
+            device = torch.device(saved["device"])
+            if device.type == "cuda" and not torch.cuda.is_available():
+                logger.warning(
+                    "this SpectrumToPSDEncoder was trained on %s; no GPU here, loading on cpu",
+                    device,
+                )
+                device = torch.device("cpu")
+            net = self._make_net(saved["init"], device)
+            net.initialize()
+            net.module_.load_state_dict(
+                {k: torch.as_tensor(v) for k, v in saved["weights"].items()}
+            )
+            net.module_.eval()
+            net.history_ = History(saved["history"])
+            self.net_ = net
+
+
+def _pixel_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean and standard deviation of clipped spectra, NaN left out, blockwise.
+
+    Values above 2 count as 1. The scale is 1 where the deviation is 0 and ``inf`` where
+    a pixel has no finite value.
+    """
+    count = np.zeros(X.shape[1])
+    total = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], _BLOCK_ROWS):
+        block = np.where(X[start : start + _BLOCK_ROWS] > 2, 1.0, X[start : start + _BLOCK_ROWS])
+        count += (~np.isnan(block)).sum(axis=0)
+        total += np.nansum(block, axis=0)
+    mean = total / np.maximum(count, 1)
+    squares = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], _BLOCK_ROWS):
+        block = np.where(X[start : start + _BLOCK_ROWS] > 2, 1.0, X[start : start + _BLOCK_ROWS])
+        squares += np.nansum((block - mean) ** 2, axis=0)
+    scale = np.sqrt(squares / np.maximum(count, 1))
+    scale[scale == 0] = 1.0
+    scale[count == 0] = np.inf
+    return mean, scale
+
+
+def _module_init_kwargs(module: VariationalEncoderDecoder) -> dict[str, Any]:
+    """Constructor arguments that rebuild ``module``'s architecture."""
+    return {
+        "n_pixels": module.n_pixels,
+        "n_psd": module.n_psd,
+        "latent_dim": module.latent_dim,
+        "encoder_filters": tuple(c.out_channels for c in module.encoder_convs),
+        "encoder_kernel_size": module.encoder_convs[0].kernel_size[0],
+        "pool_size": module.pool_size,
+        "hidden_units": module.hidden.out_features,
+        "decoder_filters": tuple(c.out_channels for c in module.decoder_convs),
+        "decoder_kernel_size": module.output_conv.kernel_size[0],
+    }
+
+
+def _check_positive_int(value: Any, name: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _normal(random_state: Any, shape: tuple[int, ...]) -> np.ndarray:
+    if isinstance(random_state, np.random.Generator):
+        return random_state.standard_normal(shape)
+    return check_random_state(random_state).standard_normal(shape)

@@ -1,0 +1,318 @@
+"""Saving and loading fitted skages models, with their metadata.
+
+A saved model is a dictionary ``{"model", "metadata"}`` written with joblib
+(``.joblib``, fast, for your own files) or skops (``.skops``, the safe format for
+files from strangers: loading it never runs arbitrary code). The metadata say which
+skages wrote the file, on which frequency grid the encoder was trained, and what
+the training set looked like; :func:`load_model` refuses a file written by an
+incompatible skages with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import platform
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skages._atomic import atomic_path
+from skages._version import __version__
+
+__all__ = ["FORMAT_VERSION", "load_model", "model_metadata", "save_model", "training_summary"]
+
+#: Version of the saved-model layout; bumped when it changes incompatibly.
+FORMAT_VERSION = 1
+_FORMATS = {".joblib": "joblib", ".pkl": "joblib", ".skops": "skops"}
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    parts = version.split(".")
+    return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or 0)
+
+
+def training_summary(X: Any = None, y: Any = None, *, labels: Any = None) -> dict[str, Any]:
+    """A JSON-friendly summary of a training set, to store with a model.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_stars, n_features), optional
+        The model's training input.
+    y : array-like of shape (n_stars,), optional
+        Training log10 ages, log10(Gyr); NaN for stars without an age.
+    labels : pandas.DataFrame, optional
+        Training labels; the ranges of ``teff``, ``fe_h``, ``logg``, ``numax`` are kept
+        where present, and the number of RC and RGB stars from ``evstate``.
+
+    Returns
+    -------
+    dict
+    """
+    out: dict[str, Any] = {}
+    if X is not None:
+        out["n_stars"] = int(np.shape(X)[0])
+        out["n_features"] = int(np.shape(X)[1])
+    if y is not None:
+        yy = np.asarray(y, dtype=float)
+        aged = np.isfinite(yy)
+        out["n_aged"] = int(aged.sum())
+        if aged.any():
+            out["log_age_range"] = [float(yy[aged].min()), float(yy[aged].max())]
+    if labels is not None:
+        for col in ("teff", "fe_h", "logg", "numax"):
+            if col in labels:
+                v = np.asarray(labels[col], dtype=float)
+                if np.isfinite(v).any():
+                    out[f"{col}_range"] = [float(np.nanmin(v)), float(np.nanmax(v))]
+        if "evstate" in labels:
+            counts = labels["evstate"].astype(str).value_counts()
+            out["evstate_counts"] = {str(k): int(v) for k, v in counts.items()}
+    return out
+
+
+def model_metadata(model: Any, *, training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata :func:`save_model` stores beside a model.
+
+    Parameters
+    ----------
+    model : estimator
+        The fitted model (a Pipeline, an encoder or a forest).
+    training : dict, optional
+        A :func:`training_summary`.
+
+    Returns
+    -------
+    dict
+        skages version, format version, creation time (UTC), Python and library
+        versions, the model's class, the PSD frequency grid (µHz) and a checksum of it.
+    """
+    import sklearn
+    import torch
+
+    from skages.seismology import frequency_grid
+
+    grid = frequency_grid()
+    return {
+        "skages_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "scikit_learn": sklearn.__version__,
+        "torch": torch.__version__,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "frequency_grid_uHz": grid.tolist(),
+        "frequency_grid_sha256": hashlib.sha256(grid.tobytes()).hexdigest(),
+        "training": dict(training or {}),
+    }
+
+
+def _format(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in ("joblib", "skops"):
+            raise ValueError(f"format must be 'joblib' or 'skops'; got {fmt!r}")
+        return fmt
+    try:
+        return _FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise ValueError(
+            f"cannot tell the format of {path} from its extension; use .joblib or .skops, "
+            "or pass format="
+        ) from None
+
+
+def save_model(
+    model: Any,
+    path: str | PathLike,
+    *,
+    format: str | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Save a fitted model with its metadata, atomically.
+
+    Parameters
+    ----------
+    model : estimator
+        Fitted skages model (typically the age Pipeline).
+    path : path-like
+        Destination; ``.joblib`` or ``.skops`` chooses the format.
+    format : {"joblib", "skops"}, optional
+        Overrides the extension.
+    training : dict, optional
+        :func:`training_summary` of the training set, stored in the metadata.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    path = Path(path)
+    fmt = _format(path, format)
+    payload = {"model": model, "metadata": model_metadata(model, training=training)}
+    with atomic_path(path) as tmp:
+        if fmt == "joblib":
+            import joblib
+
+            joblib.dump(payload, tmp, compress=3)
+        else:
+            import skops.io as sio
+
+            # skops cannot follow the estimator <-> request cycle of scikit-learn's
+            # metadata-routing requests; store them as plain dicts and rebuild on load
+            detached, plain = _strip_requests(model)
+            try:
+                payload["routing_requests"] = plain
+                sio.dump(payload, tmp)
+            finally:
+                for est, request in detached:
+                    est.__dict__["_metadata_request"] = request
+    return path
+
+
+def _walk_estimators(obj: Any, seen: set[int] | None = None):
+    """Every scikit-learn estimator reachable from ``obj``, in a deterministic order."""
+    from sklearn.base import BaseEstimator
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    if isinstance(obj, BaseEstimator):
+        seen.add(id(obj))
+        yield obj
+        children = [obj.__dict__[k] for k in sorted(obj.__dict__)]
+    elif isinstance(obj, (list, tuple)):
+        children = list(obj)
+    elif isinstance(obj, dict):
+        children = [obj[k] for k in sorted(obj, key=str)]
+    else:
+        return
+    for child in children:
+        yield from _walk_estimators(child, seen)
+
+
+def _strip_requests(model: Any) -> tuple[list[tuple[Any, Any]], list[tuple[int, dict]]]:
+    """Detach every estimator's metadata request; return them and a plain-dict copy.
+
+    The plain copy is keyed by the estimator's position in :func:`_walk_estimators`.
+    """
+    detached, plain = [], []
+    for index, est in enumerate(_walk_estimators(model)):
+        request = est.__dict__.pop("_metadata_request", None)
+        if request is None:
+            continue
+        detached.append((est, request))
+        plain.append(
+            (
+                index,
+                {
+                    name: dict(value.requests)
+                    for name, value in vars(request).items()
+                    if hasattr(value, "requests")
+                },
+            )
+        )
+    return detached, plain
+
+
+def _restore_requests(model: Any, plain: list[tuple[int, dict]]) -> None:
+    """Rebuild the metadata requests that :func:`_strip_requests` recorded."""
+    from sklearn.utils.metadata_routing import MetadataRequest
+
+    estimators = list(_walk_estimators(model))
+    for index, methods in plain:
+        est = estimators[int(index)]
+        request = MetadataRequest(owner=est)
+        for method, params in methods.items():
+            for param, alias in params.items():
+                getattr(request, method).add_request(param=param, alias=alias)
+        est.__dict__["_metadata_request"] = request
+
+
+def _check_metadata(meta: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(meta, dict) or "skages_version" not in meta:
+        raise ValueError(f"{path} is not a skages model file (no skages metadata)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} uses saved-model format {meta.get('format_version')}, but skages "
+            f"{__version__} reads format {FORMAT_VERSION}; load it with skages "
+            f"{meta['skages_version']} or retrain the model"
+        )
+    saved, current = _major_minor(meta["skages_version"]), _major_minor(__version__)
+    if saved != current:
+        raise ValueError(
+            f"{path} was written by skages {meta['skages_version']}, this is skages "
+            f"{__version__}; models are only compatible within a minor version. Install "
+            f"skages=={meta['skages_version']} to use it, or retrain with this version"
+        )
+    from skages.seismology import frequency_grid
+
+    grid = frequency_grid()
+    if meta.get("frequency_grid_sha256") != hashlib.sha256(grid.tobytes()).hexdigest():
+        raise ValueError(
+            f"{path} was trained on a different PSD frequency grid than this skages uses"
+        )
+    return meta
+
+
+def load_model(
+    path: str | PathLike, *, format: str | None = None, trusted: list[str] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Load a model written by :func:`save_model` and check that it fits this skages.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.joblib`` or ``.skops`` file.
+    format : {"joblib", "skops"}, optional
+        Overrides the extension.
+    trusted : list of str, optional
+        For skops files: types you trust beyond those of skages and scikit-learn (the
+        encoder stores its network weights as numpy arrays, which skops loads safely). Loading stops with the list of any
+        other type found, so a stranger's file cannot run code you did not approve.
+
+    Returns
+    -------
+    model : estimator
+    metadata : dict
+
+    Raises
+    ------
+    ValueError
+        If the file is not a skages model, or was written by an incompatible skages.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file: {path}")
+    fmt = _format(path, format)
+    if fmt == "joblib":
+        import joblib
+
+        payload = joblib.load(path)
+    else:
+        import skops.io as sio
+
+        untrusted = sio.get_untrusted_types(file=path)
+        allowed = [t for t in untrusted if _is_known_type(t)] + list(trusted or [])
+        unknown = sorted(set(untrusted) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"{path} contains types skages does not trust: {unknown}. If you trust the "
+                "file's author, pass them as load_model(..., trusted=[...])"
+            )
+        payload = sio.load(path, trusted=allowed)
+        if isinstance(payload, dict) and "routing_requests" in payload:
+            _restore_requests(payload["model"], payload.pop("routing_requests"))
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise ValueError(f"{path} is not a skages model file (no model/metadata dictionary)")
+    meta = _check_metadata(payload.get("metadata"), path)
+    return payload["model"], meta
+
+
+_KNOWN_PREFIXES = ("skages.", "sklearn.")
+
+
+def _is_known_type(name: str) -> bool:
+    # functools.partial only wraps callables that are themselves checked by name
+    return name.startswith(_KNOWN_PREFIXES) or name == "functools.partial"

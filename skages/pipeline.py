@@ -1,0 +1,351 @@
+"""The age pipeline: encoder + Teff/[Fe/H] passthrough + probabilistic forest, and age scorers.
+
+:func:`make_age_pipeline` returns a plain :class:`sklearn.pipeline.Pipeline`::
+
+    Pipeline([
+        ("features", ColumnTransformer([
+            ("encoder", SpectrumToPSDEncoder(output_std=True), <spectrum columns>),
+            ("passthrough", "passthrough", [teff, fe_h, teff_err, fe_h_err]),
+        ])),
+        ("forest", ProbabilisticForestRegressor(error_columns=<z*_std, *_err pairs>)),
+    ])
+
+Its input ``X`` holds the spectrum's pixels first and then the label columns, as
+:func:`make_age_frame` builds it (a DataFrame with columns ``flux_0000`` … and
+``teff, fe_h, teff_err, fe_h_err``) or the same layout as a numpy array. Its
+target ``y`` is log10 of the age in Gyr. The PSDs reach the encoder and the age
+uncertainties reach the forest through scikit-learn's metadata routing, which
+must be enabled (``sklearn.set_config(enable_metadata_routing=True)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+from astropy.stats import mad_std
+from sklearn import get_config
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.utils.metadata_routing import MetadataRequest
+
+__all__ = [
+    "LABEL_COLUMNS",
+    "LABEL_ERROR_COLUMNS",
+    "age_bias",
+    "age_bias_scorer",
+    "age_scatter",
+    "age_scatter_scorer",
+    "make_age_frame",
+    "make_age_pipeline",
+    "spectrum_feature_names",
+    "z_width_scorer",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Label columns passed to the forest beside the latent space, and their errors.
+LABEL_COLUMNS: tuple[str, ...] = ("teff", "fe_h")
+LABEL_ERROR_COLUMNS: tuple[str, ...] = ("teff_err", "fe_h_err")
+
+_ROUTING_HELP = (
+    "the age pipeline routes the PSDs to the encoder and the age errors to the forest "
+    "through scikit-learn's metadata routing; enable it first with "
+    "sklearn.set_config(enable_metadata_routing=True)"
+)
+
+
+def _require_routing() -> None:
+    if not get_config()["enable_metadata_routing"]:
+        raise RuntimeError(_ROUTING_HELP)
+
+
+# ------------------------------------------------------------------ the inputs
+
+
+def spectrum_feature_names(n_pixels: int = 7514) -> list[str]:
+    """Column names of the spectrum pixels in an age frame: ``flux_0000`` …
+
+    Parameters
+    ----------
+    n_pixels : int, default=7514
+        Number of pixels (the gap-removed APOGEE grid has 7514).
+
+    Returns
+    -------
+    list of str
+    """
+    width = max(4, len(str(n_pixels - 1)))
+    return [f"flux_{i:0{width}d}" for i in range(n_pixels)]
+
+
+def make_age_frame(
+    spectra: Any,
+    labels: Any,
+    *,
+    label_columns: Sequence[str] = LABEL_COLUMNS,
+    error_columns: Sequence[str] = LABEL_ERROR_COLUMNS,
+):
+    """Build the pipeline's input: spectrum pixels, then labels, then their errors.
+
+    Parameters
+    ----------
+    spectra : array-like of shape (n_stars, n_pixels)
+        Continuum-normalised spectra (dimensionless); NaN = masked pixel.
+    labels : pandas.DataFrame or mapping of arrays
+        Must hold ``label_columns`` (Teff in K, [Fe/H] in dex by default) and
+        ``error_columns`` (their 1σ uncertainties, same units), one row per star.
+    label_columns, error_columns : sequence of str
+        Names of the label columns and of their error columns, in matching order.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (n_stars, n_pixels + 2 * n_labels)
+        Float32 pixel columns ``flux_0000`` … followed by the label and error
+        columns (float64).
+    """
+    import pandas as pd
+
+    spectra = np.asarray(spectra, dtype=np.float32)
+    if spectra.ndim != 2:
+        raise ValueError(f"spectra must be 2-D (n_stars, n_pixels); got shape {spectra.shape}")
+    if len(label_columns) != len(error_columns):
+        raise ValueError(
+            f"label_columns {list(label_columns)} and error_columns {list(error_columns)} "
+            "must pair one error column with each label"
+        )
+    missing = [c for c in (*label_columns, *error_columns) if c not in labels]
+    if missing:
+        raise ValueError(
+            f"labels has no column(s) {missing}; it needs {list(label_columns)} "
+            f"and their errors {list(error_columns)}"
+        )
+    lab = {c: np.asarray(labels[c], dtype=np.float64) for c in (*label_columns, *error_columns)}
+    for name, values in lab.items():
+        if values.shape != (spectra.shape[0],):
+            raise ValueError(
+                f"labels[{name!r}] has shape {values.shape}; expected ({spectra.shape[0]},), "
+                "one value per spectrum"
+            )
+    for name in error_columns:
+        if np.any(lab[name] < 0):
+            raise ValueError(f"labels[{name!r}] has negative uncertainties")
+    pixels = pd.DataFrame(spectra, columns=spectrum_feature_names(spectra.shape[1]), copy=False)
+    return pd.concat([pixels, pd.DataFrame(lab)], axis=1)
+
+
+# --------------------------------------------------------------- the pipeline
+
+
+def make_age_pipeline(
+    encoder: Any = None,
+    forest: Any = None,
+    *,
+    n_pixels: int = 7514,
+    label_columns: Sequence[str] = LABEL_COLUMNS,
+    error_columns: Sequence[str] = LABEL_ERROR_COLUMNS,
+    freeze_encoder: bool = False,
+) -> Pipeline:
+    """The paper's age model as one scikit-learn Pipeline.
+
+    Parameters
+    ----------
+    encoder : SpectrumToPSDEncoder, optional
+        The encoder-decoder; a default :class:`~skages.encoder.SpectrumToPSDEncoder`
+        if None. It is cloned unless ``freeze_encoder``, and always set to
+        ``output_std=True`` so that the latent σ reaches the forest.
+    forest : ProbabilisticForestRegressor, optional
+        The age forest; a default :class:`~skages.forest.ProbabilisticForestRegressor`
+        if None. Cloned; its ``error_columns`` are set to ``"auto"``, which pairs each
+        latent mean with its σ and each label with its error by name, and
+        ``missing_target="ignore"`` so that stars without an age (NaN ``y``) train the
+        encoder only.
+    n_pixels : int, default=7514
+        Number of spectrum columns at the start of ``X``.
+    label_columns, error_columns : sequence of str
+        Names of the label columns that follow the spectrum in ``X`` (Teff in K and
+        [Fe/H] in dex by default) and of their error columns, which follow the labels
+        (:func:`make_age_frame`'s layout). With a numpy ``X`` the same layout is assumed
+        and these names label the features. Each error column name must be its label's
+        name plus ``_err`` (or ``_std``).
+    freeze_encoder : bool, default=False
+        Wrap an already fitted ``encoder`` in :class:`sklearn.frozen.FrozenEstimator`:
+        fitting the pipeline then fits the forest only, and a
+        :class:`~sklearn.model_selection.GridSearchCV` over it tunes the forest
+        (the paper's two-stage training). With False, fitting the pipeline fits the
+        encoder too (on every row, aged or not, with ``psd`` routed) and a search can
+        tune it by cross-validation.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Steps ``features`` (a ColumnTransformer with transformers ``encoder`` and
+        ``passthrough``) and ``forest``. ``fit(X, y, psd=..., psd_weight=..., y_err=...)``
+        routes ``psd`` and ``psd_weight`` to the encoder and ``y_err`` to the forest;
+        ``predict(X, return_std=True)`` returns log10 ages (log10 Gyr) and their
+        calibrated 1σ uncertainties.
+
+    Raises
+    ------
+    RuntimeError
+        If scikit-learn's metadata routing is not enabled.
+    """
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.utils.validation import check_is_fitted
+
+    from skages.encoder import SpectrumToPSDEncoder
+    from skages.forest import ProbabilisticForestRegressor
+
+    _require_routing()
+    if n_pixels < 1:
+        raise ValueError(f"n_pixels must be >= 1; got {n_pixels}")
+    encoder = SpectrumToPSDEncoder() if encoder is None else encoder
+    forest = ProbabilisticForestRegressor() if forest is None else clone(forest)
+    if freeze_encoder:
+        check_is_fitted(
+            encoder,
+            msg="freeze_encoder=True needs an encoder that is already "
+            "fitted: call encoder.fit(spectra, psd=psd) first",
+        )
+        if not encoder.output_std:
+            raise ValueError(
+                "the frozen encoder was built with output_std=False; the forest needs the "
+                "latent σ: create it with SpectrumToPSDEncoder(output_std=True, ...)"
+            )
+        encoder_step: Any = FrozenEstimator(encoder)
+    else:
+        encoder_step = clone(encoder).set_params(output_std=True)
+        encoder_step.set_fit_request(psd=True, psd_weight=True)
+    # The forest pairs its value and error columns by name ("auto": encoder__z0 with
+    # encoder__z0_std, passthrough__teff with passthrough__teff_err), so a search may vary
+    # latent_dim; the feature step therefore always hands the forest a DataFrame.
+    forest.set_params(error_columns="auto", missing_target="ignore")
+    forest.set_fit_request(y_err=True, sample_weight=True, X_err=False)
+    forest.set_predict_request(return_std=True, X_err=False)
+
+    names = _label_feature_names(label_columns, error_columns)
+    passthrough = FunctionTransformer(
+        feature_names_out=partial(_fixed_feature_names, names=names), validate=False
+    )
+    features = ColumnTransformer(
+        [
+            ("encoder", encoder_step, slice(0, n_pixels)),
+            ("passthrough", passthrough, slice(n_pixels, n_pixels + len(names))),
+        ],
+        remainder="drop",
+    ).set_output(transform="pandas")
+    return Pipeline([("features", features), ("forest", forest)])
+
+
+def _label_feature_names(label_columns: Sequence[str], error_columns: Sequence[str]) -> list[str]:
+    labels, errors = list(label_columns), list(error_columns)
+    if len(labels) != len(errors):
+        raise ValueError(
+            f"label_columns {labels} and error_columns {errors} must pair one error column "
+            "with each label"
+        )
+    for label, err in zip(labels, errors, strict=True):
+        if err.lower() not in (f"{label}_err".lower(), f"{label}_std".lower()):
+            raise ValueError(
+                f"error column {err!r} must be named {label + '_err'!r} (or '_std') so that "
+                f"the forest pairs it with {label!r}"
+            )
+    return labels + errors
+
+
+def _fixed_feature_names(transformer: Any, input_features: Any, *, names: Sequence[str]):
+    """``feature_names_out`` of the label passthrough: the label names, whatever X is."""
+    return np.asarray(names, dtype=object)
+
+
+# -------------------------------------------------------------------- scorers
+
+
+def _finite_pairs(y_true: Any, *arrays: Any) -> list[np.ndarray]:
+    y = np.asarray(y_true, dtype=float)
+    keep = np.isfinite(y)
+    if not keep.any():
+        raise ValueError("no star with a finite age to score (y_true is all NaN)")
+    return [y[keep], *(None if a is None else np.asarray(a, dtype=float)[keep] for a in arrays)]
+
+
+def age_scatter(y_true: Any, y_pred: Any) -> float:
+    """The paper's age scatter: robust std of predicted/true age, in per cent.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_stars,)
+        True and predicted log10 ages, log10(Gyr). Stars with NaN ``y_true`` are
+        skipped.
+
+    Returns
+    -------
+    float
+        ``100 · mad_std(10**y_pred / 10**y_true)``, %.
+    """
+    y, p = _finite_pairs(y_true, y_pred)
+    return float(100.0 * mad_std(10.0 ** (p - y)))
+
+
+def age_bias(y_true: Any, y_pred: Any) -> float:
+    """Median fractional age offset, ``100 · (median(10**y_pred / 10**y_true) - 1)``, %.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_stars,)
+        True and predicted log10 ages, log10(Gyr); NaN ``y_true`` skipped.
+
+    Returns
+    -------
+    float
+    """
+    y, p = _finite_pairs(y_true, y_pred)
+    return float(100.0 * (np.median(10.0 ** (p - y)) - 1.0))
+
+
+class _AgeScorer:
+    """A scorer (``scorer(estimator, X, y, y_err=None)``) with metadata-routing requests."""
+
+    def __init__(self, kind: str, *, y_err_request: Any = None) -> None:
+        self.kind = kind
+        self.y_err_request = y_err_request
+
+    def set_score_request(self, *, y_err: Any = None) -> _AgeScorer:
+        """Request ``y_err`` (True, False, None or an alias) when used inside a search."""
+        return _AgeScorer(self.kind, y_err_request=y_err)
+
+    def get_metadata_routing(self) -> MetadataRequest:
+        request = MetadataRequest(owner=type(self).__name__)
+        if self.kind == "z_width":
+            request.score.add_request(param="y_err", alias=self.y_err_request)
+        return request
+
+    def __call__(self, estimator: Any, X: Any, y_true: Any, y_err: Any = None) -> float:
+        if self.kind == "z_width":
+            from skages.forest import z_score_width
+
+            mean, std = estimator.predict(X, return_std=True)
+            y, m, s, e = _finite_pairs(y_true, mean, std, y_err)
+            return -abs(z_score_width(y, m, s, e) - 1.0)
+        pred = estimator.predict(X)
+        if self.kind == "scatter":
+            return -age_scatter(y_true, pred)
+        return -abs(age_bias(y_true, pred))
+
+    def __repr__(self) -> str:
+        return f"{self.kind}_scorer"
+
+
+#: GridSearchCV scorer: minus :func:`age_scatter` (higher is better).
+age_scatter_scorer = _AgeScorer("scatter")
+#: GridSearchCV scorer: minus the absolute :func:`age_bias` (higher is better).
+age_bias_scorer = _AgeScorer("bias")
+#: GridSearchCV scorer: minus |z-score width − 1| (higher is better). Uses the forest's
+#: ``predict(X, return_std=True)``; call ``.set_score_request(y_err=True)`` to include
+#: the targets' own errors in the z-scores.
+z_width_scorer = _AgeScorer("z_width")

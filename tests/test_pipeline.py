@@ -1,0 +1,186 @@
+"""The age pipeline: composition, routing, searches, scorers and persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+from skages.encoder import SpectrumToPSDEncoder
+from skages.forest import ProbabilisticForestRegressor
+from skages.pipeline import (
+    age_bias,
+    age_scatter,
+    age_scatter_scorer,
+    make_age_frame,
+    make_age_pipeline,
+    spectrum_feature_names,
+    z_width_scorer,
+)
+
+TINY = dict(
+    encoder_filters=(4, 8),
+    hidden_units=8,
+    decoder_filters=(4, 4),
+    max_epochs=2,
+    batch_size=64,
+    random_state=0,
+)
+
+
+def _tiny_encoder(**kw):
+    return SpectrumToPSDEncoder(**{**TINY, **kw})
+
+
+def _forest(**kw):
+    return ProbabilisticForestRegressor(**{"n_estimators": 25, "random_state": 0, **kw})
+
+
+@pytest.fixture(scope="module")
+def data(small_survey):
+    lab = small_survey.labels
+    X = make_age_frame(small_survey.spectra, lab)
+    return {
+        "X": X,
+        "y": lab["log_age"].to_numpy(),
+        "y_err": lab["log_age_err"].to_numpy(),
+        "psd": small_survey.psd,
+        "psd_weight": small_survey.psd_weight,
+        "labels": lab,
+    }
+
+
+def test_routing_must_be_enabled():
+    with pytest.raises(RuntimeError, match="enable_metadata_routing=True"):
+        make_age_pipeline(_tiny_encoder())
+
+
+def test_make_age_frame_layout_and_errors(data):
+    X = data["X"]
+    names = spectrum_feature_names()
+    assert list(X.columns[:7514]) == names and names[0] == "flux_0000"
+    assert list(X.columns[7514:]) == ["teff", "fe_h", "teff_err", "fe_h_err"]
+    assert X["flux_0000"].dtype == np.float32
+    lab = data["labels"]
+    with pytest.raises(ValueError, match="no column"):
+        make_age_frame(np.ones((2, 5)), {"teff": [1, 2]})
+    bad = lab.iloc[:2].copy()
+    bad["teff_err"] = -1.0
+    with pytest.raises(ValueError, match="negative"):
+        make_age_frame(np.ones((2, 5)), bad)
+    with pytest.raises(ValueError, match="one value per spectrum"):
+        make_age_frame(np.ones((3, 5)), lab.iloc[:2])
+
+
+@pytest.mark.usefixtures("metadata_routing")
+def test_joint_fit_routes_psd_and_ignores_unaged_stars(data):
+    pipe = make_age_pipeline(_tiny_encoder(), _forest())
+    y = data["y"]
+    assert np.isnan(y).any() and np.isfinite(y).any()  # some stars have no age
+    pipe.fit(data["X"], y, psd=data["psd"], psd_weight=data["psd_weight"], y_err=data["y_err"])
+    encoder = pipe.named_steps["features"].named_transformers_["encoder"]
+    forest = pipe.named_steps["forest"]
+    assert encoder.n_psd_ == 2092  # the encoder learned the PSDs, not the ages
+    assert encoder.n_iter_ == 2
+    # the forest saw only the aged stars (all of them in the OOB arrays)
+    assert forest.oob_prediction_.shape == (np.isfinite(y).sum(),)
+    mean, std = pipe.predict(data["X"].iloc[:7], return_std=True)
+    assert mean.shape == std.shape == (7,) and np.all(std > 0)
+    # latent σ and label errors are input errors, never split features
+    assert len(forest.value_columns_) == 5 + 2
+    pipe.set_output(transform="pandas")
+    names = list(pipe[:-1].transform(data["X"].iloc[:2]).columns)
+    assert names[:2] == ["encoder__z0", "encoder__z1"]
+    assert "encoder__z4_std" in names and names[-4:] == [
+        "passthrough__teff",
+        "passthrough__fe_h",
+        "passthrough__teff_err",
+        "passthrough__fe_h_err",
+    ]
+
+
+@pytest.mark.usefixtures("metadata_routing")
+def test_numpy_and_dataframe_inputs_agree(data):
+    aged = np.isfinite(data["y"])
+    enc = _tiny_encoder(output_std=True).fit(data["X"][spectrum_feature_names()], psd=data["psd"])
+    X, y, y_err = data["X"][aged], data["y"][aged], data["y_err"][aged]
+    frame_model = make_age_pipeline(enc, _forest(), freeze_encoder=True).fit(X, y, y_err=y_err)
+    enc_np = _tiny_encoder(output_std=True).fit(
+        data["X"][spectrum_feature_names()].to_numpy(), psd=data["psd"]
+    )
+    array_model = make_age_pipeline(enc_np, _forest(), freeze_encoder=True)
+    array_model.fit(X.to_numpy(), y, y_err=y_err)
+    np.testing.assert_allclose(
+        frame_model.predict(X.iloc[:20]), array_model.predict(X.to_numpy()[:20]), rtol=1e-6
+    )
+
+
+@pytest.mark.usefixtures("metadata_routing")
+def test_frozen_encoder_search_tunes_the_forest_only(data):
+    aged = np.isfinite(data["y"])
+    enc = _tiny_encoder(output_std=True).fit(data["X"][spectrum_feature_names()], psd=data["psd"])
+    weights_before = {k: v.clone() for k, v in enc.net_.module_.state_dict().items()}
+    pipe = make_age_pipeline(enc, _forest(), freeze_encoder=True)
+    search = GridSearchCV(
+        pipe,
+        {"forest__min_samples_leaf": [1, 8]},
+        cv=3,
+        scoring={
+            "scatter": age_scatter_scorer,
+            "z": z_width_scorer.set_score_request(y_err=True),
+        },
+        refit="scatter",
+    )
+    search.fit(data["X"][aged], data["y"][aged], y_err=data["y_err"][aged])
+    assert set(search.cv_results_) >= {"mean_test_scatter", "mean_test_z"}
+    assert np.all(search.cv_results_["mean_test_scatter"] < 0)  # minus a scatter in %
+    for k, v in (
+        search.best_estimator_[0]
+        .named_transformers_["encoder"]
+        .estimator.net_.module_.state_dict()
+        .items()
+    ):
+        assert v.equal(weights_before[k]), k  # the frozen encoder was never refitted
+    with pytest.raises(ValueError, match="already fitted"):
+        make_age_pipeline(_tiny_encoder(), freeze_encoder=True)
+    with pytest.raises(ValueError, match="output_std"):
+        make_age_pipeline(
+            _tiny_encoder(max_epochs=1).fit(np.ones((8, 50)), psd=np.ones((8, 20))),
+            freeze_encoder=True,
+        )
+
+
+@pytest.mark.usefixtures("metadata_routing")
+def test_search_over_the_encoder_with_psd_routed(data):
+    pipe = make_age_pipeline(_tiny_encoder(max_epochs=1), _forest(n_estimators=10))
+    search = RandomizedSearchCV(
+        pipe,
+        {"features__encoder__latent_dim": [2, 3], "forest__max_features": [0.5, 1.0]},
+        n_iter=2,
+        cv=2,
+        scoring=age_scatter_scorer,
+        random_state=0,
+    )
+    search.fit(
+        data["X"],
+        data["y"],
+        psd=data["psd"],
+        psd_weight=data["psd_weight"],
+        y_err=data["y_err"],
+    )
+    latent = search.best_params_["features__encoder__latent_dim"]
+    forest = search.best_estimator_.named_steps["forest"]
+    assert len(forest.value_columns_) == latent + 2
+    assert np.isfinite(search.best_score_)
+
+
+def test_age_metrics_by_hand():
+    y_true = np.log10([1.0, 2.0, 4.0, 8.0, np.nan])
+    ratios = np.array([1.1, 0.9, 1.2, 1.0, 5.0])
+    y_pred = y_true + np.log10(ratios)
+    from astropy.stats import mad_std
+
+    assert age_scatter(y_true, y_pred) == pytest.approx(100 * mad_std(ratios[:4]))
+    assert age_bias(y_true, y_pred) == pytest.approx(100 * (np.median(ratios[:4]) - 1))
+    with pytest.raises(ValueError, match="all NaN"):
+        age_scatter([np.nan], [1.0])
