@@ -269,8 +269,9 @@ def load_model(
         Overrides the extension.
     trusted : list of str, optional
         For skops files: types you trust beyond those of skages and scikit-learn (the
-        encoder stores its network weights as numpy arrays, which skops loads safely). Loading stops with the list of any
-        other type found, so a stranger's file cannot run code you did not approve.
+        encoder stores its network weights as numpy arrays, which skops loads safely).
+        Loading stops with the list of any other type found, so a stranger's file cannot
+        run code you did not approve.
 
     Returns
     -------
