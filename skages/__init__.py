@@ -66,6 +66,7 @@ _LAZY: dict[str, str] = {
     "z_score_width": "forest",
     # pipeline: composition and scorers
     "make_age_pipeline": "pipeline",
+    "fit_age_model": "pipeline",
     "make_age_frame": "pipeline",
     "spectrum_feature_names": "pipeline",
     "age_scatter": "pipeline",

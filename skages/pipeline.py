@@ -40,6 +40,7 @@ __all__ = [
     "age_bias_scorer",
     "age_scatter",
     "age_scatter_scorer",
+    "fit_age_model",
     "make_age_frame",
     "make_age_pipeline",
     "spectrum_feature_names",
@@ -261,6 +262,95 @@ def _label_feature_names(label_columns: Sequence[str], error_columns: Sequence[s
 def _fixed_feature_names(transformer: Any, input_features: Any, *, names: Sequence[str]):
     """``feature_names_out`` of the label passthrough: the label names, whatever X is."""
     return np.asarray(names, dtype=object)
+
+
+def fit_age_model(
+    spectra: Any,
+    psd: Any,
+    labels: Any,
+    *,
+    encoder: Any = None,
+    forest: Any = None,
+    psd_weight: Any = None,
+    forest_stars: str = "precise",
+    random_state: Any = None,
+    verbose: int = 0,
+) -> Pipeline:
+    """Train the age model in the paper's two stages and return it as one Pipeline.
+
+    1. The encoder learns from every spectrum-PSD pair.
+    2. The forest learns latent space + Teff + [Fe/H] -> log10 age from the stars with a
+       (precise) seismic age, with the latent σ and the label errors as input errors and
+       ``log_age_err`` as target errors.
+
+    Parameters
+    ----------
+    spectra : array-like of shape (n_stars, n_pixels)
+        Continuum-normalised spectra; NaN = masked pixel.
+    psd : array-like of shape (n_stars, 2092)
+        Natural-log PSDs on :func:`skages.seismology.frequency_grid`; NaN = masked.
+    labels : pandas.DataFrame
+        One row per star with ``teff`` (K), ``fe_h`` (dex), ``teff_err``, ``fe_h_err``,
+        ``log_age`` (log10 Gyr; NaN without a seismic age), ``log_age_err``, and
+        optionally ``numax`` (µHz, for the loss weights) and ``precise_age`` (bool).
+    encoder : SpectrumToPSDEncoder, optional
+        Unfitted encoder to train (cloned); the released defaults if None.
+    forest : ProbabilisticForestRegressor, optional
+        Forest to train (cloned); defaults if None.
+    psd_weight : array-like of shape (n_stars, 2092), optional
+        Loss weights; from :func:`skages.seismology.numax_weights` of ``labels["numax"]``
+        when that column exists, else uniform.
+    forest_stars : {"precise", "aged"}, default="precise"
+        Train the forest on the stars flagged ``precise_age`` (the paper's ~1,200
+        stars with precise ages; falls back to all aged stars if the column is absent)
+        or on every star with a finite ``log_age``.
+    random_state : int, optional
+        Seeds the encoder and the forest when they are created here.
+    verbose : int, default=0
+        Progress of the encoder's training.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        The fitted pipeline of :func:`make_age_pipeline`, with a frozen encoder.
+    """
+    import sklearn
+
+    from skages.encoder import SpectrumToPSDEncoder
+    from skages.forest import ProbabilisticForestRegressor
+    from skages.seismology import numax_weights
+
+    if forest_stars not in ("precise", "aged"):
+        raise ValueError(f"forest_stars must be 'precise' or 'aged'; got {forest_stars!r}")
+    for col in ("log_age", "log_age_err", *LABEL_COLUMNS, *LABEL_ERROR_COLUMNS):
+        if col not in labels:
+            raise ValueError(f"labels has no column {col!r}, which the age model needs")
+    spectra = np.asarray(spectra, dtype=np.float32)
+    if encoder is None:
+        encoder = SpectrumToPSDEncoder(random_state=random_state, verbose=verbose)
+    encoder = clone(encoder).set_params(output_std=True)
+    if forest is None:
+        forest = ProbabilisticForestRegressor(random_state=random_state)
+    if psd_weight is None and "numax" in labels:
+        psd_weight = numax_weights(np.asarray(labels["numax"], dtype=float))
+
+    names = spectrum_feature_names(spectra.shape[1])
+    X = make_age_frame(spectra, labels)
+    logger.info("stage 1: encoder on %d spectrum-PSD pairs", len(X))
+    encoder.fit(X[names], psd=psd, psd_weight=psd_weight)
+
+    y = np.asarray(labels["log_age"], dtype=float)
+    use = np.isfinite(y)
+    if forest_stars == "precise" and "precise_age" in labels:
+        use &= np.asarray(labels["precise_age"], dtype=bool)
+    if not use.any():
+        raise ValueError("no star has an age to train the forest on")
+    logger.info("stage 2: forest on %d stars with ages", int(use.sum()))
+    y_err = np.asarray(labels["log_age_err"], dtype=float)
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = make_age_pipeline(encoder, forest, n_pixels=spectra.shape[1], freeze_encoder=True)
+        model.fit(X[use], y[use], y_err=y_err[use])
+    return model
 
 
 # -------------------------------------------------------------------- scorers

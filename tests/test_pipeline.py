@@ -12,6 +12,7 @@ from skages.pipeline import (
     age_bias,
     age_scatter,
     age_scatter_scorer,
+    fit_age_model,
     make_age_frame,
     make_age_pipeline,
     spectrum_feature_names,
@@ -184,3 +185,34 @@ def test_age_metrics_by_hand():
     assert age_bias(y_true, y_pred) == pytest.approx(100 * (np.median(ratios[:4]) - 1))
     with pytest.raises(ValueError, match="all NaN"):
         age_scatter([np.nan], [1.0])
+
+
+def test_fit_age_model_two_stages(small_survey):
+    lab = small_survey.labels
+    model = fit_age_model(
+        small_survey.spectra,
+        small_survey.psd,
+        lab,
+        encoder=_tiny_encoder(),
+        forest=_forest(),
+        random_state=0,
+    )
+    forest = model.named_steps["forest"]
+    n_precise = int((lab["precise_age"] & lab["log_age"].notna()).sum())
+    assert forest.oob_prediction_.shape == (n_precise,)
+    X = make_age_frame(small_survey.spectra, lab)
+    mean, std = model.predict(X.iloc[:4], return_std=True)  # works without routing enabled
+    assert np.all(np.isfinite(mean)) and np.all(std > 0)
+    aged = fit_age_model(
+        small_survey.spectra,
+        small_survey.psd,
+        lab,
+        encoder=_tiny_encoder(),
+        forest=_forest(),
+        forest_stars="aged",
+    )
+    assert aged.named_steps["forest"].oob_prediction_.shape == (int(lab["log_age"].notna().sum()),)
+    with pytest.raises(ValueError, match="forest_stars"):
+        fit_age_model(small_survey.spectra, small_survey.psd, lab, forest_stars="all")
+    with pytest.raises(ValueError, match="no column 'log_age'"):
+        fit_age_model(small_survey.spectra, small_survey.psd, lab.drop(columns="log_age"))
