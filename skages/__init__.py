@@ -74,6 +74,10 @@ _LAZY: dict[str, str] = {
     "age_scatter_scorer": "pipeline",
     "age_bias_scorer": "pipeline",
     "z_width_scorer": "pipeline",
+    # evaluation
+    "evaluate_age_model": "evaluation",
+    "split_survey": "evaluation",
+    "EvaluationReport": "evaluation",
     # persistence
     "save_model": "persistence",
     "load_model": "persistence",

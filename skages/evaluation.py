@@ -1,0 +1,805 @@
+"""The paper's diagnostics of a fitted age model, with baselines, as a report.
+
+:func:`evaluate_age_model` takes a fitted age Pipeline and a train/test split of a
+survey (spectra, PSDs, labels) and measures, on the held-out stars:
+
+- ages against their seismic ages (Leung et al. 2023, Fig. 10), overall, RGB and RC;
+- PSD reconstructions (Fig. 3) and PSDs decoded from latent points (Fig. 4);
+- the latent space coloured by state, νmax, [Fe/H] and excess Δν (Fig. 5);
+- the abundance information left in the latent space (Fig. 7): random forests from
+  the latent space to [Fe/H], [α/M] and [C/N];
+- seismic parameters from the latent space (Fig. 8): νmax, Δν, excess Δν;
+- red clump vs RGB from the latent space (Fig. 9);
+- ablations of the age forest's inputs (Figs. 16-17);
+- the calibration of the age uncertainties (z-scores);
+- two baselines on the same split: a direct spectrum -> age model (PCA + the same
+  forest), whose [α/M] leakage it shows, and a "seismic oracle" (the same forest on
+  νmax, Δν, Teff and [Fe/H] with their errors), the ceiling of a spectroscopic method.
+
+:meth:`EvaluationReport.write` saves a Markdown report, the figures (PNG) and the
+numbers (JSON) to a folder; ``skages evaluate`` does the same from the shell.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.stats import mad_std
+from sklearn.utils import Bunch
+
+from skages._atomic import atomic_path
+from skages._version import __version__
+from skages.pipeline import age_bias, age_scatter, make_age_frame
+
+__all__ = [
+    "EvaluationReport",
+    "age_metrics",
+    "alpha_leakage",
+    "evaluate_age_model",
+    "latent_classification",
+    "latent_regression",
+    "split_survey",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Quantities the latent space is asked to predict (Figs. 7 and 8): label column, unit,
+#: whether the regression works on log10 of the quantity.
+ABUNDANCES = (("fe_h", "dex", False), ("alpha_m", "dex", False), ("c_n", "dex", False))
+SEISMIC = (("numax", "µHz", True), ("dnu", "µHz", True), ("excess_dnu", "µHz", False))
+
+
+# ----------------------------------------------------------------------- data
+
+
+def _take(survey: Any, index: np.ndarray) -> Bunch:
+    out = Bunch()
+    for key, value in survey.items():
+        if key == "labels":
+            out[key] = value.iloc[index].reset_index(drop=True)
+        elif (
+            isinstance(value, np.ndarray)
+            and value.ndim >= 1
+            and value.shape[0] == len(survey["labels"])
+        ):
+            out[key] = value[index]
+        else:
+            out[key] = value
+    return out
+
+
+def split_survey(survey: Any, *, test_size: float = 0.3, random_state: Any = 0):
+    """Split a survey Bunch (spectra, psd, labels, ...) into train and test stars.
+
+    The split is stratified by evolutionary state and by whether a star has a precise
+    age, so both halves keep the survey's mix.
+
+    Parameters
+    ----------
+    survey : Bunch
+        As returned by :func:`skages.datasets.make_apokasc` (per-star arrays and a
+        ``labels`` DataFrame).
+    test_size : float, default=0.3
+        Fraction of the stars held out.
+    random_state : int, optional
+        Seed of the split.
+
+    Returns
+    -------
+    train, test : Bunch
+        Same keys as ``survey``; per-star arrays and labels restricted to each part.
+    """
+    from sklearn.model_selection import train_test_split
+
+    labels = survey["labels"]
+    strata = labels["evstate"].astype(str)
+    if "precise_age" in labels:
+        strata = strata + labels["precise_age"].astype(str)
+    index = np.arange(len(labels))
+    train, test = train_test_split(
+        index, test_size=test_size, random_state=random_state, stratify=strata
+    )
+    return _take(survey, np.sort(train)), _take(survey, np.sort(test))
+
+
+def _encoder(model: Any):
+    """The fitted SpectrumToPSDEncoder inside an age Pipeline (unwrapping FrozenEstimator)."""
+    from skages.encoder import SpectrumToPSDEncoder
+
+    if isinstance(model, SpectrumToPSDEncoder):
+        return model
+    encoder = model.named_steps["features"].named_transformers_["encoder"]
+    return getattr(encoder, "estimator", encoder)
+
+
+def _encoder_input(encoder: Any, spectra: Any):
+    """Spectra as the encoder was fitted: a named frame if it saw column names."""
+    from skages.pipeline import spectrum_feature_names
+
+    spectra = np.asarray(spectra, dtype=np.float32)
+    if hasattr(encoder, "feature_names_in_"):
+        import pandas as pd
+
+        return pd.DataFrame(spectra, columns=spectrum_feature_names(spectra.shape[1]), copy=False)
+    return spectra
+
+
+def _latent(encoder: Any, spectra: Any) -> np.ndarray:
+    """Latent means and σ as a numpy array, whatever the encoder's output container."""
+    return np.asarray(encoder.transform(_encoder_input(encoder, spectra)), dtype=float)
+
+
+def _col(labels: Any, name: str) -> np.ndarray | None:
+    return np.asarray(labels[name], dtype=float) if name in labels else None
+
+
+# ----------------------------------------------------------------- measures
+
+
+def age_metrics(
+    y_true: Any,
+    y_pred: Any,
+    *,
+    y_std: Any = None,
+    y_err: Any = None,
+    evstate: Any = None,
+) -> dict[str, Any]:
+    """Age scatter and bias (the paper's statistics), overall and per evolutionary state.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_stars,)
+        Reference and predicted log10 ages, log10(Gyr). NaN references are skipped.
+    y_std : array-like of shape (n_stars,), optional
+        Predicted 1σ (log10 Gyr); adds the z-score width.
+    y_err : array-like of shape (n_stars,), optional
+        1σ of the reference ages, used in the z-scores.
+    evstate : array-like of str, optional
+        "RGB" / "RC" per star; adds per-state entries.
+
+    Returns
+    -------
+    dict
+        For ``"all"`` and each state: ``n``, ``scatter_pct`` (robust std of
+        predicted/true age, %), ``bias_pct`` (median ratio − 1, %), ``scatter_gyr`` and
+        ``bias_gyr`` (robust std and median of predicted − true age, Gyr) and, with
+        ``y_std``, ``z_width``.
+    """
+    from skages.forest import z_score_width
+
+    y = np.asarray(y_true, dtype=float)
+    p = np.asarray(y_pred, dtype=float)
+    groups = {"all": np.isfinite(y) & np.isfinite(p)}
+    if evstate is not None:
+        states = np.asarray(evstate).astype(str)
+        for state in ("RGB", "RC"):
+            groups[state] = groups["all"] & (states == state)
+    out: dict[str, Any] = {}
+    for name, m in groups.items():
+        if m.sum() < 3:
+            continue
+        diff = 10 ** p[m] - 10 ** y[m]
+        entry = {
+            "n": int(m.sum()),
+            "scatter_pct": age_scatter(y[m], p[m]),
+            "bias_pct": age_bias(y[m], p[m]),
+            "scatter_gyr": float(mad_std(diff)),
+            "bias_gyr": float(np.median(diff)),
+        }
+        if y_std is not None:
+            s = np.asarray(y_std, dtype=float)[m]
+            e = None if y_err is None else np.asarray(y_err, dtype=float)[m]
+            entry["z_width"] = float(z_score_width(y[m], p[m], s, e))
+        out[name] = entry
+    return out
+
+
+def latent_regression(
+    z_train: Any,
+    target_train: Any,
+    z_test: Any,
+    target_test: Any,
+    *,
+    log: bool = False,
+    random_state: Any = 0,
+    n_jobs: int | None = None,
+) -> dict[str, Any]:
+    """How well the latent space predicts a quantity (the paper's Figs. 7 and 8).
+
+    A random forest (scikit-learn, 200 trees) learns the quantity from the latent
+    means of the training stars and predicts the test stars.
+
+    Parameters
+    ----------
+    z_train, z_test : array-like of shape (n, latent_dim)
+        Latent means.
+    target_train, target_test : array-like of shape (n,)
+        The quantity (NaN skipped), in its unit.
+    log : bool, default=False
+        Learn log10 of the quantity and report the scatter as a fractional (%) one.
+    random_state : int, optional
+    n_jobs : int, optional
+
+    Returns
+    -------
+    dict
+        ``r2`` (coefficient of determination on the test stars; ≤ 0 means no better
+        than the mean), ``scatter`` (robust std of predicted − true, in the quantity's
+        unit, or % with ``log``), ``n_test`` and the test ``prediction``/``truth``.
+    """
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.metrics import r2_score
+
+    zt, tt = np.asarray(z_train, float), np.asarray(target_train, float)
+    zs, ts = np.asarray(z_test, float), np.asarray(target_test, float)
+    if log:
+        tt, ts = np.log10(tt), np.log10(ts)
+    mt, ms = np.isfinite(tt), np.isfinite(ts)
+    forest = RandomForestRegressor(
+        n_estimators=200, min_samples_leaf=5, random_state=random_state, n_jobs=n_jobs
+    ).fit(zt[mt], tt[mt])
+    pred = forest.predict(zs[ms])
+    resid = pred - ts[ms]
+    scatter = 100 * mad_std(10**resid - 1) if log else mad_std(resid)
+    return {
+        "r2": float(r2_score(ts[ms], pred)),
+        "scatter": float(scatter),
+        "n_test": int(ms.sum()),
+        "prediction": 10**pred if log else pred,
+        "truth": 10 ** ts[ms] if log else ts[ms],
+    }
+
+
+def latent_classification(
+    z_train: Any,
+    state_train: Any,
+    z_test: Any,
+    state_test: Any,
+    *,
+    random_state: Any = 0,
+    n_jobs: int | None = None,
+) -> dict[str, Any]:
+    """Red clump vs RGB from the latent space (the paper's Fig. 9).
+
+    Parameters
+    ----------
+    z_train, z_test : array-like of shape (n, latent_dim)
+        Latent means.
+    state_train, state_test : array-like of str
+        "RGB" or "RC".
+    random_state, n_jobs
+        Of the random-forest classifier (300 trees).
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``confusion`` (rows true, columns predicted, order ``labels``) and
+        ``labels``.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import accuracy_score, confusion_matrix
+
+    labels = ["RGB", "RC"]
+    clf = RandomForestClassifier(
+        n_estimators=300, min_samples_leaf=3, random_state=random_state, n_jobs=n_jobs
+    ).fit(np.asarray(z_train, float), np.asarray(state_train).astype(str))
+    truth = np.asarray(state_test).astype(str)
+    pred = clf.predict(np.asarray(z_test, float))
+    return {
+        "accuracy": float(accuracy_score(truth, pred)),
+        "confusion": confusion_matrix(truth, pred, labels=labels).tolist(),
+        "labels": labels,
+    }
+
+
+def alpha_leakage(residual: Any, alpha_m: Any, log_age_true: Any) -> dict[str, float]:
+    """Does an age model use [α/M] as an age proxy? Residual slope at fixed true age.
+
+    Fits ``residual = a + b·[α/M] + c·log_age_true`` by least squares. A model that
+    learned age from [α/M] (an abundance correlated with age in the Galaxy) predicts
+    α-rich stars too old at a given true age: b > 0.
+
+    Parameters
+    ----------
+    residual : array-like
+        Predicted − true log10 age, log10(Gyr).
+    alpha_m : array-like
+        [α/M], dex.
+    log_age_true : array-like
+        True log10 age, log10(Gyr).
+
+    Returns
+    -------
+    dict
+        ``slope`` (log10 age per dex of [α/M]), its standard error ``slope_err`` and the
+        significance ``slope / slope_err``.
+    """
+    r, a, t = (np.asarray(v, dtype=float) for v in (residual, alpha_m, log_age_true))
+    m = np.isfinite(r) & np.isfinite(a) & np.isfinite(t)
+    design = np.column_stack([np.ones(m.sum()), a[m], t[m]])
+    coef, *_ = np.linalg.lstsq(design, r[m], rcond=None)
+    resid = r[m] - design @ coef
+    dof = max(m.sum() - 3, 1)
+    cov = np.linalg.inv(design.T @ design) * (resid @ resid) / dof
+    slope, err = float(coef[1]), float(np.sqrt(cov[1, 1]))
+    return {"slope": slope, "slope_err": err, "significance": slope / err}
+
+
+# ----------------------------------------------------------------- baselines
+
+
+def _label_frame(labels: Any, columns: list[tuple[str, str | None]]):
+    import pandas as pd
+
+    data = {}
+    for value, error in columns:
+        data[value] = np.asarray(labels[value], dtype=float)
+        if error is not None:
+            data[f"{value}_err"] = np.asarray(labels[error], dtype=float)
+    return pd.DataFrame(data)
+
+
+def _fit_predict_forest(forest: Any, X_train, y, y_err, X_test):
+    from sklearn.base import clone
+
+    has_errors = any(str(c).endswith(("_err", "_std")) for c in X_train.columns)
+    f = clone(forest).set_params(
+        error_columns="auto" if has_errors else None, missing_target="error"
+    )
+    f.fit(X_train, y, y_err=y_err)
+    return f.predict(X_test, return_std=True)
+
+
+def _direct_baseline(train, test, use, forest, n_components, random_state):
+    """PCA of the spectra + the same forest, trained on the same aged stars."""
+    from sklearn.decomposition import PCA
+
+    def clean(spectra):
+        return np.nan_to_num(np.asarray(spectra, dtype=np.float32), nan=1.0)
+
+    pca = PCA(n_components=n_components, random_state=random_state).fit(clean(train.spectra))
+    import pandas as pd
+
+    cols = [f"pc{i}" for i in range(n_components)]
+    Xt = pd.DataFrame(pca.transform(clean(train.spectra[use])), columns=cols)
+    Xs = pd.DataFrame(pca.transform(clean(test.spectra)), columns=cols)
+    lab = train.labels.iloc[np.flatnonzero(use)]
+    return _fit_predict_forest(
+        forest, Xt, lab["log_age"].to_numpy(), lab["log_age_err"].to_numpy(), Xs
+    )
+
+
+def _oracle_baseline(train, test, use, forest):
+    """The same forest on νmax, Δν (observed, with errors), Teff and [Fe/H]."""
+    cols = [("numax", "numax_err"), ("dnu", "dnu_err"), ("teff", "teff_err"), ("fe_h", "fe_h_err")]
+    lab = train.labels.iloc[np.flatnonzero(use)]
+    Xt = _label_frame(lab, cols)
+    Xs = _label_frame(test.labels, cols)
+    return _fit_predict_forest(
+        forest, Xt, lab["log_age"].to_numpy(), lab["log_age_err"].to_numpy(), Xs
+    )
+
+
+def _ablation(z_train, z_test, train, test, use, forest):
+    """The age forest on growing input sets (Figs. 16-17)."""
+    import pandas as pd
+
+    latent_dim = z_train.shape[1] // 2
+    steps = [
+        ("latent", []),
+        ("latent + Teff", [("teff", "teff_err")]),
+        ("latent + Teff + [Fe/H]", [("teff", "teff_err"), ("fe_h", "fe_h_err")]),
+        (
+            "latent + Teff + [Fe/H] + [α/M]",
+            [("teff", "teff_err"), ("fe_h", "fe_h_err"), ("alpha_m", "alpha_m_err")],
+        ),
+    ]
+    names = [f"z{i}" for i in range(latent_dim)] + [f"z{i}_std" for i in range(latent_dim)]
+    lab_t = train.labels.iloc[np.flatnonzero(use)].reset_index(drop=True)
+    out = {}
+    for name, cols in steps:
+        if any(c not in train.labels or e not in train.labels for c, e in cols):
+            continue
+        Xt = pd.concat(
+            [pd.DataFrame(z_train[use], columns=names), _label_frame(lab_t, cols)], axis=1
+        )
+        Xs = pd.concat(
+            [pd.DataFrame(z_test, columns=names), _label_frame(test.labels, cols)], axis=1
+        )
+        out[name] = _fit_predict_forest(
+            forest, Xt, lab_t["log_age"].to_numpy(), lab_t["log_age_err"].to_numpy(), Xs
+        )
+    return out
+
+
+# -------------------------------------------------------------------- report
+
+
+@dataclass
+class EvaluationReport:
+    """Numbers and figures of :func:`evaluate_age_model`.
+
+    Attributes
+    ----------
+    metrics : dict
+        Nested, JSON-serialisable numbers (see :func:`evaluate_age_model`).
+    figures : dict of str to matplotlib.figure.Figure
+        One figure per diagnostic, keyed by a short name (the PNG's file name).
+    """
+
+    metrics: dict[str, Any]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A few lines with the headline numbers."""
+        m = self.metrics
+        lines = []
+        ages = m["ages"]["latent"]
+        for state in ("all", "RGB", "RC"):
+            if state in ages:
+                a = ages[state]
+                lines.append(
+                    f"age scatter {state:>3}: {a['scatter_pct']:5.1f} % "
+                    f"(bias {a['bias_pct']:+5.1f} %, n = {a['n']})"
+                )
+        if "oracle" in m["ages"]:
+            lines.append(
+                f"seismic oracle scatter: {m['ages']['oracle']['all']['scatter_pct']:.1f} % "
+                f"(latent / oracle = {m['goals']['scatter_over_oracle']:.2f})"
+            )
+        if "z_width" in ages["all"]:
+            lines.append(f"z-score width: {ages['all']['z_width']:.2f}")
+        lines.append(f"RC vs RGB from the latent space: {100 * m['state']['accuracy']:.1f} %")
+        if "alpha_m" in m["abundances"]:
+            lines.append(
+                f"[α/M] from the latent space: R² = {m['abundances']['alpha_m']['r2']:.3f}"
+            )
+        return "\n".join(lines)
+
+    def to_markdown(self, figure_dir: str = "figures") -> str:
+        """The report as Markdown, linking the PNGs in ``figure_dir``."""
+        m = self.metrics
+        out = [
+            "# skages evaluation report",
+            "",
+            f"skages {m['skages_version']}; {m['n_train']} training stars "
+            f"({m['n_forest']} with ages for the forest), {m['n_test']} held-out stars "
+            f"({m['n_test_aged']} with reference ages).",
+            "",
+            "```",
+            self.summary(),
+            "```",
+            "",
+            "## Ages (Fig. 10)",
+            "",
+            "| model | stars | scatter (%) | bias (%) | scatter (Gyr) | bias (Gyr) | z width |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for model, per_state in m["ages"].items():
+            for state, a in per_state.items():
+                out.append(
+                    f"| {model} | {state} (n={a['n']}) | {a['scatter_pct']:.1f} | "
+                    f"{a['bias_pct']:+.1f} | {a['scatter_gyr']:.2f} | {a['bias_gyr']:+.2f} | "
+                    f"{a.get('z_width', float('nan')):.2f} |"
+                )
+        out += ["", "## Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
+        for name, g in m["goal_checks"].items():
+            out.append(
+                f"| {name} | {g['value']:.3f} | {g['target']} | {'yes' if g['met'] else 'no'} |"
+            )
+        out += ["", "## Latent space", "", "| quantity | R² | scatter |", "|---|---|---|"]
+        for group in ("abundances", "seismic"):
+            for name, r in m[group].items():
+                unit = "%" if r.get("log") else r.get("unit", "")
+                out.append(f"| {name} | {r['r2']:.3f} | {r['scatter']:.3g} {unit} |")
+        s = m["state"]
+        out += [
+            "",
+            f"RC vs RGB: {100 * s['accuracy']:.1f} % correct; confusion (rows true "
+            f"{s['labels']}, columns predicted): {s['confusion']}",
+            "",
+            "## [α/M] leakage (age residual slope against [α/M] at fixed true age)",
+            "",
+            "| model | slope (dex/dex) | σ | significance |",
+            "|---|---|---|---|",
+        ]
+        for name, leak in m["alpha_leakage"].items():
+            out.append(
+                f"| {name} | {leak['slope']:+.3f} | {leak['slope_err']:.3f} | "
+                f"{leak['significance']:+.1f} |"
+            )
+        out += ["", "## Figures", ""]
+        for name in self.figures:
+            out += [f"### {name}", "", f"![{name}]({figure_dir}/{name}.png)", ""]
+        return "\n".join(out)
+
+    def write(self, output_dir: str | PathLike, *, dpi: int = 110) -> Path:
+        """Write ``report.md``, ``metrics.json`` and ``figures/*.png`` to a folder.
+
+        Returns
+        -------
+        pathlib.Path
+            The Markdown report.
+        """
+        output_dir = Path(output_dir)
+        fig_dir = output_dir / "figures"
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        for name, fig in self.figures.items():
+            with atomic_path(fig_dir / f"{name}.png") as tmp:
+                fig.savefig(tmp, dpi=dpi, format="png")
+        with atomic_path(output_dir / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(self.metrics, indent=1, default=_jsonable))
+        report = output_dir / "report.md"
+        with atomic_path(report) as tmp:
+            tmp.write_text(self.to_markdown())
+        return report
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+# ---------------------------------------------------------------------- main
+
+
+def evaluate_age_model(
+    model: Any,
+    train: Any,
+    test: Any,
+    *,
+    baselines: bool = True,
+    figures: bool = True,
+    n_components: int = 20,
+    random_state: Any = 0,
+    n_jobs: int | None = None,
+) -> EvaluationReport:
+    """Run the paper's diagnostics of a fitted age model on held-out stars.
+
+    Parameters
+    ----------
+    model : sklearn.pipeline.Pipeline
+        A fitted age model (:func:`skages.pipeline.fit_age_model`).
+    train : Bunch
+        The stars the model was trained on (``spectra``, ``psd``, ``labels``; see
+        :func:`split_survey`); the latent-space regressions and the baselines learn
+        from them.
+    test : Bunch
+        Held-out stars. Ages are scored on those with a finite ``log_age`` (and, if the
+        column exists, against ``log_age_true`` too).
+    baselines : bool, default=True
+        Also fit the direct spectrum -> age baseline and the seismic oracle.
+    figures : bool, default=True
+        Make the figures (matplotlib).
+    n_components : int, default=20
+        Principal components of the direct baseline.
+    random_state : int, optional
+        Seeds the auxiliary forests.
+    n_jobs : int, optional
+        Threads of the auxiliary forests.
+
+    Returns
+    -------
+    EvaluationReport
+        ``metrics`` holds ``ages`` (per model: ``latent``, ``oracle``, ``direct``,
+        ``latent_vs_true_age``, ablations; each with all/RGB/RC statistics),
+        ``abundances`` and ``seismic`` (R² and scatter from the latent space),
+        ``state`` (RC vs RGB), ``alpha_leakage``, ``goals`` and ``goal_checks`` (the
+        issue's quality goals, with whether each is met).
+    """
+    from sklearn.base import clone
+
+    encoder = _encoder(model)
+    forest = model.named_steps["forest"]
+    lab_t, lab_s = train.labels, test.labels
+    if "precise_age" in lab_t:
+        use = np.isfinite(_col(lab_t, "log_age")) & lab_t["precise_age"].to_numpy(bool)
+    else:
+        use = np.isfinite(_col(lab_t, "log_age"))
+
+    logger.info("encoding %d training and %d test spectra", len(lab_t), len(lab_s))
+    z_train = _latent(encoder, train.spectra)
+    z_test = _latent(encoder, test.spectra)
+    latent_dim = encoder.latent_dim
+    mu_train, mu_test = z_train[:, :latent_dim], z_test[:, :latent_dim]
+
+    y_s, y_err_s = _col(lab_s, "log_age"), _col(lab_s, "log_age_err")
+    if "precise_age" in lab_s:
+        # score against the precise ages only, the kind the forest learned from; the
+        # others carry errors too large to measure a 10-20 % scatter against
+        y_s = np.where(lab_s["precise_age"].to_numpy(bool), y_s, np.nan)
+    state_s = lab_s["evstate"].astype(str).to_numpy()
+    X_test = make_age_frame(test.spectra, lab_s)
+    mean, std = model.predict(X_test, return_std=True)
+    ages: dict[str, Any] = {
+        "latent": age_metrics(y_s, mean, y_std=std, y_err=y_err_s, evstate=state_s)
+    }
+    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {"latent": (mean, std)}
+    true_age = _col(lab_s, "log_age_true")
+    if true_age is not None:
+        ages["latent_vs_true_age"] = age_metrics(true_age, mean, y_std=std, evstate=state_s)
+
+    if baselines:
+        base_forest = clone(forest)
+        logger.info("baselines: seismic oracle and direct spectrum -> age")
+        preds["oracle"] = _oracle_baseline(train, test, use, base_forest)
+        preds["direct"] = _direct_baseline(
+            train, test, use, base_forest, n_components, random_state
+        )
+        for name in ("oracle", "direct"):
+            m, s = preds[name]
+            ages[name] = age_metrics(y_s, m, y_std=s, y_err=y_err_s, evstate=state_s)
+        for name, (m, s) in _ablation(z_train, z_test, train, test, use, base_forest).items():
+            ages[f"ablation: {name}"] = age_metrics(
+                y_s, m, y_std=s, y_err=y_err_s, evstate=state_s
+            )
+            preds[f"ablation: {name}"] = (m, s)
+
+    abundances, seismic = {}, {}
+    for group, items in ((abundances, ABUNDANCES), (seismic, SEISMIC)):
+        for name, unit, log in items:
+            if name in lab_t and name in lab_s:
+                r = latent_regression(
+                    mu_train,
+                    _col(lab_t, name),
+                    mu_test,
+                    _col(lab_s, name),
+                    log=log,
+                    random_state=random_state,
+                    n_jobs=n_jobs,
+                )
+                r.update(unit=unit, log=log)
+                group[name] = r
+    state = latent_classification(
+        mu_train, lab_t["evstate"], mu_test, state_s, random_state=random_state, n_jobs=n_jobs
+    )
+
+    leakage = {}
+    alpha = _col(lab_s, "alpha_m")
+    ref_age = true_age if true_age is not None else y_s
+    if alpha is not None:
+        for name in ("latent", "direct"):
+            if name in preds:
+                leakage[name] = alpha_leakage(preds[name][0] - ref_age, alpha, ref_age)
+
+    goals = {}
+    checks = {}
+    if "oracle" in ages:
+        ratio = ages["latent"]["all"]["scatter_pct"] / ages["oracle"]["all"]["scatter_pct"]
+        goals["scatter_over_oracle"] = ratio
+        checks["latent age scatter / oracle scatter"] = {
+            "value": ratio,
+            "target": "≤ 1.2",
+            "met": bool(ratio <= 1.2),
+        }
+    if "alpha_m" in abundances:
+        r2 = abundances["alpha_m"]["r2"]
+        checks["[α/M] R² from the latent space"] = {
+            "value": r2,
+            "target": "≤ 0.05",
+            "met": bool(r2 <= 0.05),
+        }
+    if "z_width" in ages["latent"]["all"]:
+        w = ages["latent"]["all"]["z_width"]
+        checks["z-score width"] = {"value": w, "target": "0.9-1.1", "met": bool(0.9 <= w <= 1.1)}
+    checks["RC vs RGB accuracy"] = {
+        "value": state["accuracy"],
+        "target": "≥ 0.90",
+        "met": bool(state["accuracy"] >= 0.9),
+    }
+    if "direct" in leakage:
+        sig = leakage["direct"]["significance"]
+        checks["direct baseline [α/M] leakage (significance)"] = {
+            "value": sig,
+            "target": "> 3 (plainly visible)",
+            "met": bool(sig > 3),
+        }
+
+    metrics = {
+        "skages_version": __version__,
+        "n_train": len(lab_t),
+        "n_forest": int(use.sum()),
+        "n_test": len(lab_s),
+        "n_test_aged": int(np.isfinite(y_s).sum()),
+        "ages": ages,
+        "abundances": {k: _strip(v) for k, v in abundances.items()},
+        "seismic": {k: _strip(v) for k, v in seismic.items()},
+        "state": state,
+        "alpha_leakage": leakage,
+        "goals": goals,
+        "goal_checks": checks,
+    }
+    report = EvaluationReport(metrics=metrics)
+    if figures:
+        report.figures = _figures(
+            encoder,
+            test,
+            lab_s,
+            y_s,
+            preds,
+            mu_test,
+            abundances,
+            seismic,
+            state,
+            ages,
+            true_age,
+            random_state,
+        )
+    return report
+
+
+def _strip(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k not in ("prediction", "truth")}
+
+
+def _figures(
+    encoder,
+    test,
+    lab_s,
+    y_s,
+    preds,
+    mu_test,
+    abundances,
+    seismic,
+    state,
+    ages,
+    true_age,
+    random_state,
+) -> dict[str, Any]:
+    from skages import plotting
+
+    figs = {}
+    state_s = lab_s["evstate"].astype(str).to_numpy()
+    figs["ages"] = plotting.plot_age_comparison(
+        y_s, preds["latent"][0], preds["latent"][1], evstate=state_s, title="latent model"
+    ).figure
+    rng = np.random.default_rng(random_state)
+    numax = _col(lab_s, "numax")
+    order = np.argsort(numax)
+    picks = order[np.linspace(0, len(order) - 1, 4).astype(int)]
+    picks = np.array([p if np.isfinite(numax[p]) else rng.integers(len(order)) for p in picks])
+    figs["psd_reconstruction"] = plotting.plot_psd_reconstruction(
+        test.psd[picks],
+        encoder.predict_psd(_encoder_input(encoder, test.spectra[picks])),
+        labels=[f"νmax = {numax[p]:.0f} µHz, {state_s[p]}" for p in picks],
+    )
+    figs["psd_from_latent"] = plotting.plot_psd_from_latent(encoder, mu_test, numax)
+    colours = {
+        "state": (state_s == "RC").astype(float),
+        "νmax (µHz)": numax,
+        "[Fe/H] (dex)": _col(lab_s, "fe_h"),
+    }
+    if "excess_dnu" in lab_s:
+        colours["excess Δν (µHz)"] = _col(lab_s, "excess_dnu")
+    figs["latent_space"] = plotting.plot_latent_space(mu_test, colours)
+    figs["latent_abundances"] = plotting.plot_latent_regressions(
+        abundances, title="abundances from the latent space"
+    )
+    figs["latent_seismic"] = plotting.plot_latent_regressions(
+        seismic, title="seismic parameters from the latent space"
+    )
+    figs["state_confusion"] = plotting.plot_confusion(state["confusion"], state["labels"])
+    ablations = {
+        k: v
+        for k, v in ages.items()
+        if k.startswith("ablation") or k in ("latent", "oracle", "direct")
+    }
+    figs["ablation"] = plotting.plot_scatter_bars(ablations)
+    figs["z_scores"] = plotting.plot_z_scores(
+        y_s, preds["latent"][0], preds["latent"][1], _col(lab_s, "log_age_err")
+    ).figure
+    if "direct" in preds and "alpha_m" in lab_s:
+        ref = true_age if true_age is not None else y_s
+        figs["alpha_leakage"] = plotting.plot_alpha_leakage(
+            {k: preds[k][0] - ref for k in ("latent", "direct")}, _col(lab_s, "alpha_m"), ref
+        )
+    return figs
