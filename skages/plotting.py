@@ -8,7 +8,7 @@ import numpy as np
 
 __all__ = [
     "plot_age_comparison",
-    "plot_alpha_leakage",
+    "plot_alpha_sensitivity",
     "plot_confusion",
     "plot_latent_jacobian",
     "plot_latent_regressions",
@@ -428,11 +428,14 @@ def plot_z_scores(
     return ax
 
 
-def plot_alpha_leakage(residuals: dict[str, Any], alpha_m: Any, log_age_true: Any):
-    """Age residuals against [α/M] at fixed true age, for several models.
+def plot_alpha_sensitivity(derivatives: dict[str, Any]):
+    """Per-star d log10 age / d[α/M] of several models, when only the α lines change.
 
-    Residuals are shown after removing their trend with true age; binned medians make
-    a model that uses [α/M] as an age proxy stand out as a rising line.
+    Parameters
+    ----------
+    derivatives : dict of str to array-like
+        Model name -> per-star derivatives (dex per dex), from
+        :func:`skages.evaluation.alpha_sensitivity`.
 
     Returns
     -------
@@ -440,28 +443,21 @@ def plot_alpha_leakage(residuals: dict[str, Any], alpha_m: Any, log_age_true: An
     """
     import matplotlib.pyplot as plt
 
-    a = np.asarray(alpha_m, float)
-    t = np.asarray(log_age_true, float)
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
-    bins = np.nanpercentile(a, np.linspace(2, 98, 9))
-    for k, (name, r) in enumerate(residuals.items()):
-        r = np.asarray(r, float)
-        m = np.isfinite(r) & np.isfinite(a) & np.isfinite(t)
-        trend = np.polyval(np.polyfit(t[m], r[m], 1), t[m])
-        d = r[m] - trend
-        ax.scatter(a[m], d, s=2, alpha=0.25, color=f"C{k}")
-        idx = np.digitize(a[m], bins)
-        centres = [np.median(a[m][idx == i]) for i in range(1, len(bins)) if (idx == i).sum() > 5]
-        meds = [np.median(d[idx == i]) for i in range(1, len(bins)) if (idx == i).sum() > 5]
-        ax.plot(centres, meds, "-o", color=f"C{k}", label=name)
-    ax.axhline(0, color="k", lw=0.8)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
+    values = [np.asarray(v, float) for v in derivatives.values()]
+    lo, hi = np.percentile(np.concatenate(values), [1, 99])
+    bins = np.linspace(min(lo, -0.1), max(hi, 0.1), 50)
+    for k, (name, v) in enumerate(zip(derivatives, values, strict=True)):
+        ax.hist(
+            v, bins=bins, alpha=0.5, color=f"C{k}", label=f"{name}: median {np.median(v):+.2f}"
+        )
+    ax.axvline(0, color="k", lw=0.8)
     ax.set(
-        xlabel="[α/M] (dex)",
-        ylabel="Δ log age at fixed true age (dex)",
-        ylim=(-0.5, 0.5),
-        title="[α/M] leakage",
+        xlabel="d log10 age / d[α/M] (dex per dex)",
+        ylabel="stars",
+        title="[α/M] leakage: the α lines alone changed",
     )
-    ax.legend()
+    ax.legend(fontsize="small")
     return fig
 
 

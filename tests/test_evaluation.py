@@ -10,7 +10,7 @@ import pytest
 from skages.encoder import SpectrumToPSDEncoder
 from skages.evaluation import (
     age_metrics,
-    alpha_leakage,
+    alpha_sensitivity,
     evaluate_age_model,
     latent_classification,
     latent_regression,
@@ -65,7 +65,7 @@ def test_report_structure_and_files(report, tmp_path):
     assert set(m["seismic"]) == {"numax", "dnu", "excess_dnu"}
     assert 0 <= m["state"]["accuracy"] <= 1
     assert np.sum(m["state"]["confusion"]) == len(test.labels)
-    assert {"latent", "direct"} == set(m["alpha_leakage"])
+    assert {"latent", "direct"} == set(m["alpha_sensitivity"])
     assert "latent age scatter / oracle scatter" in m["goal_checks"]
     assert {"ages", "psd_reconstruction", "latent_space", "state_confusion", "z_scores"} <= set(
         rep.figures
@@ -92,15 +92,31 @@ def test_age_metrics_by_hand():
     assert out["RC"]["bias_gyr"] == pytest.approx(np.median(10 ** p[3:] - 10 ** y[3:]))
 
 
-def test_alpha_leakage_detects_a_proxy():
-    rng = np.random.default_rng(0)
-    age = rng.uniform(0, 1, 2000)
-    alpha = 0.2 * age + rng.normal(0, 0.05, 2000)
-    honest = rng.normal(0, 0.1, 2000)
-    cheat = honest + 1.0 * (alpha - 0.2 * age)  # uses [α/M] beyond what age explains
-    assert abs(alpha_leakage(honest, alpha, age)["significance"]) < 3
-    leak = alpha_leakage(cheat, alpha, age)
-    assert leak["slope"] == pytest.approx(1.0, abs=0.1) and leak["significance"] > 10
+def test_alpha_sensitivity_tells_a_reader_of_alpha_lines(small_survey):
+    from skages.datasets import counterfactual_spectra
+
+    spectra, labels = small_survey.spectra[:60], small_survey.labels.iloc[:60]
+    shifted = counterfactual_spectra(spectra, labels, alpha_m=0.1)
+    change = np.nanmax(np.abs(shifted - spectra), axis=0)
+    # α lines (Mg, Si, Ca, Ti, and OH everywhere) move, by > 0.3 % in a minority of pixels
+    assert 0.01 < (change > 3e-3).mean() < 0.6
+    iron = np.nanmax(np.abs(counterfactual_spectra(spectra, labels, fe_h=0.1) - spectra), axis=0)
+    assert (change > 3e-3).mean() < (iron > 3e-3).mean()  # iron lines are everywhere
+    np.testing.assert_array_equal(np.isnan(shifted), np.isnan(spectra))
+    changed = change > 0
+    # a "model" that reads the α lines, and one that reads a pixel no α line touches
+    alpha_pixel = int(np.nanargmax(np.nanmean(np.abs(shifted - spectra), axis=0)))
+    quiet_pixel = int(np.flatnonzero(~changed & np.isfinite(spectra).all(axis=0))[0])
+    reads_alpha = alpha_sensitivity(
+        lambda s: -5 * np.nan_to_num(s[:, alpha_pixel]), spectra, labels
+    )
+    blind = alpha_sensitivity(lambda s: s[:, quiet_pixel], spectra, labels)
+    assert reads_alpha["significance"] > 10 and reads_alpha["derivative"] > 0
+    assert blind["derivative"] == 0 and blind["mean"] == 0
+    with pytest.raises(ValueError, match="cannot shift"):
+        counterfactual_spectra(spectra, labels, age=1.0)
+    with pytest.raises(ValueError, match="true-label columns"):
+        counterfactual_spectra(spectra, labels.drop(columns="alpha_m_true"), alpha_m=0.1)
 
 
 def test_latent_regression_and_classification_learn_signal():

@@ -15,6 +15,7 @@ from skages.datasets._bundled import (
 # the simulator (pandas, scikit-learn) loads on first use, so bundled_path stays light
 _SIMULATOR_NAMES = (
     "LABEL_UNITS",
+    "counterfactual_spectra",
     "iter_apokasc",
     "make_apokasc",
     "model_power",
@@ -25,6 +26,7 @@ _SIMULATOR_NAMES = (
 __all__ = [
     "LABEL_UNITS",
     "bundled_path",
+    "counterfactual_spectra",
     "iter_apokasc",
     "load_continuum_mask",
     "load_example_lightcurve",

@@ -37,6 +37,7 @@ from skages.datasets import _sim_spectra as _spec
 __all__ = [
     "BLOCK_SIZE",
     "LABEL_UNITS",
+    "counterfactual_spectra",
     "iter_apokasc",
     "make_apokasc",
     "model_power",
@@ -147,6 +148,60 @@ def _label_offsets(pop: Mapping[str, np.ndarray]) -> np.ndarray:
         ]
     )
     return values - _label_reference()[None, :]
+
+
+_OFFSET_COLUMNS = (
+    "evstate", "mass_true", "logg_true", "teff_true", "fe_h_true", "alpha_m_true", "c_n_true"
+)  # fmt: skip
+
+
+def counterfactual_spectra(spectra: Any, labels: Any, **shifts: float) -> np.ndarray:
+    """The same simulated stars' spectra with some of their labels shifted.
+
+    Each spectrum is multiplied by the ratio of the simulator's noiseless model
+    spectrum at the shifted labels to that at the star's true labels, so noise, bad
+    pixels and continuum residuals stay those of the original star. With
+    ``alpha_m=0.1`` only the α-element lines deepen: an age model that reads age from
+    [α/M] changes its answer, one that does not, does not
+    (:func:`skages.evaluation.evaluate_age_model` measures exactly that).
+
+    Parameters
+    ----------
+    spectra : array-like of shape (n_stars, 7514)
+        Simulated continuum-normalised spectra (NaN = masked, kept).
+    labels : pandas.DataFrame
+        Their labels from :func:`make_apokasc`, with the true-label columns
+        (``teff_true`` K, ``logg_true``, ``fe_h_true``, ``alpha_m_true``, ``c_n_true``
+        dex, ``mass_true``, ``evstate``).
+    **shifts : float
+        Label shifts among ``teff`` (K), ``logg``, ``fe_h``, ``alpha_m``, ``c_n`` (dex).
+
+    Returns
+    -------
+    ndarray of shape (n_stars, 7514), float32
+    """
+    allowed = set(_spec.RESPONSE_LABELS) - {"mixing"}
+    unknown = set(shifts) - allowed
+    if unknown:
+        raise ValueError(f"cannot shift {sorted(unknown)}; choose among {sorted(allowed)}")
+    missing = [c for c in _OFFSET_COLUMNS if c not in labels]
+    if missing:
+        raise ValueError(
+            f"labels lacks the simulator's true-label columns {missing}: counterfactual "
+            "spectra exist only for stars made by make_apokasc"
+        )
+    spectra = np.asarray(spectra, dtype=np.float32)
+    if spectra.shape != (len(labels), _spec.N_PIXELS):
+        raise ValueError(
+            f"spectra has shape {spectra.shape}; expected ({len(labels)}, {_spec.N_PIXELS})"
+        )
+    pop = {c: np.asarray(labels[c]) for c in _OFFSET_COLUMNS}
+    before = _label_offsets(pop)
+    after = before.copy()
+    for name, value in shifts.items():
+        after[:, _spec.RESPONSE_LABELS.index(name)] += float(value)
+    ratio = _spec.noiseless_spectra(after) / _spec.noiseless_spectra(before)
+    return (spectra * ratio).astype(np.float32)
 
 
 def _batches(size: int, lo: int, hi: int) -> range:
