@@ -33,7 +33,7 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "auto_examples/*.ipynb"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "auto_examples/*.ipynb", "examples"]
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"skages {release}"

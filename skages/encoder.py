@@ -194,10 +194,10 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         :class:`~skages._ved.VariationalEncoderDecoder` and ``net_.history`` the training
         history. After unpickling it holds the weights and history but not the optimiser
         state.
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (n_features,)
         Training mean of each pixel (continuum-normalised flux, after values > 2 are set
         to 1), NaN pixels left out.
-    scale_ : ndarray of shape (n_features_in_,)
+    scale_ : ndarray of shape (n_features,)
         Training standard deviation of each pixel (1 where it is 0; ``inf`` where the
         pixel was NaN in every training spectrum, which then always reads as masked).
     n_psd_ : int
@@ -208,7 +208,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         Epochs run.
     n_features_in_ : int
         Number of pixels of the training spectra.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Pixel names, when ``X`` had string column names at fit.
 
     See Also
@@ -741,7 +741,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_psd_)
+        ndarray of shape (n_samples, n_psd)
             Natural-log PSD on the training PSD grid.
         """
         self._module()
@@ -759,7 +759,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_points, n_psd_)
+        ndarray of shape (n_points, n_psd)
         """
         module = self._module()
         Z = check_array(Z, dtype=(np.float64, np.float32), input_name="Z")
@@ -810,7 +810,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_psd_), or (n_stars, n_samples, n_psd_) with ``X``
+        ndarray of shape (n_samples, n_psd), or (n_stars, n_samples, n_psd) with ``X``
         """
         module = self._module()
         n_samples = _check_positive_int(n_samples, "n_samples")
@@ -877,9 +877,9 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
             Continuum-normalised spectra.
         y : array-like, default=None
             As in :meth:`fit`.
-        psd : array-like of shape (n_samples, n_psd_), default=None
+        psd : array-like of shape (n_samples, n_psd), default=None
             Natural-log PSDs. Routable as metadata.
-        psd_weight : array-like of shape (n_samples, n_psd_) or (n_psd_,), default=None
+        psd_weight : array-like of shape (n_samples, n_psd) or (n_psd,), default=None
             Non-negative pixel weights; ones by default. Routable as metadata.
 
         Returns

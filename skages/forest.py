@@ -255,7 +255,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         The fitted trees; they see the value columns only.
     n_features_in_ : int
         Number of columns of ``X`` seen at fit, error columns included.
-    feature_names_in_ : ndarray of str of shape (n_features_in_,)
+    feature_names_in_ : ndarray of str of shape (n_features,)
         Column names of ``X`` seen at fit (all columns, error columns included). Only
         defined if ``X`` had string column names.
     value_columns_ : ndarray of int of shape (n_value_features,)
