@@ -38,6 +38,7 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints", "auto_examples/*.ipynb", "
 html_theme = "pydata_sphinx_theme"
 html_title = f"skages {release}"
 html_static_path = ["_static"]
+html_css_files = ["skages.css"]
 html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,

@@ -77,7 +77,18 @@ _LAZY: dict[str, str] = {
     # evaluation
     "evaluate_age_model": "evaluation",
     "split_survey": "evaluation",
+    "split_indices": "evaluation",
+    "evaluate_saved_model": "evaluation",
     "EvaluationReport": "evaluation",
+    # catalogue: survey-scale streaming inference
+    "predict_catalogue": "catalogue",
+    "read_catalogue": "catalogue",
+    "CatalogueCuts": "catalogue",
+    "CatalogueFlag": "catalogue",
+    "catalogue_columns": "catalogue",
+    "dask_client": "catalogue",
+    # demo: the whole workflow on a simulated survey
+    "run_demo": "demo",
     # persistence
     "save_model": "persistence",
     "load_model": "persistence",

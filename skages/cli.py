@@ -9,12 +9,24 @@ Power spectrum of the bundled real light curve of KIC 11618103::
 Power spectrum of a star from its Kepler quarter files::
 
     skages psd kplr009145861-*_llc.fits --output kic9145861_psd.fits
+
+A simulated survey, a model trained on it, and the age catalogue of a larger survey::
+
+    skages simulate --n-stars 10000 --output train.h5
+    skages train --survey train.h5 --max-epochs 20 --output model.joblib
+    skages simulate --n-stars 100000 --no-psd --seed 1 --output survey.h5
+    skages predict --model model.joblib --spectra survey.h5 --output ages.fits
+
+The whole workflow on a simulated survey (the README's main job)::
+
+    skages demo --output skages-demo
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,8 +37,14 @@ logger = logging.getLogger("skages")
 
 _EPILOG = """\
 examples:
+  skages demo --output skages-demo
   skages psd --example --output psd.fits --plot psd.png
   skages psd kplr009145861-*_llc.fits --output kic9145861.fits
+  skages simulate --n-stars 10000 --output train.h5
+  skages train --survey train.h5 --max-epochs 20 --output model.joblib
+  skages predict --model model.joblib --spectra survey.h5 --output ages.fits
+  skages predict --model model.joblib --spectra apStar/ --labels allStar.fits \\
+      --output ages.fits --dask
 
 Run 'skages COMMAND --help' for the options of each command.
 """
@@ -142,7 +160,644 @@ def _run_psd(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_psd]
+# ------------------------------------------------------------------ simulate
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="write a simulated APOKASC-like survey (spectra, PSDs, labels) to HDF5",
+        description=(
+            "Simulate an APOKASC-like survey (skages.datasets.write_apokasc) and write it, "
+            "chunk by chunk in bounded memory, to a skages HDF5 survey file. Star i depends "
+            "only on the seed and on i; an interrupted run continues with --resume."
+        ),
+        epilog=(
+            "examples:\n"
+            "  skages simulate --n-stars 10000 --output train.h5\n"
+            "  skages simulate --n-stars 733901 --no-psd --seed 1 --output dr17_like.h5"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="survey file (.h5)")
+    p.add_argument("--n-stars", type=_positive_int, default=10_000, help="default: 10000")
+    p.add_argument(
+        "--chunk-size", type=_positive_int, default=4096, help="stars per write (default 4096)"
+    )
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--no-psd",
+        action="store_true",
+        help="spectra and labels only (a survey to predict ages for; much faster, smaller)",
+    )
+    p.add_argument(
+        "--raw-flux", action="store_true", help="also store un-normalised 8575-pixel flux"
+    )
+    p.add_argument("--n-jobs", type=_positive_int, default=1, help="worker processes")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from skages.datasets import write_apokasc
+
+    partial = args.output.with_name(args.output.name + ".partial")
+    if args.output.exists() and not args.overwrite:
+        raise FileExistsError(
+            f"{args.output} exists (a complete survey); pass --overwrite to replace it"
+        )
+    try:
+        path = write_apokasc(
+            args.output,
+            args.n_stars,
+            chunk_size=args.chunk_size,
+            psd=not args.no_psd,
+            raw_flux=args.raw_flux,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            n_jobs=args.n_jobs,
+            verbose=0 if args.quiet else 1,
+            random_state=args.seed,
+        )
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or not partial.exists():
+            raise
+        raise OSError(
+            exc.errno,
+            f"could not write {args.output} ({exc.strerror or exc}); the stars written so "
+            f"far are kept in {partial}: free some space and rerun with --resume",
+        ) from exc
+    print(f"simulated survey of {args.n_stars} stars written to {path}")
+    return 0
+
+
+# --------------------------------------------------------------------- train
+
+#: Keys of a ``skages train --config`` TOML file, per table.
+TRAIN_CONFIG_KEYS = {
+    "data": ("survey", "spectra", "psd", "ages", "labels", "max_stars"),
+    "model": ("output", "seed", "forest_stars", "test_size", "overwrite"),
+    "encoder": None,  # any SpectrumToPSDEncoder parameter
+    "forest": None,  # any ProbabilisticForestRegressor parameter
+}
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fit the encoder and the age forest, and save the model",
+        description=(
+            "Train the age model in the paper's two stages (skages.pipeline.fit_age_model): "
+            "the encoder on every spectrum-PSD pair, the forest on the stars with precise "
+            "seismic ages. Data come from a skages HDF5 survey with spectra, psd and labels "
+            "(e.g. from 'skages simulate'), or from files: --spectra (HDF5 survey with "
+            "spectra and an apogee_id label), --psd (HDF5 survey with psd and a kic label) "
+            "and --ages (APOKASC-2 Table 5, or a FITS/ECSV/CSV table with apogee_id, kic, "
+            "log_age, log_age_err and, unless the spectra file or --labels ALLSTAR has "
+            "them, teff, fe_h, teff_err, fe_h_err). Settings come from flags or a TOML "
+            "file (--config; flags win). The model is written with save_model, with its "
+            "training summary in the metadata."
+        ),
+        epilog=(
+            "examples:\n"
+            "  skages train --survey train.h5 --max-epochs 20 --output model.joblib\n"
+            "  skages train --spectra spec.h5 --psd psd.h5 --ages APOKASC2_Table5.txt \\\n"
+            "      --output model.skops\n"
+            "  skages train --config train.toml\n\n"
+            "config file (TOML; every key optional, paths relative to the file):\n"
+            "  [data]     survey | spectra, psd, ages, labels; max_stars\n"
+            "  [model]    output, seed, forest_stars ('precise' or 'aged'), test_size,\n"
+            "             overwrite\n"
+            "  [encoder]  any SpectrumToPSDEncoder parameter (max_epochs = 20, ...)\n"
+            "  [forest]   any ProbabilisticForestRegressor parameter (n_estimators = 200)"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, help="TOML settings file (see below)")
+    p.add_argument("--survey", type=Path, help="HDF5 survey with spectra, psd and labels")
+    p.add_argument("--spectra", type=Path, help="HDF5 survey with spectra (and apogee_id)")
+    p.add_argument("--psd", type=Path, help="HDF5 survey with psd (and kic)")
+    p.add_argument("--ages", type=Path, help="ages table (APOKASC-2 Table 5, FITS, ECSV, CSV)")
+    p.add_argument("--labels", type=Path, help="allStar file for Teff and [Fe/H]")
+    p.add_argument("-o", "--output", type=Path, help="model file: .joblib or .skops")
+    p.add_argument("--max-stars", type=_positive_int, help="use the first N stars only")
+    p.add_argument("--max-epochs", type=_non_negative_int, help="encoder epochs (default 150)")
+    p.add_argument("--latent-dim", type=_positive_int, help="latent dimension (default 5)")
+    p.add_argument("--batch-size", type=_positive_int, help="encoder batch (default 128)")
+    p.add_argument("--lr", type=float, help="encoder learning rate (default 5e-4)")
+    p.add_argument("--n-estimators", type=_positive_int, help="forest trees (default 100)")
+    p.add_argument(
+        "--forest-stars",
+        choices=("precise", "aged"),
+        help="forest on the precise ages (default) or on every aged star",
+    )
+    p.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
+    p.add_argument(
+        "--test-size",
+        type=float,
+        help="hold out this fraction of the stars for 'skages evaluate' (default: none)",
+    )
+    p.add_argument("--device", help="PyTorch device of the encoder (default cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.set_defaults(func=_run_train)
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ValueError(
+                f"reading {path} needs Python 3.11's tomllib or the tomli package"
+            ) from None
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        config = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a valid TOML file: {exc}") from exc
+    unknown = sorted(set(config) - set(TRAIN_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown table(s) {unknown}; use {sorted(TRAIN_CONFIG_KEYS)}")
+    for table, keys in TRAIN_CONFIG_KEYS.items():
+        section = config.get(table, {})
+        if not isinstance(section, dict):
+            raise ValueError(f"{path}: [{table}] must be a table")
+        if keys is not None and set(section) - set(keys):
+            raise ValueError(
+                f"{path}: unknown key(s) {sorted(set(section) - set(keys))} in [{table}]; "
+                f"use {list(keys)}"
+            )
+    for key in ("survey", "spectra", "psd", "ages", "labels", "output"):
+        for table in ("data", "model"):
+            value = config.get(table, {}).get(key)
+            if value is not None:
+                config[table][key] = Path(os.path.abspath(path.parent / str(value)))
+    return config
+
+
+def _training_data(data: dict):
+    """Spectra, PSDs, PSD weights and labels of the training stars, and a description."""
+    import numpy as np
+
+    from skages.io import SurveyReader, crossmatch_training_sample
+
+    max_stars = data.get("max_stars")
+    rows = slice(0, max_stars)
+    if data.get("survey"):
+        if any(data.get(k) for k in ("spectra", "psd", "ages")):
+            raise ValueError("give either a survey or spectra/psd/ages files, not both")
+        with SurveyReader(data["survey"]) as survey:
+            missing = [a for a in ("spectra", "psd") if a not in survey.arrays]
+            if missing:
+                raise ValueError(
+                    f"{data['survey']} has no {missing} array(s) (it has {list(survey.arrays)});"
+                    " simulate it without --no-psd"
+                )
+            spectra = survey.read("spectra", rows)
+            psd = survey.read("psd", rows)
+            weight = survey.read("psd_weight", rows) if "psd_weight" in survey.arrays else None
+            labels = survey.read_labels(rows).reset_index(drop=True)
+        source = {"survey": str(data["survey"])}
+    else:
+        missing = [k for k in ("spectra", "psd", "ages") if not data.get(k)]
+        if missing:
+            raise ValueError(
+                f"give --survey, or all of --spectra, --psd and --ages (missing: {missing})"
+            )
+        ages = _read_ages(data["ages"])
+        with SurveyReader(data["spectra"]) as spec, SurveyReader(data["psd"]) as psd_file:
+            for reader, array, key in ((spec, "spectra", "apogee_id"), (psd_file, "psd", "kic")):
+                if array not in reader.arrays or key not in reader.label_columns:
+                    raise ValueError(
+                        f"{reader.path} needs a {array!r} array and a {key!r} label column"
+                    )
+            match = crossmatch_training_sample(
+                spec.read_labels(columns=["apogee_id"])["apogee_id"].to_numpy(),
+                ages,
+                psd_file.read_labels(columns=["kic"])["kic"].to_numpy(),
+                duplicates="first",
+            )
+            take = np.arange(match.n_matched)[rows]
+            spectra = spec.read("spectra", match.spectra_index[take])
+            psd = psd_file.read("psd", match.psd_index[take])
+            weight = (
+                psd_file.read("psd_weight", match.psd_index[take])
+                if "psd_weight" in psd_file.arrays
+                else None
+            )
+            labels = match.labels.iloc[take].reset_index(drop=True)
+            have = [c for c in ("teff", "fe_h", "teff_err", "fe_h_err") if c in spec.label_columns]
+            if have:
+                spec_labels = spec.read_labels(match.spectra_index[take], columns=have)
+                for c in have:
+                    labels[c] = spec_labels[c].to_numpy()
+        source = {k: str(data[k]) for k in ("spectra", "psd", "ages")}
+    if data.get("labels"):
+        from skages.io import read_allstar
+
+        allstar = read_allstar(data["labels"]).to_pandas()
+        allstar = allstar.drop_duplicates("apogee_id").set_index("apogee_id")
+        if "apogee_id" not in labels:
+            raise ValueError("the training stars have no apogee_id to match the allStar on")
+        found = allstar.reindex(labels["apogee_id"].astype(str).to_numpy())
+        for c in ("teff", "fe_h", "teff_err", "fe_h_err"):
+            labels[c] = found[c].to_numpy()
+        source["labels"] = str(data["labels"])
+    if "log_age_err" not in labels and "log_age_err_upper" in labels:
+        labels["log_age_err"] = labels["log_age_err_upper"]
+    return spectra, psd, weight, labels, source
+
+
+def _read_ages(path: Path):
+    from astropy.table import Table
+
+    from skages.io import read_apokasc2
+
+    if not path.is_file():
+        raise FileNotFoundError(f"ages table not found: {path}")
+    name = path.name.lower()
+    if name.startswith("apokasc2") or name.endswith((".txt", ".txt.gz")):
+        return read_apokasc2(path)
+    try:
+        table = Table.read(path)
+    except Exception as exc:  # astropy raises many kinds for unreadable tables
+        raise ValueError(f"cannot read the ages table {path}: {exc}") from exc
+    table.rename_columns(table.colnames, [c.lower() for c in table.colnames])
+    missing = [
+        c for c in ("apogee_id", "kic", "log_age", "log_age_err") if c not in table.colnames
+    ]
+    if missing:
+        raise ValueError(f"ages table {path} has no column(s) {missing}")
+    return table
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from skages.encoder import SpectrumToPSDEncoder
+    from skages.forest import ProbabilisticForestRegressor
+    from skages.persistence import save_model, training_summary
+    from skages.pipeline import fit_age_model
+
+    config = _read_config(args.config) if args.config else {}
+    data = dict(config.get("data", {}))
+    for key in ("survey", "spectra", "psd", "ages", "labels", "max_stars"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+    settings = dict(config.get("model", {}))
+    for key in ("output", "seed", "forest_stars", "test_size"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    output = settings.get("output")
+    if output is None:
+        raise ValueError("give the model file with --output (or [model] output in --config)")
+    output = Path(output)
+    if output.suffix.lower() not in (".joblib", ".pkl", ".skops"):
+        raise ValueError(f"--output must end in .joblib or .skops; got {output.name!r}")
+    if output.exists() and not (args.overwrite or settings.get("overwrite")):
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    seed = int(settings.get("seed", 0))
+    enc_params = {"random_state": seed, **config.get("encoder", {})}
+    for flag, param in (
+        ("max_epochs", "max_epochs"),
+        ("latent_dim", "latent_dim"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("device", "device"),
+    ):
+        if getattr(args, flag) is not None:
+            enc_params[param] = getattr(args, flag)
+    enc_params.setdefault("verbose", 0 if args.quiet else 1)
+    forest_params = {"random_state": seed, **config.get("forest", {})}
+    if args.n_estimators is not None:
+        forest_params["n_estimators"] = args.n_estimators
+    for key, value in enc_params.items():
+        if isinstance(value, list):
+            enc_params[key] = tuple(value)  # TOML arrays -> the tuples the encoder documents
+    try:
+        encoder = SpectrumToPSDEncoder().set_params(**enc_params)
+        forest = ProbabilisticForestRegressor().set_params(**forest_params)
+    except ValueError as exc:
+        raise ValueError(f"invalid encoder/forest setting: {exc}") from exc
+
+    spectra, psd, weight, labels, source = _training_data(data)
+    split = None
+    if settings.get("test_size"):
+        from skages.evaluation import split_record
+
+        keep, split = split_record(labels, test_size=float(settings["test_size"]), seed=seed)
+        spectra, psd = spectra[keep], psd[keep]
+        weight = None if weight is None else weight[keep]
+        labels = labels.iloc[keep].reset_index(drop=True)
+        logger.info("holding out %d stars for 'skages evaluate'", split["n_test"])
+    y = np.asarray(labels["log_age"], dtype=float)
+    logger.info(
+        "training on %d spectrum-PSD pairs, %d with ages, from %s",
+        len(labels),
+        int(np.isfinite(y).sum()),
+        source,
+    )
+    model = fit_age_model(
+        spectra,
+        psd,
+        labels,
+        encoder=encoder,
+        forest=forest,
+        psd_weight=weight,
+        forest_stars=settings.get("forest_stars", "precise"),
+        verbose=enc_params["verbose"],
+    )
+    training = training_summary(spectra, y, labels=labels)
+    training.update(
+        source=source,
+        encoder_params={k: _jsonable(v) for k, v in encoder.get_params().items()},
+        forest_params={k: _jsonable(v) for k, v in forest.get_params().items()},
+        forest_stars=settings.get("forest_stars", "precise"),
+        max_stars=data.get("max_stars"),
+        split=split,
+        command="skages train",
+    )
+    save_model(model, output, training=training)
+    print(
+        f"model trained on {len(labels)} stars ({int(np.isfinite(y).sum())} with ages) "
+        f"written to {output}"
+    )
+    return 0
+
+
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+# ------------------------------------------------------------------- predict
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="age catalogue of a survey: streaming, resumable, local or on Dask",
+        description=(
+            "Run a trained age model over a survey in chunks and write the catalogue of "
+            "Leung et al. (2023, Table 1): APOGEE_ID, TELESCOPE, FIELD, STARFLAG, "
+            "ASPCAPFLAG, z0..z4 (+ z0_Error..), LogAge, LogAge_Error, Age, Age_Error (Gyr) "
+            "and SKAGES_FLAG, NaN where not computed, one row per input row. Spectra come "
+            "from a skages HDF5 survey (labels inside) or a folder of apStar/aspcapStar "
+            "files with --labels ALLSTAR (then the catalogue is row-matched to the allStar "
+            "table). Applicability cuts (the paper's by default): latent for "
+            "1.5 < log g < 3.6 and SNREV > 30; ages where also log g >= 2.5 and Teff, "
+            "[Fe/H] exist. Finished chunks are kept in OUTPUT.progress: a run that dies "
+            "resumes there when the same command is run again."
+        ),
+        epilog=(
+            "examples:\n"
+            "  skages predict --model model.joblib --spectra survey.h5 --output ages.fits\n"
+            "  skages predict --model model.joblib --spectra apStar/ --labels allStar.fits \\\n"
+            "      --output ages.parquet --cuts latent_snr_min=50\n"
+            "  skages predict --model model.joblib --spectra survey.h5 --output ages.fits \\\n"
+            "      --scheduler tcp://10.0.0.5:8786\n\n"
+            "cuts (NAME=VALUE, 'none' switches one off): latent_logg_min=1.5 "
+            "latent_logg_max=3.6\n  latent_snr_min=30 age_logg_min=2.5 "
+            "min_finite_fraction=0.5"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", type=Path, required=True, help="model file (.joblib, .skops)")
+    p.add_argument(
+        "--spectra", type=Path, required=True, help="HDF5 survey or folder of apStar files"
+    )
+    p.add_argument("--labels", type=Path, help="allStar FITS file (labels, row order)")
+    p.add_argument("-o", "--output", type=Path, required=True, help=".fits, .csv or .parquet")
+    p.add_argument("--format", choices=("fits", "csv", "parquet"), help="override extension")
+    p.add_argument(
+        "--chunk-size", type=_positive_int, default=1024, help="stars per chunk (default 1024)"
+    )
+    p.add_argument("--cuts", nargs="+", default=[], metavar="NAME=VALUE", help="change cuts")
+    p.add_argument("--no-cuts", action="store_true", help="no applicability cuts at all")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler")
+    where.add_argument("--dask", action="store_true", help="start a local Dask cluster")
+    p.add_argument("--n-workers", type=_positive_int, help="workers of the --dask cluster")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
+    p.add_argument(
+        "--restart", action="store_true", help="discard finished chunks of a different run"
+    )
+    p.add_argument(
+        "--keep-progress", action="store_true", help="keep OUTPUT.progress after success"
+    )
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from skages.catalogue import CatalogueCuts, predict_catalogue
+
+    base = CatalogueCuts.none() if args.no_cuts else CatalogueCuts()
+    cuts = CatalogueCuts.from_strings(args.cuts, base=base)
+    scheduler = args.scheduler or ("local" if args.dask else None)
+    try:
+        result = predict_catalogue(
+            args.model,
+            args.spectra,
+            args.output,
+            labels=args.labels,
+            chunk_size=args.chunk_size,
+            format=args.format,
+            cuts=cuts,
+            scheduler=scheduler,
+            n_workers=args.n_workers,
+            overwrite=args.overwrite,
+            restart=args.restart,
+            keep_progress=args.keep_progress,
+            verbose=0 if args.quiet else 1,
+        )
+    except (TypeError, ImportError) as exc:
+        raise ValueError(str(exc)) from exc
+    except KeyboardInterrupt:
+        print(
+            f"skages predict: interrupted; finished chunks are kept in {args.output}.progress "
+            "and the same command resumes from them",
+            file=sys.stderr,
+        )
+        return 130
+    extra = f" (sidecar {result.path}.json)" if result.path.suffix.lower() == ".csv" else ""
+    print(
+        f"catalogue of {result.n_rows} stars ({result.n_latent} with latent coordinates, "
+        f"{result.n_ages} with ages) written to {result.path}{extra}"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="the paper's diagnostics of a model on held-out stars: report and figures",
+        description=(
+            "Evaluate a trained model on stars it did not see (skages.evaluation): ages vs "
+            "truth overall, RGB and RC; PSD reconstructions; the latent space by state, "
+            "νmax, [Fe/H] and excess Δν; abundances and seismic parameters from the latent "
+            "space; RC vs RGB; ablations; uncertainty calibration; [α/M] leakage; and the "
+            "direct spectrum->age and seismic-oracle baselines. The held-out stars are the "
+            "ones 'skages train --test-size' recorded in the model, or a separate "
+            "--test-survey. Writes OUTPUT/report.md, OUTPUT/metrics.json and "
+            "OUTPUT/figures/*.png."
+        ),
+        epilog=(
+            "examples:\n"
+            "  skages train --survey train.h5 --test-size 0.3 --output model.joblib\n"
+            "  skages evaluate --model model.joblib --survey train.h5 --output report/\n"
+            "  skages evaluate --model model.joblib --survey train.h5 \\\n"
+            "      --test-survey other.h5 --output report/"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", type=Path, required=True, help="model file (.joblib, .skops)")
+    p.add_argument("--survey", type=Path, required=True, help="the survey it was trained from")
+    p.add_argument("--test-survey", type=Path, help="a separate held-out survey")
+    p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
+    p.add_argument("--no-baselines", action="store_true", help="skip the baseline models")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seeds auxiliary forests")
+    p.add_argument("--n-jobs", type=_positive_int, help="threads of the auxiliary forests")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from skages.evaluation import evaluate_saved_model
+
+    for path in (args.model, args.survey, args.test_survey):
+        if path is not None and not path.exists():
+            raise FileNotFoundError(f"no such file: {path}")
+    report = evaluate_saved_model(
+        args.model,
+        args.survey,
+        args.output,
+        test_survey=args.test_survey,
+        baselines=not args.no_baselines,
+        random_state=args.seed,
+        n_jobs=args.n_jobs,
+    )
+    print(report.summary())
+    print(f"report written to {args.output / 'report.md'} (figures in {args.output / 'figures'})")
+    return 0
+
+
+# ---------------------------------------------------------------------- demo
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from skages.demo import DEMO_MAX_EPOCHS, PAPER_MAX_EPOCHS
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole workflow on a simulated survey: model, catalogue, report",
+        description=(
+            "Simulate an APOKASC-like survey with spectra and Kepler PSDs, train the "
+            "encoder and the age forest on 70 %% of it, write the age catalogue of the "
+            "whole survey and the evaluation report on the held-out 30 %%. About 20 "
+            f"minutes on 2 CPU cores with the defaults ({DEMO_MAX_EPOCHS} encoder epochs; "
+            f"the paper used {PAPER_MAX_EPOCHS}). A rerun reuses finished steps."
+        ),
+        epilog=(
+            "examples:\n"
+            "  skages demo --output skages-demo\n"
+            "  skages demo --output quick --n-stars 2000 --max-epochs 5\n"
+            f"  skages demo --output paper --max-epochs {PAPER_MAX_EPOCHS} --device cuda"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, default=Path("skages-demo"), help="folder (skages-demo)"
+    )
+    p.add_argument("--n-stars", type=_positive_int, default=10_000, help="default: 10000")
+    p.add_argument(
+        "--max-epochs",
+        type=_positive_int,
+        default=DEMO_MAX_EPOCHS,
+        help=f"encoder epochs (default {DEMO_MAX_EPOCHS}; the paper: {PAPER_MAX_EPOCHS})",
+    )
+    p.add_argument("--test-size", type=float, default=0.3, help="held-out fraction (0.3)")
+    p.add_argument("--n-estimators", type=_positive_int, default=100, help="forest trees")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="PyTorch device of the encoder (cpu)")
+    p.add_argument("--no-baselines", action="store_true", help="skip the baseline models")
+    p.add_argument("--n-jobs", type=_positive_int, help="simulation processes, forest threads")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from skages.demo import PAPER_MAX_EPOCHS, run_demo
+
+    if not 0.0 < args.test_size < 1.0:
+        raise ValueError(f"--test-size must be between 0 and 1; got {args.test_size}")
+    if args.max_epochs < PAPER_MAX_EPOCHS:
+        print(
+            f"skages demo: training the encoder for {args.max_epochs} epochs, fewer than the "
+            f"paper's {PAPER_MAX_EPOCHS}, to finish in minutes on a laptop; pass "
+            f"--max-epochs {PAPER_MAX_EPOCHS} for the paper's setting",
+            file=sys.stderr,
+        )
+    result = run_demo(
+        args.output,
+        n_stars=args.n_stars,
+        max_epochs=args.max_epochs,
+        test_size=args.test_size,
+        n_estimators=args.n_estimators,
+        seed=args.seed,
+        device=args.device,
+        baselines=not args.no_baselines,
+        n_jobs=args.n_jobs,
+        verbose=0 if args.quiet else 1,
+    )
+    minutes = sum(result.timings.values()) / 60
+    print(result.summary)
+    print(
+        f"\nskages demo finished in {minutes:.1f} min "
+        f"({', '.join(f'{k} {v / 60:.1f}' for k, v in result.timings.items())} min):\n"
+        f"  simulated survey   {result.survey}\n"
+        f"  trained model      {result.model}\n"
+        f"  age catalogue      {result.catalogue} ({result.n_catalogue} stars)\n"
+        f"  evaluation report  {result.report}\n"
+        f"  figures            {result.report.parent / 'figures'}"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text}")
+    return value
+
+
+#: Subcommands, in the order of ``skages --help``: each adds its parser (with
+#: ``set_defaults(func=...)``) to the subparsers. Add a command by appending here.
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_psd,
+    _add_simulate,
+    _add_train,
+    _add_predict,
+    _add_evaluate,
+    _add_demo,
+]
 
 
 # ---------------------------------------------------------------------- main
@@ -182,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
-        logger.error("%s", exc)
+        logger.debug("skages %s failed", args.command, exc_info=True)
         print(f"skages {args.command}: error: {exc}", file=sys.stderr)
         return 1
     finally:

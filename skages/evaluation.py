@@ -43,8 +43,10 @@ __all__ = [
     "alpha_residual_slope",
     "alpha_sensitivity",
     "evaluate_age_model",
+    "evaluate_saved_model",
     "latent_classification",
     "latent_regression",
+    "split_indices",
     "split_survey",
 ]
 
@@ -59,13 +61,18 @@ SEISMIC = (("numax", "µHz", True), ("dnu", "µHz", True), ("excess_dnu", "µHz"
 # ----------------------------------------------------------------------- data
 
 
+#: Survey keys that describe the survey, not its stars: never split.
+_SHARED_KEYS = frozenset({"frequency", "wavelength", "metadata", "DESCR"})
+
+
 def _take(survey: Any, index: np.ndarray) -> Bunch:
     out = Bunch()
     for key, value in survey.items():
         if key == "labels":
             out[key] = value.iloc[index].reset_index(drop=True)
         elif (
-            isinstance(value, np.ndarray)
+            key not in _SHARED_KEYS
+            and isinstance(value, np.ndarray)
             and value.ndim >= 1
             and value.shape[0] == len(survey["labels"])
         ):
@@ -75,17 +82,55 @@ def _take(survey: Any, index: np.ndarray) -> Bunch:
     return out
 
 
+def split_indices(
+    labels: Any, *, test_size: float = 0.3, random_state: Any = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of the train and test stars of :func:`split_survey`.
+
+    The split is stratified by evolutionary state and by whether a star has a precise
+    age, so both halves keep the survey's mix; it depends only on the labels, the
+    fraction and the seed, which is how ``skages evaluate`` recovers the stars that
+    ``skages train --test-size`` held out.
+
+    Parameters
+    ----------
+    labels : pandas.DataFrame
+        One row per star with ``evstate`` and optionally ``precise_age``.
+    test_size : float, default=0.3
+        Fraction of the stars held out, in (0, 1).
+    random_state : int, optional
+        Seed of the split.
+
+    Returns
+    -------
+    train, test : ndarray of int
+        Sorted row numbers.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < float(test_size) < 1.0:
+        raise ValueError(f"test_size must be a fraction between 0 and 1; got {test_size}")
+    strata = labels["evstate"].astype(str)
+    if "precise_age" in labels:
+        strata = strata + labels["precise_age"].astype(str)
+    index = np.arange(len(labels))
+    train, test = train_test_split(
+        index, test_size=test_size, random_state=random_state, stratify=strata
+    )
+    return np.sort(train), np.sort(test)
+
+
 def split_survey(survey: Any, *, test_size: float = 0.3, random_state: Any = 0):
     """Split a survey Bunch (spectra, psd, labels, ...) into train and test stars.
 
     The split is stratified by evolutionary state and by whether a star has a precise
-    age, so both halves keep the survey's mix.
+    age, so both halves keep the survey's mix (see :func:`split_indices`).
 
     Parameters
     ----------
     survey : Bunch
-        As returned by :func:`skages.datasets.make_apokasc` (per-star arrays and a
-        ``labels`` DataFrame).
+        As returned by :func:`skages.datasets.make_apokasc` or
+        :func:`skages.io.read_survey` (per-star arrays and a ``labels`` DataFrame).
     test_size : float, default=0.3
         Fraction of the stars held out.
     random_state : int, optional
@@ -96,17 +141,8 @@ def split_survey(survey: Any, *, test_size: float = 0.3, random_state: Any = 0):
     train, test : Bunch
         Same keys as ``survey``; per-star arrays and labels restricted to each part.
     """
-    from sklearn.model_selection import train_test_split
-
-    labels = survey["labels"]
-    strata = labels["evstate"].astype(str)
-    if "precise_age" in labels:
-        strata = strata + labels["precise_age"].astype(str)
-    index = np.arange(len(labels))
-    train, test = train_test_split(
-        index, test_size=test_size, random_state=random_state, stratify=strata
-    )
-    return _take(survey, np.sort(train)), _take(survey, np.sort(test))
+    train, test = split_indices(survey["labels"], test_size=test_size, random_state=random_state)
+    return _take(survey, train), _take(survey, test)
 
 
 def _encoder(model: Any):
@@ -872,6 +908,138 @@ def evaluate_age_model(
             leakage,
             random_state,
         )
+    return report
+
+
+def _read_rows(path: Path, max_stars: int | None) -> Bunch:
+    """A survey file (or its first ``max_stars`` rows) as a Bunch for the diagnostics."""
+    from skages.io import SurveyReader
+
+    with SurveyReader(path) as reader:
+        missing = [a for a in ("spectra", "psd") if a not in reader.arrays]
+        if missing:
+            raise ValueError(
+                f"{path} has no {missing} array(s) (it has {list(reader.arrays)}); the "
+                "evaluation compares latent space and PSDs, so it needs a survey simulated "
+                "with PSDs (skages simulate without --no-psd)"
+            )
+        rows = slice(0, max_stars)
+        out = Bunch(**{name: reader.read(name, rows) for name in reader.arrays})
+        out.labels = reader.read_labels(rows).reset_index(drop=True)
+        out.frequency = reader.frequency
+    return out
+
+
+def held_out_split(training: dict[str, Any], labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Recover the train/test rows a model was trained with, from its metadata.
+
+    Parameters
+    ----------
+    training : dict
+        The ``training`` entry of the model's metadata, as written by
+        ``skages train --test-size`` or :func:`skages.demo.run_demo`: ``split`` holds
+        ``test_size``, ``seed``, ``n_train`` and ``train_sha256``.
+    labels : pandas.DataFrame
+        Labels of the survey the model was trained from (its first ``max_stars`` rows).
+
+    Returns
+    -------
+    train, test : ndarray of int
+
+    Raises
+    ------
+    ValueError
+        If the model records no held-out split, or the survey is not the one it was
+        trained on.
+    """
+    import hashlib
+
+    split = training.get("split")
+    if not split:
+        raise ValueError(
+            "this model records no held-out stars (it was trained on the whole survey), "
+            "so evaluating it on that survey would be optimistic: train it with "
+            "'skages train --test-size 0.3', or give a separate survey with --test-survey"
+        )
+    train, test = split_indices(
+        labels, test_size=float(split["test_size"]), random_state=int(split["seed"])
+    )
+    digest = hashlib.sha256(np.ascontiguousarray(train, dtype=np.int64).tobytes()).hexdigest()
+    if len(train) != int(split["n_train"]) or digest != split["train_sha256"]:
+        raise ValueError(
+            "this survey does not reproduce the model's training split (different stars, "
+            "order or size): evaluate the model on the survey it was trained from"
+        )
+    return train, test
+
+
+def split_record(labels: Any, *, test_size: float, seed: int) -> tuple[np.ndarray, dict]:
+    """Train rows and the metadata that lets :func:`held_out_split` recover the split."""
+    import hashlib
+
+    train, test = split_indices(labels, test_size=test_size, random_state=seed)
+    record = {
+        "test_size": float(test_size),
+        "seed": int(seed),
+        "n_train": len(train),
+        "n_test": len(test),
+        "train_sha256": hashlib.sha256(
+            np.ascontiguousarray(train, dtype=np.int64).tobytes()
+        ).hexdigest(),
+    }
+    return train, record
+
+
+def evaluate_saved_model(
+    model: str | PathLike,
+    survey: str | PathLike,
+    output_dir: str | PathLike | None = None,
+    *,
+    test_survey: str | PathLike | None = None,
+    baselines: bool = True,
+    random_state: Any = 0,
+    n_jobs: int | None = None,
+) -> EvaluationReport:
+    """Evaluate a saved model on the stars it did not see, and write the report.
+
+    Parameters
+    ----------
+    model : path-like
+        A model file from :func:`skages.persistence.save_model` (``skages train``).
+    survey : path-like
+        The HDF5 survey the model was trained from (spectra, psd, labels). Unless
+        ``test_survey`` is given, the held-out stars are the ones the model's metadata
+        records (``skages train --test-size``).
+    output_dir : path-like, optional
+        Where to write ``report.md``, ``metrics.json`` and ``figures/``.
+    test_survey : path-like, optional
+        A separate held-out survey; then every star of ``survey`` counts as training.
+    baselines, random_state, n_jobs
+        As for :func:`evaluate_age_model`.
+
+    Returns
+    -------
+    EvaluationReport
+    """
+    from skages.persistence import load_model
+
+    fitted, metadata = load_model(model)
+    training = metadata.get("training") or {}
+    max_stars = training.get("max_stars")
+    data = _read_rows(Path(survey), max_stars)
+    if test_survey is not None:
+        train, test = data, _read_rows(Path(test_survey), None)
+    else:
+        train_idx, test_idx = held_out_split(training, data.labels)
+        train, test = _take(data, train_idx), _take(data, test_idx)
+    logger.info(
+        "evaluating on %d held-out stars (%d training)", len(test.labels), len(train.labels)
+    )
+    report = evaluate_age_model(
+        fitted, train, test, baselines=baselines, random_state=random_state, n_jobs=n_jobs
+    )
+    if output_dir is not None:
+        report.write(output_dir)
     return report
 
 

@@ -1,0 +1,315 @@
+"""Survey-scale inference: ``predict_catalogue`` streaming a simulated survey from HDF5.
+
+What is measured, each in a fresh process so that its peak resident memory can be read:
+
+* **ours** -- :func:`skages.catalogue.predict_catalogue` over the whole survey file, in
+  chunks (reading, cuts, encoder, forest, progress files, the final FITS table, its
+  read-back check);
+* **ceiling** -- the same model (encoder + forest, through the same calls) on spectra
+  already in memory: the speed the catalogue would have if reading and bookkeeping
+  were free (the encoder's own benchmark, with the forest);
+* **reading** -- streaming the spectra from the HDF5 file alone, no model;
+* **naive baseline** -- what a user without skages.catalogue would write: read every
+  spectrum into memory, build the Pipeline's input frame and call ``model.predict``;
+  run on ``--naive-stars`` stars, its memory per star projected.
+
+The survey (spectra and labels, no PSDs) is written once with
+:func:`skages.datasets.write_apokasc` and cached under ``--cache``; the model has the
+released architecture (trained for one epoch: inference speed does not depend on
+training). Timings are projected to APOGEE DR17's 733,901 allStar rows. The 1-minute
+load average is printed before and after: other jobs on the machine slow every number.
+
+Usage::
+
+    python benchmarks/bench_catalogue.py [--quick] [--n-stars 100000] [--cache DIR]
+        [--chunk-size 1024] [--dask]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DR17_ROWS = 733_901
+_HERE = Path(__file__).resolve().parent
+
+
+def _rss_mib() -> float:
+    """Peak resident memory of this process image, MiB.
+
+    ``VmHWM`` rather than ``ru_maxrss``: Linux carries ``ru_maxrss`` over ``exec``, so a
+    child would report its parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:  # not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _current_rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux
+        return _rss_mib()
+
+
+# ------------------------------------------------------------------------ children
+
+
+def _child(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from skages.catalogue import _Predictor, predict_catalogue
+    from skages.io import SurveyReader
+    from skages.persistence import load_model
+
+    model, _ = load_model(args.model)
+    predictor = _Predictor(model)
+    base = _current_rss_mib()  # after imports and the model: the fixed cost
+    t0 = time.perf_counter()
+    if args.child == "predict":
+        out = Path(args.workdir) / "ages.fits"
+        res = predict_catalogue(
+            args.model,
+            args.survey,
+            out,
+            chunk_size=args.chunk_size,
+            overwrite=True,
+            restart=True,
+            scheduler="local" if args.dask else None,
+            n_workers=2 if args.dask else None,
+        )
+        n = res.n_rows
+        extra = {"n_latent": res.n_latent, "n_ages": res.n_ages}
+    elif args.child == "read":
+        with SurveyReader(args.survey) as reader:
+            n = reader.n_stars
+            for _chunk in reader.iter_chunks(args.chunk_size, arrays=["spectra"]):
+                pass
+        extra = {}
+    elif args.child == "ceiling":
+        with SurveyReader(args.survey) as reader:
+            n = min(reader.n_stars, args.ceiling_stars)
+            spectra = reader.read("spectra", slice(0, n))
+            labels = reader.read_labels(slice(0, n)).reset_index(drop=True)
+        base = _current_rss_mib()
+        t0 = time.perf_counter()
+        for a in range(0, n, args.chunk_size):
+            latent = predictor.latent(spectra[a : a + args.chunk_size])
+            predictor.ages(latent, labels.iloc[a : a + args.chunk_size])
+        extra = {}
+    elif args.child == "final":
+        # the end of a DR17-sized run: 733,901 catalogue rows in chunk files, assembled,
+        # written to FITS, read back and checked (the only step that grows with the survey)
+        from skages import catalogue
+
+        n, size = DR17_ROWS, args.chunk_size
+        bounds = [(i, a, min(a + size, n)) for i, a in enumerate(range(0, n, size))]
+        progress = catalogue._Progress(Path(args.workdir) / "final", {"bench": 1}, restart=True)
+        rng = np.random.default_rng(0)
+        for i, a, b in bounds:
+            cols = catalogue._empty_columns(b - a, predictor.latent_dim)
+            cols["APOGEE_ID"] = np.array([f"2M{j:08d}+{j:07d}" for j in range(a, b)])
+            cols["TELESCOPE"], cols["FIELD"] = np.full(b - a, "apo25m"), np.full(b - a, "K21")
+            for name, values in cols.items():
+                if values.dtype.kind == "f":
+                    cols[name] = rng.normal(size=b - a)
+            progress.write((i, a, b), cols)
+        base = _current_rss_mib()
+        t0 = time.perf_counter()
+        columns = progress.assemble(bounds)
+        checksum = catalogue._content_sha256(columns)
+        table = catalogue._table(columns, predictor.latent_dim, {"content_sha256": checksum})
+        out = Path(args.workdir) / "final.fits"
+        catalogue._write_fits(table, out)
+        catalogue._verify(out, "fits", columns, checksum)
+        extra = {}
+    elif args.child == "naive":
+        from skages.pipeline import make_age_frame
+
+        with SurveyReader(args.survey) as reader:
+            n = min(reader.n_stars, args.naive_stars)
+            spectra = reader.read("spectra", slice(0, n))
+            labels = reader.read_labels(slice(0, n)).reset_index(drop=True)
+        usable = np.isfinite(spectra).any(axis=1)
+        frame = make_age_frame(spectra[usable], labels[usable])
+        model.predict(frame, return_std=True)
+        extra = {}
+    else:  # pragma: no cover
+        raise ValueError(args.child)
+    seconds = time.perf_counter() - t0
+    return {"n": n, "seconds": seconds, "base_mib": base, "peak_mib": _rss_mib(), **extra}
+
+
+def _run_child(what: str, args: argparse.Namespace, workdir: str, **extra) -> dict:
+    survey = extra.get("survey", args.survey)
+    chunk_size = extra.get("chunk_size", args.chunk_size)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what]
+    cmd += ["--model", str(args.model), "--survey", str(survey), "--workdir", workdir]
+    cmd += ["--chunk-size", str(chunk_size)]
+    cmd += ["--ceiling-stars", str(args.ceiling_stars), "--naive-stars", str(args.naive_stars)]
+    if extra.get("dask"):
+        cmd.append("--dask")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------ set-up
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from skages.datasets import make_apokasc, write_apokasc
+
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    args.survey = cache / f"catalogue_survey_{args.n_stars}.h5"
+    args.scan_survey = cache / f"catalogue_survey_{args.scan_stars}.h5"
+    args.model = cache / "catalogue_model_released_arch.joblib"
+    if not args.survey.exists():
+        print(f"writing the {args.n_stars}-star survey to {args.survey} (once) ...", flush=True)
+        t0 = time.perf_counter()
+        write_apokasc(
+            args.survey, args.n_stars, psd=False, random_state=2024, n_jobs=2, resume=True
+        )
+        print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
+    if not args.scan_survey.exists():
+        write_apokasc(args.scan_survey, args.scan_stars, psd=False, random_state=7, n_jobs=2)
+    if not args.model.exists():
+        from skages.encoder import SpectrumToPSDEncoder
+        from skages.forest import ProbabilisticForestRegressor
+        from skages.persistence import save_model
+        from skages.pipeline import fit_age_model
+
+        print("training a released-architecture model for 1 epoch (once) ...", flush=True)
+        train = make_apokasc(1500, random_state=1)
+        model = fit_age_model(
+            train.spectra,
+            train.psd,
+            train.labels,
+            encoder=SpectrumToPSDEncoder(max_epochs=1, random_state=0),
+            forest=ProbabilisticForestRegressor(random_state=0),
+            forest_stars="aged",
+        )
+        save_model(model, args.model)
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: 3,000 stars")
+    p.add_argument("--n-stars", type=int, default=100_000)
+    p.add_argument(
+        "--cache",
+        default=os.environ.get("SKAGES_BENCH_CACHE", Path(tempfile.gettempdir()) / "skages-bench"),
+        help="folder for the simulated survey and the model (default: $SKAGES_BENCH_CACHE "
+        "or <tmp>/skages-bench)",
+    )
+    p.add_argument("--chunk-size", type=int, default=1024)
+    p.add_argument("--ceiling-stars", type=int, default=8192)
+    p.add_argument("--naive-stars", type=int, default=20_000)
+    p.add_argument("--dask", action="store_true", help="also time a 2-worker LocalCluster")
+    p.add_argument(
+        "--scan-stars",
+        type=int,
+        default=5000,
+        help="survey size of the memory-vs-chunk-size scan (default 5000)",
+    )
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--survey", help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args)))
+        return 0
+    if args.quick:
+        args.n_stars, args.ceiling_stars, args.naive_stars = 3000, 2048, 2000
+        args.scan_stars = 1500
+    _prepare(args)
+    print(f"load average before: {_load():.2f}  (2-core machine; > 0.5 means contention)")
+    with tempfile.TemporaryDirectory(dir=Path(args.cache)) as work:
+        runs = {
+            "ceiling": _run_child("ceiling", args, work),
+            "read": _run_child("read", args, work),
+            "predict": _run_child("predict", args, work),
+            "naive": _run_child("naive", args, work),
+        }
+        if args.dask:
+            runs["dask"] = _run_child("predict", args, work, dask=True)
+        runs["final"] = _run_child("final", args, work)
+        scan = {
+            size: _run_child("predict", args, work, survey=args.scan_survey, chunk_size=size)
+            for size in (256, 1024, 4096)
+        }
+    print(f"load average after:  {_load():.2f}")
+
+    def rate(r):
+        return r["n"] / r["seconds"]
+
+    rows = [
+        ("ours: predict_catalogue (HDF5 -> FITS)", runs["predict"]),
+        ("ceiling: same model, spectra in memory", runs["ceiling"]),
+        ("reading the spectra alone (HDF5)", runs["read"]),
+        ("naive: read all + Pipeline.predict", runs["naive"]),
+    ]
+    if args.dask:
+        rows.insert(1, ("ours on a 2-worker LocalCluster (driver RSS)", runs["dask"]))
+    print(f"\n{args.n_stars:,} simulated stars, chunks of {args.chunk_size}")
+    header = f"{'':42s} {'stars':>8s} {'s':>7s} {'stars/s':>8s} {'RSS MiB':>8s} {'work MiB':>8s}"
+    print(header)
+    for name, r in rows:
+        work = r["peak_mib"] - r["base_mib"]
+        print(
+            f"{name:42s} {r['n']:8d} {r['seconds']:7.1f} {rate(r):8.0f} "
+            f"{r['peak_mib']:8.0f} {work:8.0f}"
+        )
+    ours = runs["predict"]
+    share = rate(ours) / rate(runs["ceiling"])
+    read_share = (1 / rate(runs["read"])) / (1 / rate(ours))
+    per_star = (runs["naive"]["peak_mib"] - runs["naive"]["base_mib"]) / runs["naive"]["n"]
+    print(
+        f"\nours reaches {100 * share:.0f} % of the in-memory ceiling; reading alone would "
+        f"take {100 * read_share:.0f} % of our time (it overlaps with the model)"
+    )
+    print(
+        f"projection to APOGEE DR17 ({DR17_ROWS:,} rows): ours {DR17_ROWS / rate(ours) / 60:.0f} "
+        f"min at {ours['peak_mib']:.0f} MiB peak (bounded by the chunk size); the naive way "
+        f"would need ~{per_star * DR17_ROWS / 1024:.0f} GiB ({per_star * 1024:.0f} kB per star)"
+    )
+    print(f"latent for {ours['n_latent']:,} rows, ages for {ours['n_ages']:,} rows")
+    fin = runs["final"]
+    print(
+        f"final step of a {fin['n']:,}-row catalogue (assemble, write FITS, read back, "
+        f"check): {fin['seconds']:.0f} s, peak {fin['peak_mib']:.0f} MiB "
+        f"({fin['peak_mib'] - fin['base_mib']:.0f} MiB above the loaded model)"
+    )
+    print(
+        f"\nmemory against chunk size ({args.scan_stars:,}-star survey; ours above: "
+        f"{args.n_stars:,} stars, chunks of {args.chunk_size})"
+    )
+    print(f"{'chunk size':>10s} {'stars/s':>8s} {'RSS MiB':>8s} {'work MiB':>8s}")
+    for size, r in scan.items():
+        work = r["peak_mib"] - r["base_mib"]
+        print(f"{size:10d} {rate(r):8.0f} {r['peak_mib']:8.0f} {work:8.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
