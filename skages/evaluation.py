@@ -44,9 +44,11 @@ __all__ = [
     "alpha_sensitivity",
     "evaluate_age_model",
     "evaluate_saved_model",
+    "held_out_split",
     "latent_classification",
     "latent_regression",
     "split_indices",
+    "split_record",
     "split_survey",
 ]
 
@@ -634,6 +636,15 @@ class EvaluationReport:
             for name, r in m[group].items():
                 unit = "%" if r.get("log") else r.get("unit", "")
                 out.append(f"| {name} | {r['r2']:.3f} | {r['scatter']:.3g} {unit} |")
+        alpha = m["abundances"].get("alpha_m", {})
+        if "r2_from_seismology" in alpha:
+            out += [
+                "",
+                f"νmax, Δν and evolutionary state alone predict [α/M] with R² = "
+                f"{alpha['r2_from_seismology']:.3f} (old stars are α-rich and of low mass); "
+                f"what the latent space knows of [α/M] beyond them: R² = "
+                f"{alpha['r2_beyond_seismology']:.3f}.",
+            ]
         s = m["state"]
         out += [
             "",
@@ -853,6 +864,13 @@ def evaluate_age_model(
             "target": "≤ 0.05",
             "met": bool(r2 <= 0.05),
         }
+        if "r2_beyond_seismology" in abundances["alpha_m"]:
+            beyond = abundances["alpha_m"]["r2_beyond_seismology"]
+            checks["[α/M] R² beyond what νmax, Δν and state imply"] = {
+                "value": beyond,
+                "target": "≤ 0.05",
+                "met": bool(beyond <= 0.05),
+            }
     if "z_width" in ages["latent"]["all"]:
         w = ages["latent"]["all"]["z_width"]
         checks["z-score width"] = {"value": w, "target": "0.9-1.1", "met": bool(0.9 <= w <= 1.1)}
@@ -1080,7 +1098,7 @@ def _figures(
     )
     figs["psd_from_latent"] = plotting.plot_psd_from_latent(encoder, mu_test, numax)
     colours = {
-        "state": (state_s == "RC").astype(float),
+        "state": np.asarray(state_s, dtype=str),
         "νmax (µHz)": numax,
         "[Fe/H] (dex)": _col(lab_s, "fe_h"),
     }

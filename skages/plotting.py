@@ -261,7 +261,8 @@ def plot_latent_space(z: Any, colours: dict[str, Any]):
     z : array-like of shape (n_stars, latent_dim)
         Latent means.
     colours : dict of str to array-like
-        Panel title -> per-star values.
+        Panel title -> per-star values: numbers (a colour bar) or labels such as
+        ``"RGB"``/``"RC"`` (one colour per label, with a legend).
 
     Returns
     -------
@@ -275,20 +276,18 @@ def plot_latent_space(z: Any, colours: dict[str, Any]):
     n = len(colours)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.3), layout="constrained", squeeze=False)
     for ax, (title, values) in zip(axes[0], colours.items(), strict=True):
-        v = np.asarray(values, float)
-        lo, hi = np.nanpercentile(v, [2, 98])
-        sc = ax.scatter(
-            pcs[:, 0],
-            pcs[:, 1],
-            c=v,
-            s=3,
-            vmin=lo,
-            vmax=hi,
-            cmap="coolwarm" if title == "state" else "viridis",
-        )
+        values = np.asarray(values)
         ax.set(title=title, xlabel="latent PC 1", ylabel="latent PC 2")
-        if title != "state":
-            fig.colorbar(sc, ax=ax, shrink=0.8)
+        if values.dtype.kind in "OUS":  # categories: one colour each, with a legend
+            for k, label in enumerate(sorted(set(values.astype(str)))):
+                m = values.astype(str) == label
+                ax.scatter(pcs[m, 0], pcs[m, 1], s=3, color=f"C{k}", label=label)
+            ax.legend(markerscale=4, fontsize="small")
+            continue
+        v = values.astype(float)
+        lo, hi = np.nanpercentile(v, [2, 98])
+        sc = ax.scatter(pcs[:, 0], pcs[:, 1], c=v, s=3, vmin=lo, vmax=hi, cmap="viridis")
+        fig.colorbar(sc, ax=ax, shrink=0.8)
     return fig
 
 
