@@ -670,8 +670,17 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_evaluate)
 
 
+def _headless_figures() -> None:
+    """Draw figures to files only: the commands run on machines without a screen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     from skages.evaluation import evaluate_saved_model
+
+    _headless_figures()
 
     for path in (args.model, args.survey, args.test_survey):
         if path is not None and not path.exists():
@@ -685,6 +694,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         random_state=args.seed,
         n_jobs=args.n_jobs,
     )
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
     print(report.summary())
     print(f"report written to {args.output / 'report.md'} (figures in {args.output / 'figures'})")
     return 0
@@ -735,6 +747,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from skages.demo import PAPER_MAX_EPOCHS, run_demo
+
+    _headless_figures()
 
     if not 0.0 < args.test_size < 1.0:
         raise ValueError(f"--test-size must be between 0 and 1; got {args.test_size}")

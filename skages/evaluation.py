@@ -524,6 +524,67 @@ def _oracle_baseline(train, test, use, forest):
     )
 
 
+def _state_references(train, test, *, random_state, n_jobs) -> dict[str, float]:
+    """RC vs RGB accuracy of the same classifier on other inputs, for scale.
+
+    ``psd``: 20 principal components of the PSDs themselves (what the encoder is asked
+    to reproduce); ``labels``: Teff, log g, [C/N] and [Fe/H] (what the spectra say
+    about the state through their labels).
+    """
+    from sklearn.decomposition import PCA
+
+    out = {}
+    state_t, state_s = train.labels["evstate"], test.labels["evstate"]
+    if "psd" in train and "psd" in test:
+
+        def filled(psd):
+            return np.where(np.isfinite(psd), psd, 0.0)
+
+        pca = PCA(n_components=20, random_state=random_state).fit(filled(train.psd))
+        out["psd"] = latent_classification(
+            pca.transform(filled(train.psd)),
+            state_t,
+            pca.transform(filled(test.psd)),
+            state_s,
+            random_state=random_state,
+            n_jobs=n_jobs,
+        )["accuracy"]
+    cols = ["teff", "logg", "c_n", "fe_h"]
+    if set(cols) <= set(train.labels.columns) & set(test.labels.columns):
+        Xt, Xs = (np.asarray(lab[cols], dtype=float) for lab in (train.labels, test.labels))
+        ok_t, ok_s = np.isfinite(Xt).all(axis=1), np.isfinite(Xs).all(axis=1)
+        out["labels"] = latent_classification(
+            Xt[ok_t],
+            np.asarray(state_t)[ok_t],
+            Xs[ok_s],
+            np.asarray(state_s)[ok_s],
+            random_state=random_state,
+            n_jobs=n_jobs,
+        )["accuracy"]
+    return out
+
+
+def _mass_oracle_baseline(train, test, use, forest):
+    """The forest on the seismic mass (with its error), [Fe/H] and the true state.
+
+    A stronger reference than :func:`_oracle_baseline`: the scaling relations combine
+    νmax, Δν and Teff into a mass that trees cannot rebuild from ~1,000 stars, and the
+    state is given. Its scatter is the floor set by the seismic mass errors.
+    """
+    lab_t = train.labels.iloc[np.flatnonzero(use)].assign(
+        is_rc=lambda d: (d["evstate"].astype(str) == "RC").astype(float)
+    )
+    lab_s = test.labels.assign(is_rc=(test.labels["evstate"].astype(str) == "RC").astype(float))
+    cols = [("mass", "mass_err"), ("fe_h", "fe_h_err"), ("is_rc", None)]
+    return _fit_predict_forest(
+        forest,
+        _label_frame(lab_t, cols),
+        lab_t["log_age"].to_numpy(),
+        lab_t["log_age_err"].to_numpy(),
+        _label_frame(lab_s, cols),
+    )
+
+
 def _ablation(z_train, z_test, train, test, use, forest):
     """The age forest on growing input sets (Figs. 16-17)."""
     import pandas as pd
@@ -591,9 +652,25 @@ class EvaluationReport:
                 f"seismic oracle scatter: {m['ages']['oracle']['all']['scatter_pct']:.1f} % "
                 f"(latent / oracle = {m['goals']['scatter_over_oracle']:.2f})"
             )
+        if "mass oracle" in m["ages"]:
+            lines.append(
+                "mass oracle (seismic mass, [Fe/H], state) scatter: "
+                f"{m['ages']['mass oracle']['all']['scatter_pct']:.1f} %"
+            )
         if "z_width" in ages["all"]:
             lines.append(f"z-score width: {ages['all']['z_width']:.2f}")
-        lines.append(f"RC vs RGB from the latent space: {100 * m['state']['accuracy']:.1f} %")
+        refs = m["state"].get("references", {})
+        lines.append(
+            f"RC vs RGB from the latent space: {100 * m['state']['accuracy']:.1f} %"
+            + "".join(
+                f"; from the {name}: {100 * acc:.1f} %"
+                for name, acc in (
+                    ("PSDs", refs.get("psd")),
+                    ("labels Teff, log g, [C/N], [Fe/H]", refs.get("labels")),
+                )
+                if acc is not None
+            )
+        )
         if "alpha_m" in m["abundances"]:
             lines.append(
                 f"[α/M] from the latent space: R² = {m['abundances']['alpha_m']['r2']:.3f}"
@@ -795,7 +872,11 @@ def evaluate_age_model(
         preds["direct"], direct_predict = _direct_baseline(
             train, test, use, base_forest, n_components, random_state
         )
-        for name in ("oracle", "direct"):
+        if {"mass", "mass_err"} <= set(lab_t.columns) & set(lab_s.columns):
+            preds["mass oracle"] = _mass_oracle_baseline(train, test, use, base_forest)
+        for name in ("oracle", "mass oracle", "direct"):
+            if name not in preds:
+                continue
             m, s = preds[name]
             ages[name] = age_metrics(y_s, m, y_std=s, y_err=y_err_s, evstate=state_s)
         for name, (m, s) in _ablation(z_train, z_test, train, test, use, base_forest).items():
@@ -827,6 +908,10 @@ def evaluate_age_model(
     state = latent_classification(
         mu_train, lab_t["evstate"], mu_test, state_s, random_state=random_state, n_jobs=n_jobs
     )
+    if baselines:
+        state["references"] = _state_references(
+            train, test, random_state=random_state, n_jobs=n_jobs
+        )
 
     leakage = {}
     if baselines and "alpha_m_true" in lab_s and "alpha_m" in lab_s:
@@ -970,8 +1055,6 @@ def held_out_split(training: dict[str, Any], labels: Any) -> tuple[np.ndarray, n
         If the model records no held-out split, or the survey is not the one it was
         trained on.
     """
-    import hashlib
-
     split = training.get("split")
     if not split:
         raise ValueError(
@@ -982,8 +1065,7 @@ def held_out_split(training: dict[str, Any], labels: Any) -> tuple[np.ndarray, n
     train, test = split_indices(
         labels, test_size=float(split["test_size"]), random_state=int(split["seed"])
     )
-    digest = hashlib.sha256(np.ascontiguousarray(train, dtype=np.int64).tobytes()).hexdigest()
-    if len(train) != int(split["n_train"]) or digest != split["train_sha256"]:
+    if len(train) != int(split["n_train"]) or _rows_digest(train) != split["train_sha256"]:
         raise ValueError(
             "this survey does not reproduce the model's training split (different stars, "
             "order or size): evaluate the model on the survey it was trained from"
@@ -991,19 +1073,22 @@ def held_out_split(training: dict[str, Any], labels: Any) -> tuple[np.ndarray, n
     return train, test
 
 
-def split_record(labels: Any, *, test_size: float, seed: int) -> tuple[np.ndarray, dict]:
-    """Train rows and the metadata that lets :func:`held_out_split` recover the split."""
+def _rows_digest(rows: np.ndarray) -> str:
+    """SHA-256 of a set of row numbers: identifies a training split."""
     import hashlib
 
+    return hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()
+
+
+def split_record(labels: Any, *, test_size: float, seed: int) -> tuple[np.ndarray, dict]:
+    """Train rows and the metadata that lets :func:`held_out_split` recover the split."""
     train, test = split_indices(labels, test_size=test_size, random_state=seed)
     record = {
         "test_size": float(test_size),
         "seed": int(seed),
         "n_train": len(train),
         "n_test": len(test),
-        "train_sha256": hashlib.sha256(
-            np.ascontiguousarray(train, dtype=np.int64).tobytes()
-        ).hexdigest(),
+        "train_sha256": _rows_digest(train),
     }
     return train, record
 
@@ -1115,7 +1200,7 @@ def _figures(
     ablations = {
         k: v
         for k, v in ages.items()
-        if k.startswith("ablation") or k in ("latent", "oracle", "direct")
+        if k.startswith("ablation") or k in ("latent", "oracle", "mass oracle", "direct")
     }
     figs["ablation"] = plotting.plot_scatter_bars(ablations)
     figs["z_scores"] = plotting.plot_z_scores(

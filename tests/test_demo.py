@@ -103,15 +103,8 @@ def test_evaluate_command_explains_a_model_without_held_out_stars(tmp_path, trai
 
 
 def test_run_demo_end_to_end_and_reuses_finished_steps(tmp_path, caplog):
-    result = run_demo(
-        tmp_path / "demo",
-        n_stars=240,
-        max_epochs=1,
-        n_estimators=10,
-        seed=2,
-        baselines=False,
-        verbose=0,
-    )
+    settings = dict(n_stars=240, max_epochs=1, n_estimators=10, seed=2, baselines=False)
+    result = run_demo(tmp_path / "demo", verbose=0, **settings)
     survey = read_survey(result.survey)
     assert len(survey.labels) == 240
     cat = read_catalogue(result.catalogue)
@@ -125,15 +118,7 @@ def test_run_demo_end_to_end_and_reuses_finished_steps(tmp_path, caplog):
     model_mtime = result.model.stat().st_mtime_ns
     survey_mtime = result.survey.stat().st_mtime_ns
     with caplog.at_level("INFO", logger="skages.demo"):
-        again = run_demo(
-            tmp_path / "demo",
-            n_stars=240,
-            max_epochs=1,
-            n_estimators=10,
-            seed=2,
-            baselines=False,
-            verbose=0,
-        )
+        again = run_demo(tmp_path / "demo", verbose=0, **settings)
     assert result.model.stat().st_mtime_ns == model_mtime
     assert result.survey.stat().st_mtime_ns == survey_mtime
     assert "reusing the finished model" in caplog.text

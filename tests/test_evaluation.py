@@ -54,7 +54,7 @@ def test_split_keeps_the_mix(small_survey):
 def test_report_structure_and_files(report, tmp_path):
     rep, _, test = report
     m = rep.metrics
-    assert {"latent", "oracle", "direct", "latent_vs_true_age"} <= set(m["ages"])
+    assert {"latent", "oracle", "mass oracle", "direct", "latent_vs_true_age"} <= set(m["ages"])
     assert any(k.startswith("ablation") for k in m["ages"])
     assert set(m["ages"]["latent"]) >= {"all"}
     assert m["n_test"] == len(test.labels)
@@ -65,8 +65,12 @@ def test_report_structure_and_files(report, tmp_path):
     assert set(m["seismic"]) == {"numax", "dnu", "excess_dnu"}
     assert 0 <= m["state"]["accuracy"] <= 1
     assert np.sum(m["state"]["confusion"]) == len(test.labels)
+    assert set(m["state"]["references"]) == {"psd", "labels"}
+    assert all(0.5 <= acc <= 1 for acc in m["state"]["references"].values())
     assert {"latent", "direct"} == set(m["alpha_sensitivity"])
     assert "latent age scatter / oracle scatter" in m["goal_checks"]
+    assert "[α/M] R² beyond what νmax, Δν and state imply" in m["goal_checks"]
+    assert 0 <= m["abundances"]["alpha_m"]["r2_from_seismology"] <= 1
     assert {"ages", "psd_reconstruction", "latent_space", "state_confusion", "z_scores"} <= set(
         rep.figures
     )

@@ -9,7 +9,7 @@ latent space (Fig. 5), the latent Jacobian (Fig. 6), abundances and seismic
 parameters from the latent space (Figs. 7-8), red clump vs RGB (Fig. 9), ages
 (Fig. 10) and ablations (Fig. 16). The encoder trains for a few epochs only, so
 the numbers are far from the full-size run of :doc:`../user_guide/evaluation`,
-made with ``skages evaluate``.
+made with ``skages demo``.
 """
 
 # %%
