@@ -122,13 +122,13 @@ def run_demo(
     )
     timings: dict[str, float] = {}
 
-    def step(name: str, message: str) -> float:
+    def step(message: str) -> float:
         if verbose:
             logger.info("%s", message)
         return time.perf_counter()
 
     # 1. survey
-    t0 = step("simulate", f"1/4 simulating {n_stars} stars -> {paths.survey}")
+    t0 = step(f"1/4 simulating {n_stars} stars -> {paths.survey}")
     reuse = False
     if paths.survey.exists():
         with SurveyReader(paths.survey) as reader:
@@ -161,7 +161,6 @@ def run_demo(
     survey = read_survey(paths.survey)
     train_idx, split = split_record(survey.labels, test_size=test_size, seed=seed)
     t0 = step(
-        "train",
         f"2/4 training the encoder for {max_epochs} epochs (the paper: {PAPER_MAX_EPOCHS}) on "
         f"{split['n_train']} stars and the forest on their precise ages -> {paths.model}",
     )
@@ -198,14 +197,14 @@ def run_demo(
     timings["train"] = time.perf_counter() - t0
 
     # 3. catalogue
-    t0 = step("predict", f"3/4 writing the age catalogue of all {n_stars} stars")
+    t0 = step(f"3/4 writing the age catalogue of all {n_stars} stars")
     catalogue = predict_catalogue(
         paths.model, paths.survey, paths.catalogue, overwrite=True, verbose=verbose
     )
     timings["predict"] = time.perf_counter() - t0
 
     # 4. evaluation
-    t0 = step("evaluate", "4/4 evaluating on the held-out stars")
+    t0 = step("4/4 evaluating on the held-out stars")
     from skages.persistence import load_model
 
     model, metadata = load_model(paths.model)
