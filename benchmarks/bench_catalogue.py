@@ -68,6 +68,14 @@ def _current_rss_mib() -> float:
 # ------------------------------------------------------------------------ children
 
 
+def _head(survey: str, n_stars: int):
+    """Spectra and labels of the first ``n_stars`` stars of a survey file."""
+    from skages.io import read_survey
+
+    first = read_survey(survey, rows=slice(0, n_stars), arrays=["spectra"])
+    return first.spectra, first.labels
+
+
 def _child(args: argparse.Namespace) -> dict:
     import numpy as np
 
@@ -100,10 +108,8 @@ def _child(args: argparse.Namespace) -> dict:
                 pass
         extra = {}
     elif args.child == "ceiling":
-        with SurveyReader(args.survey) as reader:
-            n = min(reader.n_stars, args.ceiling_stars)
-            spectra = reader.read("spectra", slice(0, n))
-            labels = reader.read_labels(slice(0, n)).reset_index(drop=True)
+        spectra, labels = _head(args.survey, args.ceiling_stars)
+        n = len(labels)
         base = _current_rss_mib()
         t0 = time.perf_counter()
         for a in range(0, n, args.chunk_size):
@@ -139,10 +145,8 @@ def _child(args: argparse.Namespace) -> dict:
     elif args.child == "naive":
         from skages.pipeline import make_age_frame
 
-        with SurveyReader(args.survey) as reader:
-            n = min(reader.n_stars, args.naive_stars)
-            spectra = reader.read("spectra", slice(0, n))
-            labels = reader.read_labels(slice(0, n)).reset_index(drop=True)
+        spectra, labels = _head(args.survey, args.naive_stars)
+        n = len(labels)
         usable = np.isfinite(spectra).any(axis=1)
         frame = make_age_frame(spectra[usable], labels[usable])
         model.predict(frame, return_std=True)

@@ -158,7 +158,7 @@ def run_demo(
         "n_estimators": int(n_estimators),
         "seed": int(seed),
     }
-    survey = read_survey(paths.survey)
+    survey = read_survey(paths.survey, arrays=("spectra", "psd", "psd_weight"))
     train_idx, split = split_record(survey.labels, test_size=test_size, seed=seed)
     t0 = step(
         f"2/4 training the encoder for {max_epochs} epochs (the paper: {PAPER_MAX_EPOCHS}) on "

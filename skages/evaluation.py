@@ -1015,22 +1015,17 @@ def evaluate_age_model(
 
 
 def _read_rows(path: Path, max_stars: int | None) -> Bunch:
-    """A survey file (or its first ``max_stars`` rows) as a Bunch for the diagnostics."""
-    from skages.io import SurveyReader
+    """Spectra, PSDs and labels of a survey file (or its first ``max_stars`` rows)."""
+    from skages.io import SurveyReader, read_survey
 
     with SurveyReader(path) as reader:
         missing = [a for a in ("spectra", "psd") if a not in reader.arrays]
-        if missing:
-            raise ValueError(
-                f"{path} has no {missing} array(s) (it has {list(reader.arrays)}); the "
-                "evaluation compares latent space and PSDs, so it needs a survey simulated "
-                "with PSDs (skages simulate without --no-psd)"
-            )
-        rows = slice(0, max_stars)
-        out = Bunch(**{name: reader.read(name, rows) for name in reader.arrays})
-        out.labels = reader.read_labels(rows).reset_index(drop=True)
-        out.frequency = reader.frequency
-    return out
+    if missing:
+        raise ValueError(
+            f"{path} has no {missing} array(s); the evaluation compares latent space and "
+            "PSDs, so it needs a survey simulated with PSDs (skages simulate without --no-psd)"
+        )
+    return read_survey(path, rows=slice(0, max_stars), arrays=("spectra", "psd"))
 
 
 def held_out_split(training: dict[str, Any], labels: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -1724,24 +1724,41 @@ def write_survey(
     return Path(path)
 
 
-def read_survey(path: PathLike) -> Bunch:
-    """Load a whole survey collection into memory.
+def read_survey(path: PathLike, *, rows: Any = None, arrays: Sequence[str] | None = None) -> Bunch:
+    """Load a survey collection, or some of its rows and arrays, into memory.
 
     Parameters
     ----------
     path : str or path-like
         A survey collection file.
+    rows : slice, array of int or bool, optional
+        Stars to read (default all); the labels are then renumbered from 0.
+    arrays : sequence of str, optional
+        Per-star arrays to read (default all), e.g. ``("spectra", "psd")``: leaving out
+        ``spectra_err`` and ``bitmask`` halves the memory of a simulated survey.
 
     Returns
     -------
     Bunch
-        Every per-star array, ``labels`` (DataFrame), ``frequency`` and
+        The per-star arrays, ``labels`` (DataFrame), ``frequency`` and
         ``wavelength`` (None if absent), ``metadata`` (dict). For big surveys use
         :class:`SurveyReader` and :meth:`SurveyReader.iter_chunks` instead.
+
+    Raises
+    ------
+    KeyError
+        If one of ``arrays`` is not in the file.
     """
     with SurveyReader(path) as reader:
-        out = Bunch(**{name: reader.read(name) for name in reader.arrays})
-        out.labels = reader.labels
+        names = reader.arrays if arrays is None else tuple(arrays)
+        missing = [name for name in names if name not in reader.arrays]
+        if missing:
+            raise KeyError(f"{reader.path} has no array(s) {missing}; it has {reader.arrays}")
+        out = Bunch(**{name: reader.read(name, rows) for name in names})
+        if rows is None:
+            out.labels = reader.labels
+        else:
+            out.labels = reader.read_labels(rows).reset_index(drop=True)
         out.frequency = reader.frequency
         out.wavelength = reader.wavelength
         out.metadata = reader.metadata

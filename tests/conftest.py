@@ -61,3 +61,24 @@ def metadata_routing():
 
     with sklearn.config_context(enable_metadata_routing=True):
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_train_toml():
+    """Builder of a ``skages train --config`` file for a seconds-long tiny model.
+
+    ``data`` and ``model`` are extra lines for those tables; the survey is ``train.h5``
+    and the model ``model.joblib`` beside the config unless the extra lines say
+    otherwise.
+    """
+
+    def build(*, data: str = "", model: str = "", output: str = "model.joblib") -> str:
+        return (
+            f'[data]\nsurvey = "train.h5"\n{data}\n'
+            f'[model]\noutput = "{output}"\n{model}\n'
+            "[encoder]\nencoder_filters = [4, 8]\nhidden_units = 8\n"
+            "decoder_filters = [4, 4]\nmax_epochs = 1\n\n"
+            "[forest]\nn_estimators = 12\n"
+        )
+
+    return build

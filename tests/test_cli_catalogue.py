@@ -23,26 +23,6 @@ from skages.io import SurveyReader, SurveyWriter, write_survey
 from skages.persistence import load_model, save_model
 from skages.pipeline import fit_age_model
 
-TINY_TOML = """\
-[data]
-survey = "train.h5"
-max_stars = 250
-
-[model]
-output = "model.joblib"
-seed = 3
-forest_stars = "aged"
-
-[encoder]
-encoder_filters = [4, 8]
-hidden_units = 8
-decoder_filters = [4, 4]
-max_epochs = 1
-
-[forest]
-n_estimators = 12
-"""
-
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, small_survey):
@@ -127,10 +107,12 @@ def test_simulate_on_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):
 # -------------------------------------------------------------------------- train
 
 
-def test_train_from_a_survey_with_a_config_file(files, tmp_path, capsys):
+def test_train_from_a_survey_with_a_config_file(files, tmp_path, capsys, tiny_train_toml):
     _, train, _, _ = files
     config = tmp_path / "train.toml"
-    config.write_text(TINY_TOML)
+    config.write_text(
+        tiny_train_toml(data="max_stars = 250", model='seed = 3\nforest_stars = "aged"')
+    )
     (tmp_path / "train.h5").symlink_to(train)
     assert main(["-q", "train", "--config", str(config), "--n-estimators", "15"]) == 0
     out = tmp_path / "model.joblib"

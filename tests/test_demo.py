@@ -14,32 +14,15 @@ from skages.evaluation import held_out_split, split_indices, split_record
 from skages.io import read_survey, write_survey
 from skages.persistence import load_model
 
-TINY_TOML = """\
-[data]
-survey = "train.h5"
-
-[model]
-output = "model.joblib"
-seed = 5
-forest_stars = "aged"
-test_size = 0.3
-
-[encoder]
-encoder_filters = [4, 8]
-hidden_units = 8
-decoder_filters = [4, 4]
-max_epochs = 1
-
-[forest]
-n_estimators = 12
-"""
+# the [model] lines of the training config: 30 % of the stars held out
+_SPLIT_MODEL = 'seed = 5\nforest_stars = "aged"\ntest_size = 0.3'
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, small_survey):
+def trained(tmp_path_factory, small_survey, tiny_train_toml):
     folder = tmp_path_factory.mktemp("evaluate")
     write_survey(folder / "train.h5", small_survey)
-    (folder / "train.toml").write_text(TINY_TOML)
+    (folder / "train.toml").write_text(tiny_train_toml(model=_SPLIT_MODEL))
     assert main(["-q", "train", "--config", str(folder / "train.toml")]) == 0
     return folder
 
@@ -88,8 +71,10 @@ def test_evaluate_command_writes_report_on_held_out_stars(trained, capsys):
     assert "report written to" in capsys.readouterr().out
 
 
-def test_evaluate_command_explains_a_model_without_held_out_stars(tmp_path, trained, capsys):
-    toml = TINY_TOML.replace("test_size = 0.3\n", "").replace("model.joblib", "all.joblib")
+def test_evaluate_command_explains_a_model_without_held_out_stars(
+    tmp_path, trained, capsys, tiny_train_toml
+):
+    toml = tiny_train_toml(model=_SPLIT_MODEL.replace("test_size = 0.3", ""), output="all.joblib")
     (trained / "all.toml").write_text(toml)
     assert main(["-q", "train", "--config", str(trained / "all.toml")]) == 0
     code = main(

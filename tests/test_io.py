@@ -414,6 +414,13 @@ def test_survey_round_trip(tmp_path):
         np.testing.assert_array_equal(survey.read("psd", mask), survey.read("psd")[[1, 4]])
     full = read_survey(path)
     assert full.spectra.shape == (13, N_PIXELS) and full.labels.shape == (13, 5)
+    part = read_survey(path, rows=slice(3, 8), arrays=["psd"])
+    assert set(part) - {"labels", "frequency", "wavelength", "metadata"} == {"psd"}
+    np.testing.assert_array_equal(part.psd, full.psd[3:8])
+    assert part.labels.index.tolist() == [0, 1, 2, 3, 4]
+    assert part.labels["kic"].tolist() == full.labels["kic"].iloc[3:8].tolist()
+    with pytest.raises(KeyError, match="no array"):
+        read_survey(path, arrays=["raw_flux"])
 
 
 def test_survey_iter_chunks_covers_each_star_once(tmp_path):
