@@ -96,7 +96,7 @@ def eager_loss(psd_pred, mu, lv, psd, weight):
 # ------------------------------------------------------------------------------ data
 def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Spectra around the published training set's mean spectrum, and random log PSDs."""
-    from skages.datasets._bundled import load_reference_spectrum
+    from skages._data import load_reference_spectrum
 
     mean, std = load_reference_spectrum()
     rng = np.random.default_rng(seed)

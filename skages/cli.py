@@ -100,7 +100,7 @@ def _run_psd(args: argparse.Namespace) -> int:
     if args.example == bool(args.files):
         raise SystemExit("skages psd: give light curve files or --example (not both, not neither)")
     if args.example:
-        from skages.datasets import bundled_path
+        from skages._data import bundled_path
 
         files = [bundled_path("KIC11618103_LC.txt.gz")]
         star = "KIC 11618103"

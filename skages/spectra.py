@@ -293,7 +293,7 @@ def _check_companion(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarra
 
 def _check_continuum_mask(continuum_mask: Any, degree: int) -> np.ndarray:
     if continuum_mask is None:
-        from skages.datasets import load_continuum_mask
+        from skages._data import load_continuum_mask
 
         mask = load_continuum_mask()
     else:

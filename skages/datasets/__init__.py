@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from skages.datasets._bundled import (
+from skages._data import (
     bundled_path,
     load_continuum_mask,
     load_example_lightcurve,

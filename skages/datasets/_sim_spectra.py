@@ -140,7 +140,7 @@ def line_list() -> dict[str, np.ndarray]:
 
 @cache
 def _reference() -> tuple[np.ndarray, np.ndarray]:
-    from skages.datasets._bundled import load_reference_spectrum
+    from skages._data import load_reference_spectrum
 
     return load_reference_spectrum()
 

@@ -1,4 +1,4 @@
-"""Access to the real data files bundled in ``skages/datasets/data`` (see PROVENANCE.md there)."""
+"""Access to the real data files bundled in ``skages/_data/data`` (see PROVENANCE.md there)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ def bundled_path(name: str) -> Path:
     Parameters
     ----------
     name : str
-        File name inside ``skages/datasets/data``.
+        File name inside ``skages/_data/data``.
 
     Returns
     -------
     pathlib.Path
     """
-    path = Path(str(resources.files("skages.datasets") / "data" / name))
+    path = Path(str(resources.files("skages._data") / "data" / name))
     if not path.is_file():
         raise FileNotFoundError(f"skages has no bundled data file {name!r} (looked at {path})")
     return path

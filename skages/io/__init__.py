@@ -1,0 +1,47 @@
+"""Readers and writers of real files: APOGEE spectra and allStar, catalogue tables and
+cross-matches, and the skages HDF5 survey collection format.
+
+One module per kind of file:
+
+* :mod:`skages.io.apogee`: apStar, aspcapStar (one file or a folder) and allStar;
+* :mod:`skages.io.tables`: APOKASC-2 and the cross-match of a training sample by id;
+* :mod:`skages.io.survey`: the HDF5 survey collection (resumable writer, chunked reader).
+
+Every public name is re-exported here, so ``from skages.io import read_apstar`` works
+whichever module holds it. Bad input raises a ``ValueError`` (or ``FileNotFoundError``
+/ ``TypeError``) whose message names the file or argument, what was expected and what
+was found.
+"""
+
+from skages.io.apogee import (
+    ALLSTAR_COLUMNS,
+    ApogeeSpectrum,
+    read_allstar,
+    read_apogee_spectra,
+    read_apstar,
+    read_aspcapstar,
+)
+from skages.io.survey import (
+    SURVEY_FORMAT_VERSION,
+    SurveyReader,
+    SurveyWriter,
+    read_survey,
+    write_survey,
+)
+from skages.io.tables import crossmatch_training_sample, read_apokasc2
+
+__all__ = [
+    "ALLSTAR_COLUMNS",
+    "SURVEY_FORMAT_VERSION",
+    "ApogeeSpectrum",
+    "SurveyReader",
+    "SurveyWriter",
+    "crossmatch_training_sample",
+    "read_allstar",
+    "read_apogee_spectra",
+    "read_apokasc2",
+    "read_apstar",
+    "read_aspcapstar",
+    "read_survey",
+    "write_survey",
+]
