@@ -323,6 +323,27 @@ def _content_sha256(columns: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+#: Key of a chunk's result under which the checksum of its input spectra travels.
+_SPECTRA_SHA256 = "__spectra_sha256__"
+
+
+def _spectra_sha256(spectra: np.ndarray, flags: np.ndarray) -> str:
+    """Checksum of a chunk's spectra as read (float32, NaN-masked) and their read flags."""
+    digest = hashlib.sha256()
+    arr = np.ascontiguousarray(spectra, dtype="<f4")
+    digest.update(str(arr.shape).encode())
+    digest.update(memoryview(arr).cast("B"))
+    digest.update(np.ascontiguousarray(flags, dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def _rows_sha256(rows: pd.DataFrame, locator: np.ndarray) -> str:
+    """Checksum of the catalogue rows' labels and of where each row's spectrum is."""
+    columns = {str(c): rows[c].to_numpy() for c in rows.columns}
+    columns["__locator__"] = np.asarray(locator)
+    return _content_sha256(columns)
+
+
 # ------------------------------------------------------------------------- the model
 
 
@@ -404,12 +425,12 @@ def _model_id(model: Any, path: Path | None) -> dict[str, Any]:
     return {"model": type(model).__name__, "model_sha256": "joblib:" + joblib.hash(model)}
 
 
-def _load(model: Any) -> tuple[Any, Path | None, dict[str, Any]]:
+def _load(model: Any, trusted: Sequence[str] | None = None) -> tuple[Any, Path | None, dict]:
     if isinstance(model, (str, os.PathLike)):
         from skages.persistence import load_model
 
         path = Path(model)
-        fitted, meta = load_model(path)
+        fitted, meta = load_model(path, trusted=None if trusted is None else list(trusted))
         return fitted, path, meta
     return model, None, {}
 
@@ -582,6 +603,13 @@ class _Source:
         if self.kind == "hdf5":
             return self._read_hdf5(np.asarray(locator, dtype=np.int64), n_pixels)
         return self._read_files(np.asarray(locator, dtype=object), n_pixels)
+
+    def read_with_digest(
+        self, locator: np.ndarray, n_pixels: int
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        """:meth:`read`, and a checksum of what was read (part of a chunk's identity)."""
+        spectra, flags = self.read(locator, n_pixels)
+        return spectra, flags, _spectra_sha256(spectra, flags)
 
     def _read_hdf5(self, rows: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
         from skages.io import SurveyReader
@@ -761,7 +789,8 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
         cols[name] = _str_array(labels[name].to_numpy())
     for name in _FLAG_COLUMNS:
         cols[name] = labels[name].to_numpy(dtype=np.int64)
-    spectra, flags = source.read(task.locator, predictor.n_pixels)
+    spectra, flags, spectra_digest = source.read_with_digest(task.locator, predictor.n_pixels)
+    flags = flags.copy()
 
     usable = flags == 0
     finite = np.isfinite(spectra)
@@ -814,6 +843,7 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
     cols["Age"] = 10.0 ** cols["LogAge"]
     cols["Age_Error"] = np.log(10.0) * cols["Age"] * cols["LogAge_Error"]
     cols["SKAGES_FLAG"] = flags
+    cols[_SPECTRA_SHA256] = spectra_digest  # stored in the chunk's metadata, not a column
     return cols
 
 
@@ -905,11 +935,14 @@ class _Progress:
 
     def write(self, task: tuple[int, int, int], columns: Mapping[str, np.ndarray]) -> None:
         index, start, stop = task
+        columns = dict(columns)
+        spectra_digest = columns.pop(_SPECTRA_SHA256, None)
         meta = {
             "index": index,
             "start": start,
             "stop": stop,
             "sha256": _content_sha256(columns),
+            "spectra_sha256": spectra_digest,
         }
         arrays = {f"c_{k}": np.asarray(v) for k, v in columns.items()}
         order = np.asarray(list(columns), dtype=str)
@@ -920,7 +953,9 @@ class _Progress:
             os.fsync(fh.fileno())
         _fsync_dir(self.folder)
 
-    def read(self, index: int, bounds: tuple[int, int]) -> dict[str, np.ndarray]:
+    def read(
+        self, index: int, bounds: tuple[int, int], *, with_meta: bool = False
+    ) -> dict[str, np.ndarray]:
         with np.load(self._path(index), allow_pickle=False) as npz:
             meta = json.loads(str(npz["__meta__"]))
             order = [str(c) for c in npz["__order__"]]
@@ -932,7 +967,33 @@ class _Progress:
             raise ValueError("wrong number of rows")
         if _content_sha256(cols) != meta["sha256"]:
             raise ValueError("checksum mismatch")
+        if with_meta:
+            cols["__meta__"] = meta
         return cols
+
+    def stale(self, done: set[int], tasks: Sequence[tuple[int, int, int]], spectra_digest) -> int:
+        """Remove the finished chunks whose input spectra changed since they were written.
+
+        ``spectra_digest(bounds)`` reads a chunk's spectra again and returns their
+        checksum; a chunk written without one (an older skages) counts as changed.
+        Returns the number of chunks removed from ``done``.
+        """
+        removed = 0
+        for bounds in tasks:
+            index, start, stop = bounds
+            if index not in done:
+                continue
+            stored = self.read(index, (start, stop), with_meta=True)["__meta__"]
+            if stored.get("spectra_sha256") != spectra_digest(bounds):
+                logger.warning(
+                    "%s: the spectra of rows %d-%d changed since chunk %d was written; "
+                    "recomputing it",
+                    self.folder, start, stop - 1, index,
+                )  # fmt: skip
+                self._path(index).unlink(missing_ok=True)
+                done.discard(index)
+                removed += 1
+        return removed
 
     def assemble(self, tasks: Sequence[tuple[int, int, int]]) -> dict[str, np.ndarray]:
         """All chunks in order, each checked again, into one array per column.
@@ -975,14 +1036,14 @@ def _run_local(predictor, source, todo, make_task, cuts, progress, bar) -> None:
     if not todo:
         return
 
-    def read(task: _Task) -> tuple[np.ndarray, np.ndarray]:
-        return source.read(task.locator, predictor.n_pixels)
+    def read(task: _Task) -> tuple[np.ndarray, np.ndarray, str]:
+        return source.read_with_digest(task.locator, predictor.n_pixels)
 
     class _Preread:  # a source that hands out the spectra read ahead
         def __init__(self, data):
             self.data = data
 
-        def read(self, locator, n_pixels):
+        def read_with_digest(self, locator, n_pixels):
             return self.data
 
     following = iter(todo)
@@ -1357,6 +1418,7 @@ def predict_catalogue(
     restart: bool = False,
     keep_progress: bool = False,
     progress_dir: str | os.PathLike | None = None,
+    trusted: Sequence[str] | None = None,
     verbose: int = 0,
 ) -> Bunch:
     """Write the age catalogue of a survey, streaming in chunks and resumable.
@@ -1404,6 +1466,9 @@ def predict_catalogue(
         Keep the progress folder after success (it is removed by default).
     progress_dir : path-like, optional
         Where finished chunks are kept; default ``<output>.progress`` beside the output.
+    trusted : sequence of str, optional
+        For a ``.skops`` model file: extra type names to trust
+        (:func:`skages.persistence.load_model`).
     verbose : int, default=0
         Progress bar on stderr when > 0.
 
@@ -1417,14 +1482,15 @@ def predict_catalogue(
     ------
     FileExistsError
         If ``output`` exists and ``overwrite`` is False.
+    skages._lock.OutputInUseError
+        At once, if another run holds the lock of ``output`` (``<output>.lock``); the
+        message names that process.
     ValueError
         For inputs that cannot be used (named in the message), or a progress folder of a
         different run (without ``restart``).
     OSError
         If a file cannot be written (e.g. a full disk); the message names the file.
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     output = Path(output)
     fmt = _output_format(output, format)
@@ -1435,8 +1501,31 @@ def predict_catalogue(
     cuts = CatalogueCuts() if cuts is None else cuts
     if not isinstance(cuts, CatalogueCuts):
         raise TypeError(f"cuts must be a CatalogueCuts; got {type(cuts).__name__}")
+    folder = Path(progress_dir) if progress_dir else output.with_name(output.name + ".progress")
+    from skages._lock import output_lock
 
-    fitted, model_path, model_meta = _load(model)
+    # one run per output: the lock covers the catalogue and its progress folder
+    with output_lock(output, folders=[folder]):
+        if output.exists() and not overwrite:  # finished while we waited to start
+            raise FileExistsError(
+                f"{output} exists; pass overwrite=True (--overwrite) to replace it"
+            )
+        return _predict_catalogue_locked(
+            model, spectra, output, fmt, folder, t0,
+            labels=labels, chunk_size=chunk_size, cuts=cuts, scheduler=scheduler,
+            n_workers=n_workers, bad_pixel_fill=bad_pixel_fill, restart=restart,
+            keep_progress=keep_progress, verbose=verbose, trusted=trusted,
+        )  # fmt: skip
+
+
+def _predict_catalogue_locked(
+    model, spectra, output, fmt, folder, t0, *, labels, chunk_size, cuts, scheduler,
+    n_workers, bad_pixel_fill, restart, keep_progress, verbose, trusted,
+) -> Bunch:  # fmt: skip
+    """:func:`predict_catalogue` once the output's lock is held."""
+    from tqdm.auto import tqdm
+
+    fitted, model_path, model_meta = _load(model, trusted)
     predictor = _Predictor(fitted)
     model_info = _model_id(fitted, model_path)
     model_info["model_created"] = model_meta.get("created_utc", "")
@@ -1450,11 +1539,15 @@ def predict_catalogue(
     bounds = [
         (i, a, min(a + chunk_size, n_rows)) for i, a in enumerate(range(0, n_rows, chunk_size))
     ]
+    keep = list(_ID_COLUMNS) + list(_FLAG_COLUMNS) + needed
+    rows = rows[keep]
     manifest = {
         "format": _PROGRESS_FORMAT,
         "skages_version": __version__,
         "model_sha256": model_info["model_sha256"],
         "inputs": describe,
+        # content, not only size and mtime: a table edited in place is another run
+        "rows_sha256": _rows_sha256(rows, locator),
         "n_rows": n_rows,
         "chunk_size": int(chunk_size),
         "cuts": cuts.to_dict(),
@@ -1462,15 +1555,20 @@ def predict_catalogue(
         "latent_dim": predictor.latent_dim,
         "labels_needed": needed,
     }
-    folder = Path(progress_dir) if progress_dir else output.with_name(output.name + ".progress")
     progress = _Progress(folder, manifest, restart=restart)
     done = progress.finished(bounds)
+    if done:
+        # the spectra of every reused chunk are read again and compared with the checksum
+        # stored when the chunk was written: a survey edited in place is recomputed
+        progress.stale(
+            done,
+            bounds,
+            lambda b: source.read_with_digest(locator[b[1] : b[2]], predictor.n_pixels)[2],
+        )
     if done:
         logger.info(
             "resuming from %s: %d of %d chunks already done", folder, len(done), len(bounds)
         )
-    keep = list(_ID_COLUMNS) + list(_FLAG_COLUMNS) + needed
-    rows = rows[keep]
 
     def make_task(bounds: tuple[int, int, int]) -> _Task:
         i, a, b = bounds
