@@ -537,7 +537,7 @@ def _scan_folder(folder: Path) -> pd.DataFrame:
                 apogee_id = apogee_id or str(header.get("APOGEE_ID") or header.get("OBJID") or "")
                 telescope = telescope or str(header.get("TELESCOP") or "")
                 field = field or str(header.get("FIELD") or "")
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # any damage: astropy raises many kinds
                 if not apogee_id:  # no star to attach it to
                     logger.warning("cannot read the header of %s (%s); file skipped", path, exc)
                     continue

@@ -15,7 +15,7 @@ A simulated survey, a model trained on it, and the age catalogue of a larger sur
     skages simulate --n-stars 10000 --output train.h5
     skages train --survey train.h5 --max-epochs 20 --output model.joblib
     skages simulate --n-stars 100000 --no-psd --seed 1 --output survey.h5
-    skages predict --model model.joblib --spectra survey.h5 --output ages.fits
+    skages predict --model model.joblib --trust-joblib --spectra survey.h5 --output ages.fits
 
 The whole workflow on a simulated survey (the README's main job)::
 
@@ -25,6 +25,7 @@ The whole workflow on a simulated survey (the README's main job)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -42,8 +43,8 @@ examples:
   skages psd kplr009145861-*_llc.fits --output kic9145861.fits
   skages simulate --n-stars 10000 --output train.h5
   skages train --survey train.h5 --max-epochs 20 --output model.joblib
-  skages predict --model model.joblib --spectra survey.h5 --output ages.fits
-  skages predict --model model.joblib --spectra apStar/ --labels allStar.fits \\
+  skages predict --model model.joblib --trust-joblib --spectra survey.h5 --output ages.fits
+  skages predict --model model.joblib --trust-joblib --spectra apStar/ --labels allStar.fits \\
       --output ages.fits --dask
 
 Run 'skages COMMAND --help' for the options of each command.
@@ -195,11 +196,23 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n-jobs", type=_positive_int, default=1, help="worker processes")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument(
+        "--restart", action="store_true", help="discard an interrupted run's OUTPUT.partial"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_run_simulate)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from skages._lock import output_lock
+
+    if args.resume and args.restart:
+        raise ValueError("give --resume or --restart, not both")
+    with output_lock(args.output):  # a second run on this output fails at once
+        return _simulate(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
     from skages.datasets import write_apokasc
 
     partial = args.output.with_name(args.output.name + ".partial")
@@ -216,6 +229,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             raw_flux=args.raw_flux,
             overwrite=args.overwrite,
             resume=args.resume,
+            restart=args.restart,
             n_jobs=args.n_jobs,
             verbose=0 if args.quiet else 1,
             random_state=args.seed,
@@ -436,8 +450,14 @@ def _read_ages(path: Path):
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:  # holds the output's lock until the model is saved
+        return _train(args, stack)
+
+
+def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     import numpy as np
 
+    from skages._lock import output_lock
     from skages.encoder import SpectrumToPSDEncoder
     from skages.forest import ProbabilisticForestRegressor
     from skages.persistence import save_model, training_summary
@@ -458,6 +478,7 @@ def _run_train(args: argparse.Namespace) -> int:
     output = Path(output)
     if output.suffix.lower() not in (".joblib", ".pkl", ".skops"):
         raise ValueError(f"--output must end in .joblib or .skops; got {output.name!r}")
+    stack.enter_context(output_lock(output))  # a second run on this output fails at once
     if output.exists() and not (args.overwrite or settings.get("overwrite")):
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     seed = int(settings.get("seed", 0))
@@ -558,10 +579,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "examples:\n"
-            "  skages predict --model model.joblib --spectra survey.h5 --output ages.fits\n"
-            "  skages predict --model model.joblib --spectra apStar/ --labels allStar.fits \\\n"
+            "  skages predict --model model.joblib --trust-joblib --spectra survey.h5 \\\n"
+            "      --output ages.fits\n"
+            "  skages predict --model model.skops --spectra apStar/ --labels allStar.fits \\\n"
             "      --output ages.parquet --cuts latent_snr_min=50\n"
-            "  skages predict --model model.joblib --spectra survey.h5 --output ages.fits \\\n"
+            "  skages predict --model model.skops --spectra survey.h5 --output ages.fits \\\n"
             "      --scheduler tcp://10.0.0.5:8786\n\n"
             "cuts (NAME=VALUE, 'none' switches one off): latent_logg_min=1.5 "
             "latent_logg_max=3.6\n  latent_snr_min=30 age_logg_min=2.5 "
@@ -592,12 +614,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keep-progress", action="store_true", help="keep OUTPUT.progress after success"
     )
+    _add_trust_options(p)
     p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
     from skages.catalogue import CatalogueCuts, predict_catalogue
 
+    _check_model_trust(args)
     base = CatalogueCuts.none() if args.no_cuts else CatalogueCuts()
     cuts = CatalogueCuts.from_strings(args.cuts, base=base)
     scheduler = args.scheduler or ("local" if args.dask else None)
@@ -615,6 +639,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             restart=args.restart,
             keep_progress=args.keep_progress,
+            trusted=args.trust,
             verbose=0 if args.quiet else 1,
         )
     except (TypeError, ImportError) as exc:
@@ -667,6 +692,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline models")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seeds auxiliary forests")
     p.add_argument("--n-jobs", type=_positive_int, help="threads of the auxiliary forests")
+    _add_trust_options(p)
     p.set_defaults(func=_run_evaluate)
 
 
@@ -685,6 +711,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for path in (args.model, args.survey, args.test_survey):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"no such file: {path}")
+    _check_model_trust(args)
     report = evaluate_saved_model(
         args.model,
         args.survey,
@@ -693,6 +720,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         random_state=args.seed,
         n_jobs=args.n_jobs,
+        trusted=args.trust,
     )
     import matplotlib.pyplot as plt
 
@@ -742,6 +770,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="PyTorch device of the encoder (cpu)")
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline models")
     p.add_argument("--n-jobs", type=_positive_int, help="simulation processes, forest threads")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the unfinished work of an earlier run (survey, catalogue chunks)",
+    )
     p.set_defaults(func=_run_demo)
 
 
@@ -769,6 +802,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         device=args.device,
         baselines=not args.no_baselines,
         n_jobs=args.n_jobs,
+        restart=args.restart,
         verbose=0 if args.quiet else 1,
     )
     minutes = sum(result.timings.values()) / 60
@@ -786,6 +820,44 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- helpers
+
+#: Environment variable that trusts every ``.joblib`` model, like ``--trust-joblib``.
+TRUST_JOBLIB_ENV = "SKAGES_TRUST_JOBLIB"
+
+
+def _add_trust_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-joblib",
+        action="store_true",
+        help=(
+            "load a .joblib model: it is a pickle, and loading a pickle runs any code it "
+            f"holds; only for your own files (or set {TRUST_JOBLIB_ENV}=1)"
+        ),
+    )
+    p.add_argument(
+        "--trust",
+        action="append",
+        metavar="TYPE",
+        help="trust this type in a .skops model (exact name; repeatable)",
+    )
+
+
+def _check_model_trust(args: argparse.Namespace) -> None:
+    """Refuse a pickle-based model unless the user said they trust it."""
+    suffix = Path(args.model).suffix.lower()
+    if suffix not in (".joblib", ".pkl"):
+        return
+    if args.trust_joblib or os.environ.get(TRUST_JOBLIB_ENV, "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+    ):
+        return
+    raise ValueError(
+        f"{args.model} is a joblib (pickle) file, and loading a pickle runs any code it "
+        f"holds; pass --trust-joblib (or set {TRUST_JOBLIB_ENV}=1) if you wrote it or trust "
+        "its author, or use a .skops model"
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -850,7 +922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except (ValueError, FileNotFoundError, OSError, ImportError) as exc:
         logger.debug("skages %s failed", args.command, exc_info=True)
         print(f"skages {args.command}: error: {exc}", file=sys.stderr)
         return 1

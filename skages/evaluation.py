@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -1097,6 +1098,7 @@ def evaluate_saved_model(
     baselines: bool = True,
     random_state: Any = 0,
     n_jobs: int | None = None,
+    trusted: Sequence[str] | None = None,
 ) -> EvaluationReport:
     """Evaluate a saved model on the stars it did not see, and write the report.
 
@@ -1114,6 +1116,9 @@ def evaluate_saved_model(
         A separate held-out survey; then every star of ``survey`` counts as training.
     baselines, random_state, n_jobs
         As for :func:`evaluate_age_model`.
+    trusted : sequence of str, optional
+        For a ``.skops`` model: extra type names to trust
+        (:func:`skages.persistence.load_model`).
 
     Returns
     -------
@@ -1121,7 +1126,7 @@ def evaluate_saved_model(
     """
     from skages.persistence import load_model
 
-    fitted, metadata = load_model(model)
+    fitted, metadata = load_model(model, trusted=None if trusted is None else list(trusted))
     training = metadata.get("training") or {}
     max_stars = training.get("max_stars")
     data = _read_rows(Path(survey), max_stars)
