@@ -478,6 +478,10 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     output = Path(output)
     if output.suffix.lower() not in (".joblib", ".pkl", ".skops"):
         raise ValueError(f"--output must end in .joblib or .skops; got {output.name!r}")
+    if output.suffix.lower() == ".skops":
+        from skages.persistence import _import_skops
+
+        _import_skops(output)  # before hours of training, not after
     stack.enter_context(output_lock(output))  # a second run on this output fails at once
     if output.exists() and not (args.overwrite or settings.get("overwrite")):
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")

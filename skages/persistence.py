@@ -143,7 +143,7 @@ def model_metadata(model: Any, *, training: dict[str, Any] | None = None) -> dic
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "scikit_learn": sklearn.__version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str, not torch's TorchVersion class
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "frequency_grid_uHz": grid.tolist(),
         "frequency_grid_sha256": hashlib.sha256(grid.tobytes()).hexdigest(),
@@ -163,6 +163,13 @@ def _format(path: Path, fmt: str | None) -> str:
             f"{path}: a model file ends in .joblib or .skops; cannot tell the format of a "
             f"{path.suffix or 'extension-less'} file"
         ) from None
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for the metadata member: numpy scalars and arrays, else text."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return str(value)
 
 
 def _import_skops(path: Path):
@@ -222,7 +229,7 @@ def save_model(
                 for est, request in detached:
                     est.__dict__["_metadata_request"] = request
             with zipfile.ZipFile(tmp, "a") as zf:
-                zf.writestr(_SKOPS_METADATA, json.dumps(metadata))
+                zf.writestr(_SKOPS_METADATA, json.dumps(metadata, default=_plain))
     return path
 
 
@@ -340,7 +347,10 @@ def _peek_joblib_metadata(path: Path) -> dict[str, Any] | None:
         elif head[:1] == b"x":  # joblib's zlib compression
             unzip, parts, size = zlib.decompressobj(), [], 0
             for block in iter(lambda: fh.read(1 << 20), b""):
-                parts.append(unzip.decompress(block, (8 << 20) - size))
+                try:
+                    parts.append(unzip.decompress(block, (8 << 20) - size))
+                except zlib.error:  # damaged: the real load says so, naming the file
+                    break
                 size += len(parts[-1])
                 if size >= 8 << 20 or unzip.unconsumed_tail:
                     break
@@ -349,11 +359,14 @@ def _peek_joblib_metadata(path: Path) -> dict[str, Any] | None:
             return None
     peek = _MetadataPeek(io.BytesIO(data))
     try:
-        peek.load()
+        whole = peek.load()  # only plain values: nothing to stop at
     except _StopAtClass:
         pass
     except Exception:  # damage is reported by the real load
         return None
+    else:
+        meta = whole.get("metadata") if isinstance(whole, dict) else None
+        return meta if isinstance(meta, dict) and "skages_version" in meta else None
     for stack in [*getattr(peek, "metastack", []), getattr(peek, "stack", [])]:
         for key, value in itertools.pairwise(stack):
             if key == "metadata" and isinstance(value, dict) and "skages_version" in value:
