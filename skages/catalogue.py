@@ -20,6 +20,10 @@ the star's identity and APOGEE flags, its latent coordinates, and its age.
   resumes from its finished chunks, verifying each, with no row recomputed, lost or
   duplicated. The catalogue is written to a temporary file, read back and checked (row
   count, content checksum, FITS CHECKSUM/DATASUM), then renamed into place.
+* **One run per output.** The run holds ``<output>.lock`` (:mod:`skages._lock`): a second
+  run on the same output fails at once, naming the first; a finished output is never
+  replaced without ``overwrite``. A run's identity includes checksums of the label table
+  and of the spectra of every chunk it reuses, not only file sizes and times.
 * **Bad rows never stop a survey**: missing or unreadable spectra, NaN spectra, missing
   labels become NaN rows with a flag, counted in the log.
 * **Scale.** Memory is set by ``chunk_size``, not by the survey; reading the next chunk
@@ -1504,8 +1508,12 @@ def predict_catalogue(
     folder = Path(progress_dir) if progress_dir else output.with_name(output.name + ".progress")
     from skages._lock import output_lock
 
-    # one run per output: the lock covers the catalogue and its progress folder
-    with output_lock(output, folders=[folder]):
+    # one run per output: the lock covers the catalogue and its progress folder (which has
+    # a lock of its own when it is elsewhere)
+    with (
+        output_lock(output, folders=[folder]),
+        output_lock(folder) if progress_dir else contextlib.nullcontext(),
+    ):
         if output.exists() and not overwrite:  # finished while we waited to start
             raise FileExistsError(
                 f"{output} exists; pass overwrite=True (--overwrite) to replace it"

@@ -530,3 +530,14 @@ def test_pickle_peek_builds_nothing_from_an_old_layout(tiny, tmp_path):
     raw = tmp_path / "raw.joblib"
     raw.write_bytes(pickle.dumps({"metadata": {"skages_version": "1.0"}, "model": 1}))
     assert persistence._peek_joblib_metadata(raw) == {"skages_version": "1.0"}
+
+
+def test_truncated_gzipped_apokasc2_names_the_file(tmp_path):
+    from skages._data import bundled_path
+    from skages.io import read_apokasc2
+
+    data = bundled_path("APOKASC2_Table5.txt.gz").read_bytes()
+    bad = tmp_path / "APOKASC2_Table5.txt.gz"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"APOKASC2_Table5\.txt\.gz is not a readable"):
+        read_apokasc2(bad)
