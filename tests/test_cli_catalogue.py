@@ -181,7 +181,8 @@ def test_predict_writes_the_catalogue(files, tmp_path, capsys):
     _, _, model, survey = files
     out = tmp_path / "ages.parquet"
     argv = ["-q", "predict", "--model", str(model), "--spectra", str(survey), "-o", str(out)]
-    argv += ["--trust-joblib", "--chunk-size", "500", "--cuts", "latent_snr_min=60", "age_logg_min=none"]
+    argv += ["--trust-joblib", "--chunk-size", "500"]
+    argv += ["--cuts", "latent_snr_min=60", "age_logg_min=none"]
     assert main(argv) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.endswith(str(out)) and "1200 stars" in line

@@ -283,6 +283,7 @@ def _truncated_apstar(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.filterwarnings("ignore:File may have been truncated")
 def test_truncated_apstar_is_named_and_flagged_in_survey_mode(tiny, shared_data, tmp_path):
     fixtures = shared_data / "apogee_fixtures"
     folder = tmp_path / "apStar"
