@@ -100,6 +100,10 @@ def _run_psd(args: argparse.Namespace) -> int:
 
     if args.example == bool(args.files):
         raise SystemExit("skages psd: give light curve files or --example (not both, not neither)")
+    suffix = args.output.suffix.lower()
+    fmt = {".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(suffix)
+    if fmt is None:  # checked before the light curves are read
+        raise SystemExit(f"skages psd: --output must end in .fits, .ecsv or .csv; got {suffix!r}")
     if args.example:
         from skages._data import bundled_path
 
@@ -138,10 +142,6 @@ def _run_psd(args: argparse.Namespace) -> int:
     )
     for i, f in enumerate(files[:99]):
         table.meta[f"FILE{i + 1}"] = Path(f).name
-    suffix = args.output.suffix.lower()
-    fmt = {".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(suffix)
-    if fmt is None:
-        raise SystemExit(f"skages psd: --output must end in .fits, .ecsv or .csv; got {suffix!r}")
     with atomic_path(args.output) as tmp:
         table.write(tmp, format=fmt)
     print(f"{star}: νmax ≈ {numax:.1f} µHz; PSD written to {args.output}")

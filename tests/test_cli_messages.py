@@ -154,3 +154,9 @@ def test_psd_names_the_star_by_its_kic_and_says_lightkurve_messages_once(shared_
     assert result.stdout.startswith("KIC 9145861: νmax")
     quality = [line for line in result.stderr.splitlines() if "quality mask" in line]
     assert len(quality) == len(files)  # one per file, not two
+
+
+def test_psd_checks_the_output_extension_before_reading(tmp_path):
+    # the light curve does not exist: the extension is refused first
+    with pytest.raises(SystemExit, match=r"\.fits, \.ecsv or \.csv; got '\.txt'"):
+        main(["psd", str(tmp_path / "absent_llc.fits"), "--output", str(tmp_path / "p.txt")])
