@@ -509,19 +509,15 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     output = Path(output)
     if output.suffix.lower() not in (".joblib", ".pkl", ".skops"):
         raise ValueError(f"--output must end in .joblib or .skops; got {output.name!r}")
-    if output.suffix.lower() == ".skops":
-        from skages.persistence import _import_skops
-
-        _import_skops(output)  # before hours of training, not after
-    stack.enter_context(output_lock(output))  # a second run on this output fails at once
-    if output.exists() and not (args.overwrite or settings.get("overwrite")):
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     if not output.parent.is_dir():
         raise FileNotFoundError(
             f"the folder {output.parent} for the model {output.name} does not exist; create it"
         )
     if output.suffix.lower() == ".skops":
         _check_module("skops", "skops", f"saving the model as {output.name}")
+    stack.enter_context(output_lock(output))  # a second run on this output fails at once
+    if output.exists() and not (args.overwrite or settings.get("overwrite")):
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
     test_size = settings.get("test_size")
     if test_size is not None and not (
         isinstance(test_size, (int, float)) and 0.0 < float(test_size) < 1.0
@@ -667,7 +663,6 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from skages.catalogue import CatalogueCuts, predict_catalogue
 
-    _check_model_trust(args)
     base = CatalogueCuts.none() if args.no_cuts else CatalogueCuts()
     cuts = CatalogueCuts.from_strings(args.cuts, base=base)
     scheduler = args.scheduler or ("local" if args.dask else None)
@@ -676,6 +671,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         _check_module("pyarrow", "parquet", f"writing {args.output.name} (Parquet)")
     if scheduler is not None:
         _check_module("distributed", "dask", "running on Dask (--dask, --scheduler)")
+    _check_model_trust(args)
     try:
         result = predict_catalogue(
             args.model,
