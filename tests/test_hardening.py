@@ -81,8 +81,16 @@ def test_allow_list_is_exact_and_covers_every_skages_model(tiny, tmp_path):
     import skops.io as sio
 
     assert all("*" not in t and not t.endswith(".") for t in SKOPS_TRUSTED_TYPES)
-    # the fitted age model, its encoder, its forest: nothing outside the list
-    for name, est in [("pipe", tiny.model), ("enc", tiny.model[0]), ("rf", tiny.model[-1])]:
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    from skages.spectra import ContinuumNormalizer
+
+    flux = np.random.default_rng(0).uniform(0.9, 1.1, (4, 7514))
+    normalizer = make_pipeline(ContinuumNormalizer(), PCA(2)).fit(flux)
+    # the fitted age model, its encoder, its forest, a normaliser: nothing outside the list
+    models = [("pipe", tiny.model), ("enc", tiny.model[0]), ("rf", tiny.model[-1])]
+    for name, est in [*models, ("norm", normalizer)]:
         path = save_model(est, tmp_path / f"{name}.skops")
         assert set(sio.get_untrusted_types(file=path)) <= set(SKOPS_TRUSTED_TYPES)
         load_model(path)
