@@ -4,6 +4,8 @@ cross-matches, and the skages HDF5 survey collection format.
 One module per kind of file:
 
 * :mod:`skages.io.apogee`: apStar, aspcapStar (one file or a folder) and allStar;
+* :mod:`skages.io.kepler`: Kepler light-curve files of many stars (grouping per KIC,
+  a fast reader equal to lightkurve's default, the batch to a PSD survey);
 * :mod:`skages.io.tables`: APOKASC-2 and the cross-match of a training sample by id;
 * :mod:`skages.io.survey`: the HDF5 survey collection (resumable writer, chunked reader).
 
@@ -21,6 +23,14 @@ from skages.io.apogee import (
     read_apstar,
     read_aspcapstar,
 )
+from skages.io.kepler import (
+    KEPLER_DEFAULT_BITMASK,
+    LightCurveFlag,
+    find_lightcurve_files,
+    group_kepler_files,
+    lightcurves_to_survey,
+    read_kepler_star,
+)
 from skages.io.survey import (
     SURVEY_FORMAT_VERSION,
     SurveyReader,
@@ -34,14 +44,20 @@ __all__ = [
     "ALLSTAR_COLUMNS",
     "SURVEY_FORMAT_VERSION",
     "ApogeeSpectrum",
+    "KEPLER_DEFAULT_BITMASK",
+    "LightCurveFlag",
     "SurveyReader",
     "SurveyWriter",
     "crossmatch_training_sample",
+    "find_lightcurve_files",
+    "group_kepler_files",
+    "lightcurves_to_survey",
     "read_allstar",
     "read_apogee_spectra",
     "read_apokasc2",
     "read_apstar",
     "read_aspcapstar",
+    "read_kepler_star",
     "read_survey",
     "write_survey",
 ]
