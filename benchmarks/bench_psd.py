@@ -183,9 +183,7 @@ def main() -> None:
     parser.add_argument(
         "--many", type=int, default=0, help="also run the many-stars case with N stars"
     )
-    parser.add_argument(
-        "--many-only", action="store_true", help="run only the many-stars case"
-    )
+    parser.add_argument("--many-only", action="store_true", help="run only the many-stars case")
     args = parser.parse_args()
     if args.many_only:
         many_stars(args.many or (8 if args.quick else 40), args.n_jobs, 4 if args.quick else 8)

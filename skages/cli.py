@@ -87,7 +87,83 @@ def _add_psd(sub: argparse._SubParsersAction) -> None:
         help="periodogram implementation (default: nufft, ~30x faster than astropy)",
     )
     p.add_argument("--flux-column", default="pdcsap_flux", help="FITS flux column")
+    batch = p.add_argument_group(
+        "many stars",
+        "with --output NAME.h5, a folder (searched recursively), a quoted glob or --list, "
+        "files are grouped per star (KIC) and written as an HDF5 PSD survey "
+        "(skages.io.lightcurves_to_survey)",
+    )
+    batch.add_argument("--list", type=Path, help="text file with one light curve path per line")
+    batch.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
+    batch.add_argument(
+        "--numax", type=Path, help="table with kic and numax (µHz): also write psd_weight"
+    )
+    batch.add_argument(
+        "--chunk-size", type=_positive_int, default=256, help="stars per written chunk"
+    )
+    batch.add_argument(
+        "--restart", action="store_true", help="ignore an unfinished run instead of resuming it"
+    )
+    batch.add_argument("--overwrite", action="store_true", help="replace an existing survey")
     p.set_defaults(func=_run_psd)
+
+
+def _psd_batch_mode(args: argparse.Namespace) -> bool:
+    inputs = [str(f) for f in args.files]
+    return (
+        args.list is not None
+        or args.output.suffix.lower() in (".h5", ".hdf5")
+        or any(Path(f).is_dir() or any(c in f for c in "*?[") for f in inputs)
+    )
+
+
+def _run_psd_batch(args: argparse.Namespace) -> int:
+    from skages.io import lightcurves_to_survey
+
+    if args.example or args.plot:
+        raise SystemExit("skages psd: --example and --plot are for one star, not a survey")
+    if args.output.suffix.lower() not in (".h5", ".hdf5"):
+        raise SystemExit(
+            f"skages psd: many stars are written as an HDF5 survey; --output must end in .h5 "
+            f"(got {args.output.name!r})"
+        )
+    sources = [str(f) for f in args.files] + (_read_list_file(args.list) if args.list else [])
+    if not sources:
+        raise SystemExit("skages psd: give light curve files, a folder, a glob or --list")
+    summary = lightcurves_to_survey(
+        sources,
+        args.output,
+        numax=args.numax,
+        flux_column=args.flux_column,
+        method=args.method,
+        n_jobs=args.n_jobs,
+        chunk_size=args.chunk_size,
+        resume=not args.restart,
+        overwrite=args.overwrite,
+        verbose=not args.quiet,
+    )
+    resumed = f" ({summary.n_resumed} from an earlier run)" if summary.n_resumed else ""
+    print(
+        f"{summary.n_stars} stars{resumed} written to {summary.path}; "
+        f"{summary.n_failed} without a PSD, {summary.n_file_errors} file(s) unusable, "
+        f"{len(summary.skipped)} file(s) without a KIC"
+    )
+    return 0
+
+
+def _read_list_file(path: Path) -> list[str]:
+    """Paths in a list file (one per line, # comments), relative to the file's folder."""
+    if not path.is_file():
+        raise FileNotFoundError(f"list file not found: {path}")
+    base = path.resolve().parent
+    out = []
+    for line in path.read_text().splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            out.append(entry if Path(entry).is_absolute() else str(base / entry))
+    if not out:
+        raise ValueError(f"list file {path} names no file")
+    return out
 
 
 def _run_psd(args: argparse.Namespace) -> int:
@@ -97,6 +173,8 @@ def _run_psd(args: argparse.Namespace) -> int:
     from skages import seismology
     from skages._atomic import atomic_path
 
+    if not args.example and _psd_batch_mode(args):
+        return _run_psd_batch(args)
     if args.example == bool(args.files):
         raise SystemExit("skages psd: give light curve files or --example (not both, not neither)")
     if args.example:
@@ -157,6 +235,65 @@ def _run_psd(args: argparse.Namespace) -> int:
             ax.figure.savefig(tmp, dpi=120, format="png")
         plt.close(ax.figure)
         print(f"figure written to {args.plot}")
+    return 0
+
+
+# ------------------------------------------------------------------- spectra
+
+
+def _add_spectra(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "spectra",
+        help="a folder of apStar / aspcapStar files -> HDF5 survey of normalised spectra",
+        description=(
+            "Read APOGEE apStar / aspcapStar files (a DR17-layout folder, searched "
+            "recursively), continuum-normalise them as for DR17 (the same reading path as "
+            "'skages predict' on a folder) and write an HDF5 survey with spectra, "
+            "spectra_err, bitmask and labels: from --allstar (in allStar order) or from the "
+            "file headers (in file order). Parallel, resumable; unreadable files become NaN "
+            "rows, flagged and named in the log (skages.io.spectra_to_survey)."
+        ),
+        epilog=(
+            "example:\n  skages spectra --allstar allStar-dr17-synspec_rev1.fits "
+            "--spectra apogee/spectro/redux/dr17/stars --output spec.h5 --n-jobs 2"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--spectra", type=Path, required=True, nargs="+", help="folder (or files) of spectra"
+    )
+    p.add_argument("--allstar", type=Path, help="allStar FITS file: labels and row order")
+    p.add_argument("-o", "--output", type=Path, required=True, help="survey file (.h5)")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
+    p.add_argument("--chunk-size", type=_positive_int, default=256, help="stars per chunk")
+    p.add_argument(
+        "--restart", action="store_true", help="ignore an unfinished run instead of resuming it"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing survey")
+    p.set_defaults(func=_run_spectra)
+
+
+def _run_spectra(args: argparse.Namespace) -> int:
+    from skages.io import spectra_to_survey
+
+    if args.output.suffix.lower() not in (".h5", ".hdf5"):
+        raise SystemExit(f"skages spectra: --output must end in .h5; got {args.output.name!r}")
+    source = args.spectra[0] if len(args.spectra) == 1 and args.spectra[0].is_dir() else args.spectra
+    summary = spectra_to_survey(
+        source,
+        args.output,
+        allstar=args.allstar,
+        n_jobs=args.n_jobs,
+        chunk_size=args.chunk_size,
+        resume=not args.restart,
+        overwrite=args.overwrite,
+        verbose=not args.quiet,
+    )
+    resumed = f" ({summary.n_resumed} from an earlier run)" if summary.n_resumed else ""
+    print(
+        f"{summary.n_stars} spectra{resumed} written to {summary.path}; "
+        f"{len(summary.errors)} file(s) unreadable (NaN rows)"
+    )
     return 0
 
 
@@ -806,6 +943,7 @@ def _non_negative_int(text: str) -> int:
 #: ``set_defaults(func=...)``) to the subparsers. Add a command by appending here.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_psd,
+    _add_spectra,
     _add_simulate,
     _add_train,
     _add_predict,

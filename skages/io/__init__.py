@@ -22,6 +22,8 @@ from skages.io.apogee import (
     read_apogee_spectra,
     read_apstar,
     read_aspcapstar,
+    read_normalized_spectra,
+    spectra_to_survey,
 )
 from skages.io.kepler import (
     KEPLER_DEFAULT_BITMASK,
@@ -42,9 +44,9 @@ from skages.io.tables import crossmatch_training_sample, read_apokasc2
 
 __all__ = [
     "ALLSTAR_COLUMNS",
+    "KEPLER_DEFAULT_BITMASK",
     "SURVEY_FORMAT_VERSION",
     "ApogeeSpectrum",
-    "KEPLER_DEFAULT_BITMASK",
     "LightCurveFlag",
     "SurveyReader",
     "SurveyWriter",
@@ -58,6 +60,8 @@ __all__ = [
     "read_apstar",
     "read_aspcapstar",
     "read_kepler_star",
+    "read_normalized_spectra",
     "read_survey",
+    "spectra_to_survey",
     "write_survey",
 ]

@@ -22,6 +22,7 @@ import ``skages.io``.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import glob
 import gzip
@@ -268,7 +269,8 @@ class _Header(dict):
         return _parse_value(dict.__getitem__(self, key))
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        raw = dict.get(self, key)
+        return default if raw is None else _parse_value(raw)
 
 
 def _header_at(data: bytes, start: int, path: Path) -> tuple[_Header, int]:
@@ -378,7 +380,8 @@ def _read_fits_quarter(
         raise ValueError(
             f"{path}: truncated FITS file ({len(data)} bytes; its LIGHTCURVE table needs {need})"
         )
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": row_bytes})
+    layout = {"names": names, "formats": formats, "offsets": offsets, "itemsize": row_bytes}
+    dtype = np.dtype(layout)
     table = np.frombuffer(data, dtype=dtype, count=n_rows, offset=start)
     time = table["time"].astype(np.float64)
     flux = table["flux"].astype(table["flux"].dtype.newbyteorder("="))
@@ -557,9 +560,7 @@ def _star_psd(
                 psd = lightcurve_to_psd(time, flux, method=method)
             if any("frequency resolution" in str(w.message) for w in caught):
                 flag |= LightCurveFlag.SHORT_BASELINE
-            row.update(
-                psd=psd, baseline_days=float(time[-1] - time[0]), n_cadences=int(time.size)
-            )
+            row.update(psd=psd, baseline_days=float(time[-1] - time[0]), n_cadences=int(time.size))
         except ValueError as exc:
             errors.append(f"KIC {kic}: {exc}")
     if row["psd"] is None:
@@ -585,10 +586,8 @@ def _numax_of(psd: np.ndarray, have: np.ndarray) -> np.ndarray:
             out[rows] = estimate_numax(psd[rows])
         except ValueError:  # a PSD that is NaN everywhere: estimate one by one
             for i in rows:
-                try:
+                with contextlib.suppress(ValueError):
                     out[i] = estimate_numax(psd[i])
-                except ValueError:
-                    pass
     return out
 
 
