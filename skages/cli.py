@@ -121,15 +121,15 @@ def _run_psd_batch(args: argparse.Namespace) -> int:
     from skages.io import lightcurves_to_survey
 
     if args.example or args.plot:
-        raise SystemExit("skages psd: --example and --plot are for one star, not a survey")
+        raise ValueError("--example and --plot are for one star, not a survey")
     if args.output.suffix.lower() not in (".h5", ".hdf5"):
-        raise SystemExit(
-            f"skages psd: many stars are written as an HDF5 survey; --output must end in .h5 "
+        raise ValueError(
+            f"many stars are written as an HDF5 survey; --output must end in .h5 "
             f"(got {args.output.name!r})"
         )
     sources = [str(f) for f in args.files] + (_read_list_file(args.list) if args.list else [])
     if not sources:
-        raise SystemExit("skages psd: give light curve files, a folder, a glob or --list")
+        raise ValueError("give light curve files, a folder, a glob or --list")
     summary = lightcurves_to_survey(
         sources,
         args.output,
@@ -277,7 +277,7 @@ def _run_spectra(args: argparse.Namespace) -> int:
     from skages.io import spectra_to_survey
 
     if args.output.suffix.lower() not in (".h5", ".hdf5"):
-        raise SystemExit(f"skages spectra: --output must end in .h5; got {args.output.name!r}")
+        raise ValueError(f"--output must end in .h5; got {args.output.name!r}")
     one_folder = len(args.spectra) == 1 and args.spectra[0].is_dir()
     source = args.spectra[0] if one_folder else args.spectra
     summary = spectra_to_survey(

@@ -791,16 +791,13 @@ def spectra_to_survey(
         if labels is not None:
             rows = labels.iloc[a:b].reset_index(drop=True).copy()
             rows["snr"] = cat["snr"]
-        else:
-            rows = pd.DataFrame(
-                {
-                    "file": ids[a:b],
-                    "apogee_id": cat["apogee_id"].astype(str),
-                    "telescope": cat["telescope"].astype(str),
-                    "field": cat["field"].astype(str),
-                    "snr": cat["snr"],
-                }
-            )
+        else:  # the header's ids, else those of the file name and folder
+            found = files.iloc[a:b]
+            rows = pd.DataFrame({"file": ids[a:b]})
+            for col in ("apogee_id", "telescope", "field"):
+                read = cat[col].astype(str)
+                rows[col] = np.where(read != "", read, found[col.upper()].to_numpy(str))
+            rows["snr"] = cat["snr"]
         rows["spectrum_flag"] = cat["flag"]
         writer.append(
             labels=rows,

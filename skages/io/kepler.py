@@ -187,7 +187,7 @@ def group_kepler_files(files: Iterable[PathLike]) -> Bunch:
                 skipped[path] = str(exc)
                 continue
             value = header.get("KEPLERID")
-            if value is None:
+            if value is None or value == "":
                 telescope = header.get("TELESCOP", "")
                 skipped[path] = (
                     f"{path}: no KEPLERID in its header (TELESCOP={telescope!r}): "
