@@ -598,9 +598,7 @@ def _spectra_chunk(paths: Sequence[str], bad_pixel_fill: float) -> Bunch:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unfitted continua are flagged per row
-            data = read_normalized_spectra(
-                [paths[i] for i in have], bad_pixel_fill=bad_pixel_fill
-            )
+            data = read_normalized_spectra([paths[i] for i in have], bad_pixel_fill=bad_pixel_fill)
     finally:
         logger.disabled = False
     n = len(paths)
