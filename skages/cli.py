@@ -185,6 +185,15 @@ def _run_psd(args: argparse.Namespace) -> int:
     else:
         files = args.files
         star = files[0].name
+        from skages.io import group_kepler_files
+
+        kics = list(group_kepler_files(files).stars)
+        if len(kics) > 1:
+            raise ValueError(
+                f"the files are of {len(kics)} stars (KIC {', '.join(map(str, kics[:5]))}"
+                f"{', ...' if len(kics) > 5 else ''}); write them as an HDF5 survey: "
+                "--output NAME.h5"
+            )
     logger.info("reading %d file(s) for %s", len(files), star)
     lc = seismology.read_kepler_lightcurve(files, flux_column=args.flux_column)
     log_psd = seismology.lightcurve_to_psd(lc, method=args.method)

@@ -242,6 +242,18 @@ def test_cli_psd_many_stars_and_one_star(quarters, shared_data, tmp_path, capsys
     assert main(["-q", "psd", str(folder), "--output", str(tmp_path / "x.fits")]) == 1
     err = capsys.readouterr().err
     assert "must end in .h5" in err and len(err.strip().splitlines()) == 1
+    two = [str(quarters[0]), str(folder / "kplr002000001-2009259160929_llc.fits")]
+    assert main(["-q", "psd", *two, "--output", str(tmp_path / "y.fits")]) == 1
+    err = capsys.readouterr().err
+    assert "of 2 stars (KIC 2000001, 9145861)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_train_refuses_an_age_table_without_ages(shared_data, tmp_path, capsys):
+    gold = shared_data / "apokasc3" / "Table4_Apoor_RGB+RC_Gold.csv"
+    argv = ["-q", "train", "--spectra", "s.h5", "--psd", "p.h5", "--ages", str(gold)]
+    assert main([*argv, "-o", str(tmp_path / "m.skops")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Table4_Apoor" in err and "masses, not ages" in err
 
 
 # ---------------------------------------------------------------------------- spectra
