@@ -89,6 +89,14 @@ _FORMATS = {
 }
 _ID_COLUMNS = ("APOGEE_ID", "TELESCOPE", "FIELD")
 _FLAG_COLUMNS = ("STARFLAG", "ASPCAPFLAG")
+_TRAINING_COLUMN = "IN_TRAINING"
+
+#: What a simulated survey's rows get for the columns DR17 fills and the simulator does
+#: not: APOKASC's Kepler-field stars were observed with the APO 2.5 m telescope. DR17
+#: names those fields after the star's Kepler CCD module and position (``K04_083+13``),
+#: which the simulator does not model, so the field says what the rows are instead.
+SIMULATED_TELESCOPE = "apo25m"
+SIMULATED_FIELD = "SIM_KEPLER"
 _CUT_LABELS = ("logg", "snrev")
 
 
@@ -254,8 +262,9 @@ class CatalogueCuts:
 def catalogue_columns(latent_dim: int = 5) -> list[tuple[str, str | None, str]]:
     """The catalogue's columns: (name, astropy unit string or None, description).
 
-    The paper's Table 1 (APOGEE_ID … Age_Error), plus the latent σ (``z0_Error`` …) and
-    the ``SKAGES_FLAG`` bitmask.
+    The paper's Table 1 (APOGEE_ID … Age_Error), plus the latent σ (``z0_Error`` …),
+    the ``SKAGES_FLAG`` bitmask and ``IN_TRAINING`` (1 for the stars the model was
+    trained on, whose ages are not independent of the model).
 
     Parameters
     ----------
@@ -271,7 +280,7 @@ def catalogue_columns(latent_dim: int = 5) -> list[tuple[str, str | None, str]]:
     >>> from skages.catalogue import catalogue_columns
     >>> [name for name, unit, _ in catalogue_columns(2)]  # doctest: +NORMALIZE_WHITESPACE
     ['APOGEE_ID', 'TELESCOPE', 'FIELD', 'STARFLAG', 'ASPCAPFLAG', 'z0', 'z1', 'z0_Error',
-     'z1_Error', 'LogAge', 'LogAge_Error', 'Age', 'Age_Error', 'SKAGES_FLAG']
+     'z1_Error', 'LogAge', 'LogAge_Error', 'Age', 'Age_Error', 'SKAGES_FLAG', 'IN_TRAINING']
     """
     cols: list[tuple[str, str | None, str]] = [
         ("APOGEE_ID", None, "APOGEE (2MASS-style) star identifier"),
@@ -290,6 +299,7 @@ def catalogue_columns(latent_dim: int = 5) -> list[tuple[str, str | None, str]]:
         ("Age", "Gyr", "age, 10**LogAge (Gyr)"),
         ("Age_Error", "Gyr", "1-sigma of Age, ln(10) Age LogAge_Error (Gyr)"),
         ("SKAGES_FLAG", None, "why latent or age is NaN (bits: see FLAGn keywords)"),
+        (_TRAINING_COLUMN, None, "1: the model was trained on this star (see INTRAIN)"),
     ]
     return cols
 
@@ -299,7 +309,7 @@ def _empty_columns(n: int, latent_dim: int) -> dict[str, np.ndarray]:
     for name, _, _ in catalogue_columns(latent_dim):
         if name in _ID_COLUMNS:
             out[name] = np.full(n, "", dtype="U1")
-        elif name in (*_FLAG_COLUMNS, "SKAGES_FLAG"):
+        elif name in (*_FLAG_COLUMNS, "SKAGES_FLAG", _TRAINING_COLUMN):
             out[name] = np.zeros(n, dtype=np.int64)
         else:
             out[name] = np.full(n, np.nan)
@@ -626,6 +636,13 @@ def _prepare_inputs(
                 raise ValueError(f"{spectra_path} has no label table; give labels=ALLSTAR")
             rows = _label_frame(reader.read_labels(columns=columns), needed, str(spectra_path))
             locator = np.arange(reader.n_stars, dtype=np.int64)
+            if _is_simulated(reader.metadata, rows["APOGEE_ID"]):
+                describe["simulated"] = True
+                for name, value in (
+                    ("TELESCOPE", SIMULATED_TELESCOPE),
+                    ("FIELD", SIMULATED_FIELD),
+                ):
+                    rows[name] = np.where(rows[name] == "", value, rows[name])
         else:
             rows = _label_frame(label_table, needed, describe["labels"])
             if "apogee_id" not in reader.label_columns:
@@ -640,6 +657,60 @@ def _prepare_inputs(
                     spec[c] = ""
             locator = _match_rows(rows, spec, str(spectra_path))
     return rows, locator, _Source("hdf5", str(spectra_path.resolve()), bad_pixel_fill), describe
+
+
+#: The simulator's star identifiers begin so (``2M-SIM-0000001``): no 2MASS ID does.
+_SIMULATED_ID_PREFIX = "2M-SIM-"
+
+
+def _is_simulated(metadata: Mapping[str, Any] | None, ids: Any) -> bool:
+    """Whether a survey is skages' simulation: its writer or its star identifiers say so."""
+    if str((metadata or {}).get("generator", "")).startswith("skages.datasets"):
+        return True
+    ids = pd.Series(np.asarray(ids, dtype=str))
+    return bool(len(ids)) and bool(ids.str.startswith(_SIMULATED_ID_PREFIX).all())
+
+
+def _training_rows(
+    model_meta: Mapping[str, Any], spectra: Any, labels: Any, n_rows: int
+) -> tuple[np.ndarray, str]:
+    """Which catalogue rows the model was trained on, and how that was decided.
+
+    The model's metadata names its training survey and, for ``skages train
+    --test-size`` and the demo, its train/test split with the SHA-256 of the training
+    rows (:func:`skages.evaluation.split_record`). Rows are marked only when this
+    catalogue is of that same survey file and the split is reproduced.
+    """
+    mask = np.zeros(n_rows, dtype=bool)
+    training = dict(model_meta.get("training") or {})
+    source = (training.get("source") or {}).get("survey")
+    if not training:
+        return mask, "unknown: the model records no training stars; none marked"
+    if source is None or labels is not None:
+        return mask, "none marked: the model was not trained on a survey file read here"
+    if Path(source).resolve() != Path(spectra).resolve():
+        return mask, f"none: the model was trained on {source}, not on these spectra"
+    max_stars = training.get("max_stars")
+    n = n_rows if max_stars is None else min(int(max_stars), n_rows)
+    split = training.get("split")
+    if split:
+        from skages.evaluation import held_out_split
+        from skages.io import SurveyReader
+
+        with SurveyReader(spectra) as reader:
+            columns = [c for c in ("evstate", "precise_age") if c in reader.label_columns]
+            survey_labels = reader.read_labels(slice(0, n), columns=columns)
+        try:
+            train, _ = held_out_split(training, survey_labels)
+        except (ValueError, KeyError) as exc:
+            return mask, f"none: the survey does not reproduce the training split ({exc})"
+        mask[train] = True
+        return mask, (
+            f"the {len(train)} rows of the model's training split of this survey "
+            "(recomputed, SHA-256 verified)"
+        )
+    mask[:n] = True
+    return mask, f"the first {n} rows of this survey: the model was trained on all of them"
 
 
 def _stat(path: Path) -> dict[str, int]:
@@ -660,6 +731,8 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
         cols[name] = _str_array(labels[name].to_numpy())
     for name in _FLAG_COLUMNS:
         cols[name] = labels[name].to_numpy(dtype=np.int64)
+    if _TRAINING_COLUMN in labels:
+        cols[_TRAINING_COLUMN] = labels[_TRAINING_COLUMN].to_numpy(dtype=np.int64)
     spectra, flags = source.read(task.locator, predictor.n_pixels)
 
     usable = flags == 0
@@ -1057,7 +1130,17 @@ _FITS_KEYS = {
     "age_logg_min": ("LGAGEMIN", "ages: log g >= this (dex)"),
     "min_finite_fraction": ("MINFINIT", "usable spectrum: finite pixel fraction >= this"),
     "content_sha256": ("CATSHA", "SHA-256 of the table content (skages)"),
+    "simulated": ("SIMULATD", "rows are simulated stars, not APOGEE data"),
+    "training_rows": ("INTRAIN", "IN_TRAINING = 1 marks"),
 }
+
+#: The FITS COMMENT that a catalogue of a simulated survey carries.
+_SIMULATED_NOTE = (
+    "These rows are simulated stars (skages.datasets), not APOGEE observations. "
+    f"TELESCOPE is {SIMULATED_TELESCOPE!r}, as DR17 lists APOKASC's Kepler-field stars; "
+    f"FIELD is {SIMULATED_FIELD!r}, since the simulator gives no Kepler field; STARFLAG "
+    "and ASPCAPFLAG are 0, as the simulator flags no star."
+)
 
 
 def _provenance(model_info, describe, cuts, chunk_size, counts) -> dict[str, Any]:
@@ -1074,6 +1157,8 @@ def _provenance(model_info, describe, cuts, chunk_size, counts) -> dict[str, Any
         "chunk_size": int(chunk_size),
         **counts,
     }
+    if describe.get("simulated"):
+        prov["simulated"] = True
     for key, value in cuts.to_dict().items():
         prov[key] = "none" if value is None else value
     for bit in CatalogueFlag:
@@ -1119,12 +1204,42 @@ def _write_fits(table, path: Path) -> None:
         hdu.header[card] = (value, comment)
     for i, bit in enumerate(CatalogueFlag):
         hdu.header[f"FLAG{i}"] = (bit.name, f"{int(bit)}: {_FLAG_HELP[bit]}"[:47])
+    if table.meta.get("simulated"):
+        hdu.header.add_comment(_SIMULATED_NOTE)
+    for card in _unit_comments(table):
+        hdu.header.add_comment(card)
     hdu.header["EXTNAME"] = "AGES"
     primary = fits.PrimaryHDU()
     primary.header["ORIGIN"] = f"skages {__version__}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # long strings: CONTINUE
         fits.HDUList([primary, hdu]).writeto(path, checksum=True)
+
+
+def _unit_comments(table) -> list[str]:
+    """astropy's serialised-column COMMENT cards, which carry the dex units.
+
+    FITS has no dex, so ``LogAge`` (dex(Gyr)) and ``LogAge_Error`` (dex) can have no
+    TUNIT that other readers understand (a TUNIT of ``dex(Gyr)`` even breaks astropy's
+    reader). astropy writes such units, and the column descriptions, into COMMENT
+    cards that ``Table.read`` turns back into units; the table's first zero rows
+    written to memory give those cards (their content does not depend on the rows).
+    """
+    import io
+
+    from astropy.io import fits
+    from astropy.table import QTable
+
+    empty = QTable(table[:0], copy=True)
+    empty.meta.clear()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the unit dex could not be saved in FITS"
+        empty.write(buffer, format="fits")
+    buffer.seek(0)
+    with fits.open(buffer) as hdul:
+        header = hdul[1].header
+        return [str(c) for c in header["COMMENT"]] if "COMMENT" in header else []
 
 
 def _write(table, path: Path, fmt: str) -> None:
@@ -1345,6 +1460,8 @@ def predict_catalogue(
     n_rows = len(rows)
     if n_rows == 0:
         raise ValueError(f"no rows to predict: {describe.get('labels') or spectra} is empty")
+    in_training, training_rows = _training_rows(model_meta, spectra, labels, n_rows)
+    rows[_TRAINING_COLUMN] = in_training.astype(np.int64)
 
     bounds = [
         (i, a, min(a + chunk_size, n_rows)) for i, a in enumerate(range(0, n_rows, chunk_size))
@@ -1368,7 +1485,7 @@ def predict_catalogue(
         logger.info(
             "resuming from %s: %d of %d chunks already done", folder, len(done), len(bounds)
         )
-    keep = list(_ID_COLUMNS) + list(_FLAG_COLUMNS) + needed
+    keep = [*_ID_COLUMNS, *_FLAG_COLUMNS, _TRAINING_COLUMN, *needed]
     rows = rows[keep]
 
     def make_task(bounds: tuple[int, int, int]) -> _Task:
@@ -1404,6 +1521,7 @@ def predict_catalogue(
     flag_counts = {bit.name: int(((flags & int(bit)) != 0).sum()) for bit in CatalogueFlag}
     checksum = _content_sha256(columns)
     provenance = _provenance(model_info, describe, cuts, chunk_size, counts)
+    provenance["training_rows"] = training_rows
     provenance["content_sha256"] = checksum
     table = _table(columns, predictor.latent_dim, provenance)
     with atomic_path(output) as tmp:

@@ -28,6 +28,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -177,6 +178,10 @@ def _run_psd(args: argparse.Namespace) -> int:
         return _run_psd_batch(args)
     if args.example == bool(args.files):
         raise SystemExit("skages psd: give light curve files or --example (not both, not neither)")
+    suffix = args.output.suffix.lower()
+    fmt = {".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(suffix)
+    if fmt is None:  # checked before the light curves are read
+        raise SystemExit(f"skages psd: --output must end in .fits, .ecsv or .csv; got {suffix!r}")
     if args.example:
         from skages._data import bundled_path
 
@@ -184,7 +189,7 @@ def _run_psd(args: argparse.Namespace) -> int:
         star = "KIC 11618103"
     else:
         files = args.files
-        star = files[0].name
+        star = _star_name(files)
         from skages.io import group_kepler_files
 
         kics = list(group_kepler_files(files).stars)
@@ -194,6 +199,7 @@ def _run_psd(args: argparse.Namespace) -> int:
                 f"{', ...' if len(kics) > 5 else ''}); write them as an HDF5 survey: "
                 "--output NAME.h5"
             )
+    _single_lightkurve_messages()
     logger.info("reading %d file(s) for %s", len(files), star)
     lc = seismology.read_kepler_lightcurve(files, flux_column=args.flux_column)
     log_psd = seismology.lightcurve_to_psd(lc, method=args.method)
@@ -223,10 +229,6 @@ def _run_psd(args: argparse.Namespace) -> int:
     )
     for i, f in enumerate(files[:99]):
         table.meta[f"FILE{i + 1}"] = Path(f).name
-    suffix = args.output.suffix.lower()
-    fmt = {".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(suffix)
-    if fmt is None:
-        raise SystemExit(f"skages psd: --output must end in .fits, .ecsv or .csv; got {suffix!r}")
     with atomic_path(args.output) as tmp:
         table.write(tmp, format=fmt)
     print(f"{star}: νmax ≈ {numax:.1f} µHz; PSD written to {args.output}")
@@ -245,6 +247,35 @@ def _run_psd(args: argparse.Namespace) -> int:
         plt.close(ax.figure)
         print(f"figure written to {args.plot}")
     return 0
+
+
+def _star_name(files: Sequence[Path]) -> str:
+    """The star's name: ``KIC n`` from a Kepler file's header, else the first file's name."""
+    from astropy.io import fits
+
+    first = Path(files[0])
+    try:
+        header = fits.getheader(first)
+    except (OSError, ValueError):  # a text light curve, or not a file at all
+        return first.name
+    if header.get("KEPLERID") is not None:
+        return f"KIC {int(header['KEPLERID'])}"
+    return str(header.get("OBJECT") or first.name).strip()
+
+
+def _single_lightkurve_messages() -> None:
+    """Let lightkurve's log records reach the user once, through the command's handler.
+
+    lightkurve gives its logger a handler of its own; records then also propagate to
+    the root handler of :func:`main`, and each message is printed twice.
+    """
+    try:
+        import lightkurve  # noqa: F401  (the import attaches lightkurve's handler)
+    except ImportError:  # the reader raises the helpful error itself
+        return
+    lk_logger = logging.getLogger("lightkurve")
+    for handler in list(lk_logger.handlers):
+        lk_logger.removeHandler(handler)
 
 
 # ------------------------------------------------------------------- spectra
@@ -446,7 +477,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
     p.add_argument(
         "--test-size",
-        type=float,
+        type=_fraction,
         help="hold out this fraction of the stars for 'skages evaluate' (default: none)",
     )
     p.add_argument("--device", help="PyTorch device of the encoder (default cpu)")
@@ -643,6 +674,17 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--output must end in .joblib or .skops; got {output.name!r}")
     if output.exists() and not (args.overwrite or settings.get("overwrite")):
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(
+            f"the folder {output.parent} for the model {output.name} does not exist; create it"
+        )
+    if output.suffix.lower() == ".skops":
+        _check_module("skops", "skops", f"saving the model as {output.name}")
+    test_size = settings.get("test_size")
+    if test_size is not None and not (
+        isinstance(test_size, (int, float)) and 0.0 < float(test_size) < 1.0
+    ):
+        raise ValueError(f"test_size must be a fraction between 0 and 1; got {test_size!r}")
     seed = int(settings.get("seed", 0))
     enc_params = {"random_state": seed, **config.get("encoder", {})}
     for flag, param in (
@@ -784,6 +826,11 @@ def _run_predict(args: argparse.Namespace) -> int:
     base = CatalogueCuts.none() if args.no_cuts else CatalogueCuts()
     cuts = CatalogueCuts.from_strings(args.cuts, base=base)
     scheduler = args.scheduler or ("local" if args.dask else None)
+    fmt = args.format or {".parquet": "parquet", ".pq": "parquet"}.get(args.output.suffix.lower())
+    if fmt == "parquet":
+        _check_module("pyarrow", "parquet", f"writing {args.output.name} (Parquet)")
+    if scheduler is not None:
+        _check_module("distributed", "dask", "running on Dask (--dask, --scheduler)")
     try:
         result = predict_catalogue(
             args.model,
@@ -896,8 +943,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="the whole workflow on a simulated survey: model, catalogue, report",
         description=(
             "Simulate an APOKASC-like survey with spectra and Kepler PSDs, train the "
-            "encoder and the age forest on 70 %% of it, write the age catalogue of the "
-            "whole survey and the evaluation report on the held-out 30 %%. About 20 "
+            "encoder and the age forest on 70 % of it, write the age catalogue of the "
+            "whole survey and the evaluation report on the held-out 30 %. About 20 "
             f"minutes on 2 CPU cores with the defaults ({DEMO_MAX_EPOCHS} encoder epochs; "
             f"the paper used {PAPER_MAX_EPOCHS}). A rerun reuses finished steps."
         ),
@@ -919,7 +966,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         default=DEMO_MAX_EPOCHS,
         help=f"encoder epochs (default {DEMO_MAX_EPOCHS}; the paper: {PAPER_MAX_EPOCHS})",
     )
-    p.add_argument("--test-size", type=float, default=0.3, help="held-out fraction (0.3)")
+    p.add_argument("--test-size", type=_fraction, default=0.3, help="held-out fraction (0.3)")
     p.add_argument("--n-estimators", type=_positive_int, default=100, help="forest trees")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="PyTorch device of the encoder (cpu)")
@@ -972,17 +1019,85 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _int(text, "a non-negative integer")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text}")
     return value
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    """A held-out fraction strictly between 0 and 1 (``--test-size``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number between 0 and 1; got {text!r}"
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive); got {text}")
+    return value
+
+
+#: Commands whose ``--output`` is a file in an existing folder (evaluate and demo create
+#: their output folder).
+_FILE_OUTPUTS = ("psd", "simulate", "train", "predict")
+
+
+def _check_output_folders(args: argparse.Namespace) -> None:
+    """Name a missing output folder before any work (not a raw errno after it)."""
+    if args.command not in _FILE_OUTPUTS:
+        return
+    for flag in ("output", "plot"):
+        path = getattr(args, flag, None)
+        if path is None:
+            continue
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"--{flag} {path}: the folder {folder} does not exist; create it first "
+                f"(mkdir -p {folder})"
+            )
+
+
+def _check_module(module: str, extra: str, what: str) -> None:
+    """Raise a one-line error naming the extra to install if ``module`` is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"{what} needs {module}, which is not installed: pip install 'skages[{extra}]'"
+        )
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Log records written with ``tqdm.write``: a record never shares a line with a bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # the logging module's contract: never raise from emit
+            self.handleError(record)
+
+
+def _plain_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one log line: its category and message, not a source line."""
+    return f"{category.__name__}: {message}"
 
 
 #: Subcommands, in the order of ``skages --help``: each adds its parser (with
@@ -1027,12 +1142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = (
         logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     )
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = _TqdmHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.captureWarnings(True)  # library warnings become log lines, not tracebacks-lookalikes
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _plain_warning
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        _check_output_folders(args)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as exc:
         logger.debug("skages %s failed", args.command, exc_info=True)
@@ -1040,6 +1159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         logging.captureWarnings(False)
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":  # pragma: no cover
