@@ -10,9 +10,9 @@ in lightkurve's ``"default"`` bitmask (:data:`KEPLER_DEFAULT_BITMASK`, 1130799) 
 NaN flux are dropped, 5σ outliers removed (:func:`astropy.stats.sigma_clip`, median
 centre, 5 iterations), the flux divided by its median and given in ppm; quarters are
 stitched and sorted in time. The test suite checks that this equals lightkurve's result
-on real Kepler quarters. Reading a quarter this way takes about 0.5 ms instead of
-~150 ms through lightkurve, which makes the FITS reading negligible next to the
-periodogram for a survey of 10,000 stars.
+on real Kepler quarters. Reading a quarter this way takes 0.5-0.8 ms instead of
+40-150 ms through lightkurve (``benchmarks/bench_psd.py --many-only``), which makes the
+FITS reading small next to the periodogram for a survey of 10,000 stars.
 
 :func:`lightcurves_to_survey` runs it over a whole folder. It lives in ``skages.io``
 rather than in :mod:`skages.seismology` because it reads and writes files
@@ -487,7 +487,7 @@ def read_kepler_star(
     """Read, clean and stitch one star's Kepler light curve, without lightkurve.
 
     Gives the cadences and flux of :func:`skages.seismology.read_kepler_lightcurve`
-    (lightkurve's default reading and cleaning, see the module notes) about 300 times
+    (lightkurve's default reading and cleaning, see the module notes) 50 or more times
     faster per FITS quarter.
 
     Parameters
