@@ -181,7 +181,7 @@ def test_lightcurves_to_survey_rows_flags_and_weights(quarters, shared_data, tmp
         warnings.simplefilter("ignore")
         one = lightcurve_to_psd(*read_kepler_star(quarters))
     np.testing.assert_array_equal(survey.psd[4], one.astype(np.float32))
-    assert lab.loc[4, "numax_est"] == pytest.approx(estimate_numax(one), rel=1e-6)
+    assert lab.loc[4, "numax_est"] == estimate_numax(one)
     assert lab.loc[4, "n_cadences"] == read_kepler_star(quarters)[0].size
     np.testing.assert_array_equal(lab["numax"].to_numpy()[[1, 4]], [80.0, 132.1])
     np.testing.assert_allclose(survey.psd_weight[4], numax_weights(132.1))
@@ -213,7 +213,7 @@ def test_lightcurves_to_survey_resumes_after_a_kill(quarters, shared_data, tmp_p
     assert res.n_resumed == 2 and res.n_stars == 6
     a, b = read_survey(fresh), read_survey(out)
     np.testing.assert_array_equal(a.psd, b.psd)
-    pd.testing.assert_frame_equal(a.labels, b.labels)
+    pd.testing.assert_frame_equal(a.labels, b.labels, check_exact=True)
 
 
 def test_lightcurves_to_survey_does_not_depend_on_n_jobs(quarters, shared_data, tmp_path):
@@ -222,7 +222,7 @@ def test_lightcurves_to_survey_does_not_depend_on_n_jobs(quarters, shared_data, 
     lightcurves_to_survey(folder, tmp_path / "two.h5", n_jobs=2)
     a, b = read_survey(tmp_path / "one.h5"), read_survey(tmp_path / "two.h5")
     np.testing.assert_array_equal(a.psd, b.psd)
-    pd.testing.assert_frame_equal(a.labels, b.labels)
+    pd.testing.assert_frame_equal(a.labels, b.labels, check_exact=True)
 
 
 def test_cli_psd_many_stars_and_one_star(quarters, shared_data, tmp_path, capsys):
@@ -347,7 +347,7 @@ def test_spectra_to_survey_allstar_order_and_resume(spectra_folder, tmp_path, mo
     assert b.labels["apogee_id"].tolist() == [rows[0][0], rows[2][0], rows[3][0]]
     assert b.labels["teff"].tolist() == [4800.0, 4802.0, 4803.0]
     np.testing.assert_array_equal(a.spectra, b.spectra)
-    pd.testing.assert_frame_equal(a.labels, b.labels)
+    pd.testing.assert_frame_equal(a.labels, b.labels, check_exact=True)
 
 
 def test_cli_spectra(spectra_folder, tmp_path, capsys):

@@ -806,10 +806,12 @@ def spectra_to_survey(
         n_failed += int((cat["flag"] != 0).sum())
         pending.clear()
 
+    # absolute paths: reused worker processes keep the working folder they started in
+    absolute = [os.path.abspath(p) for p in paths]
     bar = tqdm(total=paths.size, initial=done, disable=not verbose, desc="spectra", unit="star")
     try:
         results = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_spectra_chunk)(paths[a:b].tolist(), bad_pixel_fill) for a, b in tasks
+            delayed(_spectra_chunk)(absolute[a:b], bad_pixel_fill) for a, b in tasks
         )
         for (a, _), part in zip(tasks, results, strict=True):
             errors.update(part.errors)

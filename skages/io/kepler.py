@@ -529,7 +529,7 @@ def _star_psd(
     kic: int, paths: Sequence[Path], flux_column: str, sigma: float, bitmask: int, method: str
 ) -> dict[str, Any]:
     """Everything a survey row needs for one star; never raises for bad files."""
-    from skages.seismology import lightcurve_to_psd
+    from skages.seismology import estimate_numax, lightcurve_to_psd
 
     pieces, errors = [], []
     for path in paths:
@@ -561,6 +561,10 @@ def _star_psd(
             if any("frequency resolution" in str(w.message) for w in caught):
                 flag |= LightCurveFlag.SHORT_BASELINE
             row.update(psd=psd, baseline_days=float(time[-1] - time[0]), n_cadences=int(time.size))
+            # one star per call: a batched matrix product would round differently with
+            # the batch's size, and results must not depend on their neighbours
+            with contextlib.suppress(ValueError):
+                row["numax_est"] = float(estimate_numax(psd))
         except ValueError as exc:
             errors.append(f"KIC {kic}: {exc}")
     if row["psd"] is None:
@@ -573,22 +577,6 @@ def _star_psd(
 
 def _star_batch(batch: Sequence[tuple[int, list[Path]]], *settings: Any) -> list[dict[str, Any]]:
     return [_star_psd(kic, paths, *settings) for kic, paths in batch]
-
-
-def _numax_of(psd: np.ndarray, have: np.ndarray) -> np.ndarray:
-    """estimate_numax of the rows that have a PSD, as one matrix product."""
-    from skages.seismology import estimate_numax
-
-    out = np.full(psd.shape[0], np.nan)
-    rows = np.flatnonzero(have)
-    if rows.size:
-        try:
-            out[rows] = estimate_numax(psd[rows])
-        except ValueError:  # a PSD that is NaN everywhere: estimate one by one
-            for i in rows:
-                with contextlib.suppress(ValueError):
-                    out[i] = estimate_numax(psd[i])
-    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -762,7 +750,8 @@ def lightcurves_to_survey(
     done = writer.n_stars
     if done:
         logger.info("%s: resuming after %d of %d stars", output, done, kics.size)
-    todo = [(int(k), stars[int(k)]) for k in kics[done:]]
+    # absolute paths: reused worker processes keep the working folder they started in
+    todo = [(int(k), [p.absolute() for p in stars[int(k)]]) for k in kics[done:]]
     batch = max(1, min(4, chunk_size))  # stars per task: small, for an even load
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     args = (flux_column, float(sigma), int(quality_bitmask), method)
@@ -785,7 +774,7 @@ def lightcurves_to_survey(
             "n_quarters": np.array([r["n_quarters"] for r in buffer], dtype=np.int64),
             "baseline_days": np.array([r["baseline_days"] for r in buffer], dtype=float),
             "n_cadences": np.array([r["n_cadences"] for r in buffer], dtype=np.int64),
-            "numax_est": _numax_of(psd, np.array([r["psd"] is not None for r in buffer])),
+            "numax_est": np.array([r["numax_est"] for r in buffer], dtype=float),
         }
         arrays = {"psd": psd}
         if numax is not None:
