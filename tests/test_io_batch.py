@@ -233,8 +233,12 @@ def test_cli_psd_many_stars_and_one_star(quarters, shared_data, tmp_path, capsys
     listing = tmp_path / "stars.txt"
     listing.write_text("\n".join(f"lc/a/{q.name}" for q in quarters) + "\n")
     argv = ["-q", "psd", "--list", str(listing), "--output", str(tmp_path / "list.h5")]
+    argv += ["--numax", str(shared_data / "apokasc2" / "APOKASC2_Table5.txt")]
     assert main(argv) == 0
-    assert read_survey(tmp_path / "list.h5").labels["kic"].tolist() == [9145861]
+    listed = read_survey(tmp_path / "list.h5")
+    assert listed.labels["kic"].tolist() == [9145861]
+    assert listed.labels["numax"].tolist() == [132.099]  # APOKASC-2's νmax of the star
+    assert float(listed.psd_weight.max()) > 1.9
     # one star, one table: unchanged
     argv = ["-q", "psd", *map(str, quarters), "--output", str(tmp_path / "one.ecsv")]
     assert main(argv) == 0
