@@ -181,7 +181,8 @@ def test_lightcurves_to_survey_rows_flags_and_weights(quarters, shared_data, tmp
         warnings.simplefilter("ignore")
         one = lightcurve_to_psd(*read_kepler_star(quarters))
     np.testing.assert_array_equal(survey.psd[4], one.astype(np.float32))
-    assert lab.loc[4, "numax_est"] == estimate_numax(one)
+    # νmax comes from a 16-star matrix product: equal to one star's to rounding
+    assert lab.loc[4, "numax_est"] == pytest.approx(estimate_numax(one), rel=1e-12)
     assert lab.loc[4, "n_cadences"] == read_kepler_star(quarters)[0].size
     np.testing.assert_array_equal(lab["numax"].to_numpy()[[1, 4]], [80.0, 132.1])
     np.testing.assert_allclose(survey.psd_weight[4], numax_weights(132.1))
