@@ -66,6 +66,8 @@ from sklearn.utils import Bunch
 
 from skages._atomic import atomic_path
 from skages._version import __version__
+from skages.io.apogee import _match_rows, read_normalized_spectra
+from skages.io.apogee import _scan_spectrum_folder as _scan_folder
 
 __all__ = [
     "CATALOGUE_FORMAT_VERSION",
@@ -520,90 +522,6 @@ def _label_frame(table: Any, needed: Sequence[str], what: str) -> pd.DataFrame:
     return out
 
 
-_ID_IN_NAME = re.compile(r"(?:^|-)((?:2M|AP)\d{8}[+-]\d{7})$")
-_TELESCOPES = ("apo25m", "lco25m", "apo1m")
-
-
-def _scan_folder(folder: Path) -> pd.DataFrame:
-    """apStar / aspcapStar files under ``folder`` with their APOGEE_ID, telescope, field."""
-    rows = []
-    for path in sorted(folder.rglob("*.fits")) + sorted(folder.rglob("*.fits.gz")):
-        name = path.name.removesuffix(".gz").removesuffix(".fits")
-        kind = (
-            "aspcapStar"
-            if name.startswith("aspcapStar")
-            else "apStar"
-            if name.startswith("apStar")
-            else None
-        )
-        if kind is None:
-            continue
-        match = _ID_IN_NAME.search(name)
-        apogee_id, telescope, field = (match.group(1) if match else ""), "", ""
-        parts = path.relative_to(folder).parts
-        if len(parts) >= 3 and parts[-3] in _TELESCOPES:
-            telescope, field = parts[-3], parts[-2]
-        if not apogee_id or not telescope:
-            try:
-                from astropy.io import fits
-
-                header = fits.getheader(path)
-                apogee_id = apogee_id or str(header.get("APOGEE_ID") or header.get("OBJID") or "")
-                telescope = telescope or str(header.get("TELESCOP") or "")
-                field = field or str(header.get("FIELD") or "")
-            except Exception as exc:  # any damage: astropy raises many kinds
-                if not apogee_id:  # no star to attach it to
-                    logger.warning("cannot read the header of %s (%s); file skipped", path, exc)
-                    continue
-                # the star is known from the name: reading the file later flags the row
-        rows.append((apogee_id.strip(), telescope.strip(), field.strip(), kind, str(path)))
-    frame = pd.DataFrame(rows, columns=["APOGEE_ID", "TELESCOPE", "FIELD", "kind", "path"])
-    # an apStar and an aspcapStar file of the same star and field are one observation:
-    # keep the apStar (raw flux, normalised here as for DR17)
-    frame["rank"] = (frame["kind"] != "apStar").astype(int)
-    frame = frame.sort_values(["APOGEE_ID", "FIELD", "rank", "path"], kind="stable")
-    n_files = len(frame)
-    frame = frame.drop_duplicates(["APOGEE_ID", "FIELD"], keep="first")
-    if len(frame) < n_files:
-        logger.info("%s: %d duplicate spectrum files ignored", folder, n_files - len(frame))
-    return frame.drop(columns="rank").reset_index(drop=True)
-
-
-def _keys(frame: pd.DataFrame, cols: Sequence[str]) -> tuple[pd.Series, np.ndarray]:
-    """Joined key strings of some columns, and whether every part is known."""
-    parts = [frame[c].astype(str) for c in cols]
-    known = np.logical_and.reduce([(p != "").to_numpy() for p in parts])
-    key = parts[0].str.cat(parts[1:], sep="\x00") if len(parts) > 1 else parts[0]
-    return key.reset_index(drop=True), known
-
-
-def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np.ndarray:
-    """For each catalogue row, the row of ``spectra`` of the same star (-1: none).
-
-    Stars are matched on APOGEE_ID, telescope and field where both sides know them,
-    then on APOGEE_ID and telescope, then on APOGEE_ID alone where the spectra hold
-    only one observation of that star.
-    """
-    out = np.full(len(catalogue), -1, dtype=np.int64)
-    for cols in (["APOGEE_ID", "TELESCOPE", "FIELD"], ["APOGEE_ID", "TELESCOPE"], ["APOGEE_ID"]):
-        spec_key, spec_known = _keys(spectra, cols)
-        cat_key, cat_known = _keys(catalogue, cols)
-        if len(cols) == 1:  # a star observed more than once cannot be told apart by id
-            spec_known &= ~spec_key.duplicated(keep=False).to_numpy()
-        todo = np.flatnonzero((out < 0) & cat_known)
-        if todo.size == 0 or not spec_known.any():
-            continue
-        positions = pd.Series(np.flatnonzero(spec_known), index=spec_key[spec_known].to_numpy())
-        positions = positions[~positions.index.duplicated(keep="first")]
-        found = positions.index.get_indexer(cat_key.to_numpy()[todo])
-        hit = found >= 0
-        out[todo[hit]] = positions.to_numpy()[found[hit]]
-    logger.info(
-        "%s: %d of %d catalogue rows have a spectrum", what, int((out >= 0).sum()), len(out)
-    )
-    return out
-
-
 @dataclass(frozen=True)
 class _Source:
     """Where the spectra are: picklable, small, sent with every Dask task."""
@@ -662,9 +580,6 @@ class _Source:
         return spectra, flags
 
     def _read_files(self, paths: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-        from skages.io import read_apogee_spectra
-        from skages.spectra import continuum_normalize
-
         n = paths.size
         spectra = np.full((n, n_pixels), np.nan, dtype=np.float32)
         flags = np.zeros(n, dtype=np.int64)
@@ -673,31 +588,15 @@ class _Source:
         have = np.flatnonzero(~empty)
         if have.size == 0:
             return spectra, flags
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # astropy FITS header chatter
-            data = read_apogee_spectra(paths[have].tolist(), on_error="nan")
-        for i, message in data.errors.items():
+        data = read_normalized_spectra(paths[have].tolist(), bad_pixel_fill=self.bad_pixel_fill)
+        for i in data.errors:
             flags[have[i]] |= CatalogueFlag.BAD_SPECTRUM
-            logger.warning("unreadable spectrum %s: %s", paths[have[i]], message)
-        flux = data.flux.copy()
-        with np.errstate(invalid="ignore"):
-            flux[flux <= 0] = np.nan  # ASPCAP's zeros and negative flux are not data
-        is_ap = data.kind == "apStar"
-        for select, bitmask in ((is_ap, data.bitmask), (~is_ap, None)):
-            if not select.any():
-                continue
-            norm, _ = continuum_normalize(
-                flux[select],
-                data.flux_err[select],
-                None if bitmask is None else bitmask[select],
-                fill_value=self.bad_pixel_fill,
-                on_failure="nan",
+        if data.spectra.shape[1] != n_pixels:
+            raise ValueError(
+                f"normalised spectra have {data.spectra.shape[1]} pixels; the model reads "
+                f"{n_pixels}"
             )
-            if norm.shape[1] != n_pixels:
-                raise ValueError(
-                    f"normalised spectra have {norm.shape[1]} pixels; the model reads {n_pixels}"
-                )
-            spectra[have[select]] = norm
+        spectra[have] = data.spectra
         return spectra, flags
 
 

@@ -89,7 +89,83 @@ def _add_psd(sub: argparse._SubParsersAction) -> None:
         help="periodogram implementation (default: nufft, ~30x faster than astropy)",
     )
     p.add_argument("--flux-column", default="pdcsap_flux", help="FITS flux column")
+    batch = p.add_argument_group(
+        "many stars",
+        "with --output NAME.h5, a folder (searched recursively), a quoted glob or --list, "
+        "files are grouped per star (KIC) and written as an HDF5 PSD survey "
+        "(skages.io.lightcurves_to_survey)",
+    )
+    batch.add_argument("--list", type=Path, help="text file with one light curve path per line")
+    batch.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
+    batch.add_argument(
+        "--numax", type=Path, help="table with kic and numax (µHz): also write psd_weight"
+    )
+    batch.add_argument(
+        "--chunk-size", type=_positive_int, default=256, help="stars per written chunk"
+    )
+    batch.add_argument(
+        "--restart", action="store_true", help="ignore an unfinished run instead of resuming it"
+    )
+    batch.add_argument("--overwrite", action="store_true", help="replace an existing survey")
     p.set_defaults(func=_run_psd)
+
+
+def _psd_batch_mode(args: argparse.Namespace) -> bool:
+    inputs = [str(f) for f in args.files]
+    return (
+        args.list is not None
+        or args.output.suffix.lower() in (".h5", ".hdf5")
+        or any(Path(f).is_dir() or any(c in f for c in "*?[") for f in inputs)
+    )
+
+
+def _run_psd_batch(args: argparse.Namespace) -> int:
+    from skages.io import lightcurves_to_survey
+
+    if args.example or args.plot:
+        raise ValueError("--example and --plot are for one star, not a survey")
+    if args.output.suffix.lower() not in (".h5", ".hdf5"):
+        raise ValueError(
+            f"many stars are written as an HDF5 survey; --output must end in .h5 "
+            f"(got {args.output.name!r})"
+        )
+    sources = [str(f) for f in args.files] + (_read_list_file(args.list) if args.list else [])
+    if not sources:
+        raise ValueError("give light curve files, a folder, a glob or --list")
+    summary = lightcurves_to_survey(
+        sources,
+        args.output,
+        numax=args.numax,
+        flux_column=args.flux_column,
+        method=args.method,
+        n_jobs=args.n_jobs,
+        chunk_size=args.chunk_size,
+        resume=not args.restart,
+        overwrite=args.overwrite,
+        verbose=not args.quiet,
+    )
+    resumed = f" ({summary.n_resumed} from an earlier run)" if summary.n_resumed else ""
+    print(
+        f"{summary.n_stars} stars{resumed} written to {summary.path}; "
+        f"{summary.n_failed} without a PSD, {summary.n_file_errors} file(s) unusable, "
+        f"{len(summary.skipped)} file(s) without a KIC"
+    )
+    return 0
+
+
+def _read_list_file(path: Path) -> list[str]:
+    """Paths in a list file (one per line, # comments), relative to the file's folder."""
+    if not path.is_file():
+        raise FileNotFoundError(f"list file not found: {path}")
+    base = path.resolve().parent
+    out = []
+    for line in path.read_text().splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            out.append(entry if Path(entry).is_absolute() else str(base / entry))
+    if not out:
+        raise ValueError(f"list file {path} names no file")
+    return out
 
 
 def _run_psd(args: argparse.Namespace) -> int:
@@ -99,6 +175,8 @@ def _run_psd(args: argparse.Namespace) -> int:
     from skages import seismology
     from skages._atomic import atomic_path
 
+    if not args.example and _psd_batch_mode(args):
+        return _run_psd_batch(args)
     if args.example == bool(args.files):
         raise SystemExit("skages psd: give light curve files or --example (not both, not neither)")
     suffix = args.output.suffix.lower()
@@ -113,6 +191,15 @@ def _run_psd(args: argparse.Namespace) -> int:
     else:
         files = args.files
         star = _star_name(files)
+        from skages.io import group_kepler_files
+
+        kics = list(group_kepler_files(files).stars)
+        if len(kics) > 1:
+            raise ValueError(
+                f"the files are of {len(kics)} stars (KIC {', '.join(map(str, kics[:5]))}"
+                f"{', ...' if len(kics) > 5 else ''}); write them as an HDF5 survey: "
+                "--output NAME.h5"
+            )
     _single_lightkurve_messages()
     logger.info("reading %d file(s) for %s", len(files), star)
     lc = seismology.read_kepler_lightcurve(files, flux_column=args.flux_column)
@@ -190,6 +277,66 @@ def _single_lightkurve_messages() -> None:
     lk_logger = logging.getLogger("lightkurve")
     for handler in list(lk_logger.handlers):
         lk_logger.removeHandler(handler)
+
+
+# ------------------------------------------------------------------- spectra
+
+
+def _add_spectra(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "spectra",
+        help="a folder of apStar / aspcapStar files -> HDF5 survey of normalised spectra",
+        description=(
+            "Read APOGEE apStar / aspcapStar files (a DR17-layout folder, searched "
+            "recursively), continuum-normalise them as for DR17 (the same reading path as "
+            "'skages predict' on a folder) and write an HDF5 survey with spectra, "
+            "spectra_err, bitmask and labels: from --allstar (in allStar order) or from the "
+            "file headers (in file order). Parallel, resumable; unreadable files become NaN "
+            "rows, flagged and named in the log (skages.io.spectra_to_survey)."
+        ),
+        epilog=(
+            "example:\n  skages spectra --allstar allStar-dr17-synspec_rev1.fits "
+            "--spectra apogee/spectro/redux/dr17/stars --output spec.h5 --n-jobs 2"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--spectra", type=Path, required=True, nargs="+", help="folder (or files) of spectra"
+    )
+    p.add_argument("--allstar", type=Path, help="allStar FITS file: labels and row order")
+    p.add_argument("-o", "--output", type=Path, required=True, help="survey file (.h5)")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
+    p.add_argument("--chunk-size", type=_positive_int, default=256, help="stars per chunk")
+    p.add_argument(
+        "--restart", action="store_true", help="ignore an unfinished run instead of resuming it"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing survey")
+    p.set_defaults(func=_run_spectra)
+
+
+def _run_spectra(args: argparse.Namespace) -> int:
+    from skages.io import spectra_to_survey
+
+    if args.output.suffix.lower() not in (".h5", ".hdf5"):
+        raise ValueError(f"--output must end in .h5; got {args.output.name!r}")
+    one_folder = len(args.spectra) == 1 and args.spectra[0].is_dir()
+    source = args.spectra[0] if one_folder else args.spectra
+    summary = spectra_to_survey(
+        source,
+        args.output,
+        allstar=args.allstar,
+        n_jobs=args.n_jobs,
+        chunk_size=args.chunk_size,
+        resume=not args.restart,
+        overwrite=args.overwrite,
+        verbose=not args.quiet,
+    )
+    resumed = f" ({summary.n_resumed} from an earlier run)" if summary.n_resumed else ""
+    print(
+        f"{summary.n_stars} spectra{resumed} written to {summary.path}; "
+        f"{len(summary.errors)} file(s) unreadable (NaN rows)"
+    )
+    return 0
 
 
 # ------------------------------------------------------------------ simulate
@@ -281,7 +428,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
 #: Keys of a ``skages train --config`` TOML file, per table.
 TRAIN_CONFIG_KEYS = {
-    "data": ("survey", "spectra", "psd", "ages", "labels", "max_stars"),
+    "data": (
+        *("survey", "spectra", "psd", "ages", "labels", "max_stars"),
+        *("ages_format", "ages_columns", "numax_range", "states", "no_cuts"),
+    ),
     "model": ("output", "seed", "forest_stars", "test_size", "overwrite"),
     "encoder": None,  # any SpectrumToPSDEncoder parameter
     "forest": None,  # any ProbabilisticForestRegressor parameter
@@ -325,6 +475,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--psd", type=Path, help="HDF5 survey with psd (and kic)")
     p.add_argument("--ages", type=Path, help="ages table (APOKASC-2 Table 5, FITS, ECSV, CSV)")
     p.add_argument("--labels", type=Path, help="allStar file for Teff and [Fe/H]")
+    _add_train_sample_args(p)
     p.add_argument("-o", "--output", type=Path, help="model file: .joblib or .skops")
     p.add_argument("--max-stars", type=_positive_int, help="use the first N stars only")
     p.add_argument("--max-epochs", type=_non_negative_int, help="encoder epochs (default 150)")
@@ -346,6 +497,71 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="PyTorch device of the encoder (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.set_defaults(func=_run_train)
+
+
+def _add_train_sample_args(p: argparse.ArgumentParser) -> None:
+    """Options of the age table and the paper's sample cuts (skages.io.training_sample)."""
+    g = p.add_argument_group(
+        "training sample (with --spectra/--psd/--ages)",
+        "the ages table may hold only KIC or only APOGEE_ID: the bundled KIC <-> 2MASS "
+        "cross-match links them; the summary counts the stars each step removes",
+    )
+    g.add_argument(
+        "--ages-format",
+        choices=("auto", "apokasc2", "apokasc3", "apokasc3-calibration", "miglio2021", "table"),
+        help="format of --ages (default: auto, from its columns)",
+    )
+    g.add_argument(
+        "--ages-column",
+        action="append",
+        metavar="NAME=COLUMN",
+        help="column mapping, e.g. --ages-column age=Age_Gyr --ages-column kic=KIC (repeat)",
+    )
+    g.add_argument(
+        "--numax-range",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        help="keep LO < νmax < HI µHz (default 4 250)",
+    )
+    g.add_argument(
+        "--states",
+        help="comma-separated evolutionary states to keep (default RGB,RC; 'any': no cut)",
+    )
+    g.add_argument(
+        "--no-cuts", action="store_true", help="no sample cut at all (only the cross-match)"
+    )
+
+
+def _sample_cuts(data: dict):
+    from skages.io import TrainingCuts
+
+    if data.get("no_cuts"):
+        return TrainingCuts.none()
+    kw = {}
+    if data.get("numax_range") is not None:
+        lo, hi = data["numax_range"]
+        kw.update(numax_min=float(lo), numax_max=float(hi))
+    states = data.get("states")
+    if states is not None:
+        states = states.split(",") if isinstance(states, str) else list(states)
+        states = [s.strip() for s in states if s.strip()]
+        kw["states"] = None if [s.lower() for s in states] == ["any"] else tuple(states)
+    return TrainingCuts(**kw)
+
+
+def _ages_columns(items) -> dict[str, str] | None:
+    if not items:
+        return None
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    out = {}
+    for item in items:
+        name, sep, column = str(item).partition("=")
+        if not sep or not name.strip() or not column.strip():
+            raise ValueError(f"--ages-column wants NAME=COLUMN (e.g. age=Age_Gyr); got {item!r}")
+        out[name.strip()] = column.strip()
+    return out
 
 
 def _read_config(path: Path) -> dict:
@@ -386,9 +602,8 @@ def _read_config(path: Path) -> dict:
 
 def _training_data(data: dict):
     """Spectra, PSDs, PSD weights and labels of the training stars, and a description."""
-    import numpy as np
 
-    from skages.io import SurveyReader, crossmatch_training_sample
+    from skages.io import SurveyReader
 
     max_stars = data.get("max_stars")
     rows = slice(0, max_stars)
@@ -413,34 +628,20 @@ def _training_data(data: dict):
             raise ValueError(
                 f"give --survey, or all of --spectra, --psd and --ages (missing: {missing})"
             )
-        ages = _read_ages(data["ages"])
-        with SurveyReader(data["spectra"]) as spec, SurveyReader(data["psd"]) as psd_file:
-            for reader, array, key in ((spec, "spectra", "apogee_id"), (psd_file, "psd", "kic")):
-                if array not in reader.arrays or key not in reader.label_columns:
-                    raise ValueError(
-                        f"{reader.path} needs a {array!r} array and a {key!r} label column"
-                    )
-            match = crossmatch_training_sample(
-                spec.read_labels(columns=["apogee_id"])["apogee_id"].to_numpy(),
-                ages,
-                psd_file.read_labels(columns=["kic"])["kic"].to_numpy(),
-                duplicates="first",
-            )
-            take = np.arange(match.n_matched)[rows]
-            spectra = spec.read("spectra", match.spectra_index[take])
-            psd = psd_file.read("psd", match.psd_index[take])
-            weight = (
-                psd_file.read("psd_weight", match.psd_index[take])
-                if "psd_weight" in psd_file.arrays
-                else None
-            )
-            labels = match.labels.iloc[take].reset_index(drop=True)
-            have = [c for c in ("teff", "fe_h", "teff_err", "fe_h_err") if c in spec.label_columns]
-            if have:
-                spec_labels = spec.read_labels(match.spectra_index[take], columns=have)
-                for c in have:
-                    labels[c] = spec_labels[c].to_numpy()
+        from skages.io import read_age_table, training_sample
+
+        ages = read_age_table(
+            data["ages"],
+            format=data.get("ages_format") or "auto",
+            columns=_ages_columns(data.get("ages_columns")),
+        )
+        sample = training_sample(
+            data["spectra"], data["psd"], ages, cuts=_sample_cuts(data), max_stars=max_stars
+        )
+        spectra, psd, weight, labels = sample.spectra, sample.psd, sample.psd_weight, sample.labels
+        print("training sample: " + ", ".join(f"{k} {v}" for k, v in sample.summary.items()))
         source = {k: str(data[k]) for k in ("spectra", "psd", "ages")}
+        source.update(ages_format=ages.meta.get("format"), sample=sample.summary, cuts=sample.cuts)
     if data.get("labels"):
         from skages.io import read_allstar
 
@@ -455,29 +656,6 @@ def _training_data(data: dict):
     if "log_age_err" not in labels and "log_age_err_upper" in labels:
         labels["log_age_err"] = labels["log_age_err_upper"]
     return spectra, psd, weight, labels, source
-
-
-def _read_ages(path: Path):
-    from astropy.table import Table
-
-    from skages.io import read_apokasc2
-
-    if not path.is_file():
-        raise FileNotFoundError(f"ages table not found: {path}")
-    name = path.name.lower()
-    if name.startswith("apokasc2") or name.endswith((".txt", ".txt.gz")):
-        return read_apokasc2(path)
-    try:
-        table = Table.read(path)
-    except Exception as exc:  # astropy raises many kinds for unreadable tables
-        raise ValueError(f"cannot read the ages table {path}: {exc}") from exc
-    table.rename_columns(table.colnames, [c.lower() for c in table.colnames])
-    missing = [
-        c for c in ("apogee_id", "kic", "log_age", "log_age_err") if c not in table.colnames
-    ]
-    if missing:
-        raise ValueError(f"ages table {path} has no column(s) {missing}")
-    return table
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -499,6 +677,11 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     for key in ("survey", "spectra", "psd", "ages", "labels", "max_stars"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
+    for key in ("ages_format", "ages_column", "numax_range", "states"):
+        if getattr(args, key, None) is not None:
+            data["ages_columns" if key == "ages_column" else key] = getattr(args, key)
+    if getattr(args, "no_cuts", False):
+        data["no_cuts"] = True
     settings = dict(config.get("model", {}))
     for key in ("output", "seed", "forest_stars", "test_size"):
         if getattr(args, key) is not None:
@@ -993,6 +1176,7 @@ def _plain_warning(message, category, filename, lineno, line=None) -> str:
 #: ``set_defaults(func=...)``) to the subparsers. Add a command by appending here.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_psd,
+    _add_spectra,
     _add_simulate,
     _add_train,
     _add_predict,
