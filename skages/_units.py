@@ -1,0 +1,178 @@
+"""Units and plausibility of physical inputs (private).
+
+Every public function that takes a physical quantity passes it through :func:`_to_value`:
+an :class:`astropy.units.Quantity` is converted to the function's unit (a wrong dimension
+is an error naming the argument), anything else is taken to be in that unit already. The
+``_check_*`` helpers then catch plain numbers that are implausible in that unit, with a
+message naming the likely mistake. astropy is imported only when a Quantity is given (a
+Quantity cannot exist without it).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+#: Plausible effective temperatures of the stars skages models, K.
+TEFF_RANGE = (2500.0, 10000.0)
+#: Longest plausible light-curve baseline, days (Kepler: ~1,470 d).
+MAX_BASELINE_DAYS = 1e5
+#: Median continuum-normalised flux outside this range means "not normalised".
+NORMALISED_MEDIAN_RANGE = (0.25, 2.0)
+#: Fewer pixels than this (per row) are too few to judge a spectrum or a PSD.
+MIN_PIXELS_TO_JUDGE = 100
+
+
+def _is_quantity(x: Any) -> bool:
+    units = sys.modules.get("astropy.units")
+    return units is not None and isinstance(x, units.Quantity)
+
+
+def _to_value(x: Any, unit: str, name: str, *, dtype: Any = float) -> Any:
+    """``x`` as a float array (or None) in ``unit``.
+
+    Parameters
+    ----------
+    x : array-like, astropy Quantity, or None
+        Plain numbers are taken to be in ``unit`` already; a Quantity is converted (for
+        temperatures with :func:`astropy.units.temperature`, so °C works).
+    unit : str
+        Target unit, as astropy spells it (``"uHz"``, ``"d"``, ``"K"``, ``"dex"``, ``""``).
+    name : str
+        Argument name, for the error message.
+
+    Returns
+    -------
+    ndarray of ``dtype`` (0-d for a scalar), or None when ``x`` is None.
+
+    Raises
+    ------
+    ValueError
+        When ``x`` is a Quantity of another dimension.
+    """
+    if x is None:
+        return None
+    if not _is_quantity(x) and isinstance(x, (list, tuple)) and any(map(_is_quantity, x)):
+        import astropy.units as u
+
+        try:
+            x = u.Quantity(x)
+        except (u.UnitsError, TypeError) as exc:
+            raise ValueError(f"{name}: cannot combine the units of its elements ({exc})") from None
+    if _is_quantity(x):
+        import astropy.units as u
+
+        target = u.Unit(unit)
+        try:
+            return np.asarray(x.to_value(target, equivalencies=u.temperature()), dtype=dtype)
+        except u.UnitsError:
+            wanted = "dimensionless" if target == u.dimensionless_unscaled else f"in {unit}"
+            physical = getattr(target, "physical_type", "")
+            raise ValueError(
+                f"{name} must be {wanted}"
+                + (f" ({physical})" if physical and physical != "dimensionless" else "")
+                + f"; got a Quantity in {x.unit}"
+            ) from None
+    return np.asarray(x, dtype=dtype)
+
+
+def _check_teff(teff: np.ndarray, name: str = "teff") -> np.ndarray:
+    """Refuse finite Teff values outside :data:`TEFF_RANGE` (K), naming the likely mistake."""
+    t = np.asarray(teff, dtype=float)
+    finite = t[np.isfinite(t)]
+    lo, hi = TEFF_RANGE
+    bad = finite[(finite < lo) | (finite > hi)]
+    if bad.size:
+        hint = "give Teff in kelvin"
+        if np.all((bad > -100) & (bad < lo - 273.15)):
+            hint = "Teff looks like °C: give kelvin (°C + 273.15) or a Quantity in deg_C"
+        elif np.any(bad == -9999) or np.any(bad == -999):
+            hint = "-9999 is a missing-value sentinel: use NaN for unknown Teff"
+        raise ValueError(
+            f"{name} has {bad.size} value(s) outside the plausible {lo:,.0f}-{hi:,.0f} K "
+            f"(e.g. {bad[0]:g}); {hint}"
+        )
+    return t
+
+
+def _check_baseline(time: np.ndarray, where: str = "") -> None:
+    """Refuse light curves whose time span is implausibly long for days."""
+    baseline = float(time[-1] - time[0])
+    if baseline > MAX_BASELINE_DAYS:
+        raise ValueError(
+            f"the light curve{where} spans {baseline:.4g} time units, over "
+            f"{MAX_BASELINE_DAYS:.0e} days: is time in seconds? Give days "
+            "(seconds / 86400) or a Quantity with its unit"
+        )
+
+
+def _check_normalised(X: np.ndarray, name: str = "X") -> None:
+    """Refuse spectra whose median flux is far from 1 (not continuum normalised).
+
+    Rows of fewer than :data:`MIN_PIXELS_TO_JUDGE` pixels, and rows with no finite pixel,
+    are not judged.
+    """
+    if X.ndim != 2 or X.shape[1] < MIN_PIXELS_TO_JUDGE or X.shape[0] == 0:
+        return
+    lo, hi = NORMALISED_MEDIAN_RANGE
+    for start in range(0, X.shape[0], 4096):
+        block = X[start : start + 4096]
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+                median = np.nanmedian(block, axis=1)
+        bad = np.flatnonzero(np.isfinite(median) & ((median < lo) | (median > hi)))
+        if bad.size:
+            rows = (bad + start)[:5].tolist()
+            raise ValueError(
+                f"{name} does not look continuum normalised: row(s) {rows}"
+                f"{' ...' if bad.size > 5 else ''} have median flux "
+                f"{median[bad[0]]:.4g}, far from 1 (expected {lo}-{hi}). Normalise the "
+                "spectra first (skages.spectra.continuum_normalize, or read_apogee_spectra"
+                "(normalize=True)); values above 2 would otherwise be clipped to 1"
+            )
+
+
+def _psd_spread(psd: np.ndarray) -> float:
+    """Robust spread (1.4826 × median absolute deviation) of the finite PSD pixels."""
+    values = psd[np.isfinite(psd)]
+    if values.size == 0:
+        return float("nan")
+    if values.size > 2_000_000:  # a fixed, evenly spaced subsample: same answer every call
+        values = values[:: values.size // 1_000_000]
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def _check_log_psd(psd: np.ndarray, name: str = "psd", *, train_spread: float | None = None):
+    """Refuse a linear PSD, or (given the training spread) a log10 one, where ln is expected.
+
+    A natural-log PSD of background-divided power scatters around 0, so many of its
+    pixels are negative; linear power is never negative and spans a wide range. With
+    ``train_spread`` (the :func:`_psd_spread` of the training PSDs), a PSD whose spread
+    is 1/ln(10) of it (within ±30 %) is taken for log10. PSDs of fewer than
+    :data:`MIN_PIXELS_TO_JUDGE` pixels are not judged.
+    """
+    if psd.ndim != 2 or psd.shape[1] < MIN_PIXELS_TO_JUDGE:
+        return
+    finite = psd[np.isfinite(psd)]
+    if finite.size == 0:
+        return
+    low, high = np.percentile(finite, [1, 99])
+    if finite.min() >= 0 and high > 5 * max(low, 1e-300):
+        raise ValueError(
+            f"{name} looks like linear power, not the natural-log PSD: no pixel is negative "
+            f"and it spans {low:.3g} to {high:.3g} (1st-99th percentile). Pass "
+            f"numpy.log({name}) (skages.seismology.lightcurve_to_psd returns the natural log)"
+        )
+    if train_spread is not None and np.isfinite(train_spread) and train_spread > 0:
+        ratio = _psd_spread(psd) / train_spread
+        if abs(ratio * np.log(10) - 1) < 0.3:
+            raise ValueError(
+                f"{name} looks like a log10 PSD: its spread is {ratio:.2f} of the training "
+                f"PSDs' (1/ln 10 = 0.43), and the model expects the natural log. Pass "
+                f"{name} * numpy.log(10)"
+            )
