@@ -33,6 +33,7 @@ from skorch.dataset import ValidSplit
 from skorch.history import History
 from tqdm.auto import tqdm
 
+from skages._units import _check_log_psd, _check_normalised, _is_quantity, _psd_spread, _to_value
 from skages._ved import (
     DECODE_CHUNK,
     INFERENCE_CHUNK,
@@ -126,6 +127,13 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
     As a transformer it returns the latent means (and, if ``output_std``, their standard
     deviations), the features that the age forest uses.
 
+    Inputs are checked for the usual unit mistakes: spectra (of 100 pixels or more)
+    whose median flux is outside 0.25-2 are refused as not continuum normalised; PSDs
+    with no negative pixel and a wide range are refused as linear power, and PSDs given
+    to :meth:`score` with 1/ln(10) of the training spread (:attr:`psd_spread_`) as
+    log10. A row's outputs do not depend on the other rows of the batch, their order
+    or the thread count (bit for bit).
+
     Read more in the :doc:`user guide </user_guide/encoder>`.
 
     Parameters
@@ -203,6 +211,10 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         pixel was NaN in every training spectrum, which then always reads as masked).
     n_psd_ : int
         Length (pixels) of the decoded PSD: the length of the training target.
+    psd_spread_ : float
+        Robust spread (1.4826 × median absolute deviation, natural-log units) of the
+        training PSD pixels; a PSD given later (:meth:`score`) with 1/ln(10) of it is
+        refused as a log10 PSD.
     loss_curve_ : list of float
         Training loss after each epoch (weighted sum of squares per star plus β·KL).
     n_iter_ : int
@@ -340,6 +352,8 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------ validation
     def _check_X(self, X: Any, reset: bool) -> np.ndarray:
+        if _is_quantity(X):  # continuum-normalised flux is dimensionless
+            X = _to_value(X, "", "X (continuum-normalised flux)", dtype=None)
         X = validate_data(
             self, X, reset=reset, dtype=(np.float64, np.float32), ensure_all_finite=False
         )
@@ -352,6 +366,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
                     "Input X contains infinity; masked pixels must be NaN, other values finite"
                 )
             empty.extend(start + np.flatnonzero(nan.all(axis=1)))
+            _check_normalised(X[start : start + _BLOCK_ROWS], offset=start)
         if empty:
             raise ValueError(
                 f"X must have at least one finite pixel per spectrum; row(s) "
@@ -410,6 +425,8 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
                 f"{name} must have at least one finite pixel per star; row(s) "
                 f"{empty[:10].tolist()}{' ...' if empty.size > 10 else ''} are entirely NaN"
             )
+        spread = getattr(self, "psd_spread_", None) if method != "fit" else None
+        _check_log_psd(target, name, train_spread=spread)
         return target
 
     @staticmethod
@@ -626,6 +643,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         net.module_.eval()
         self.net_ = net
         self.n_psd_ = int(target.shape[1])
+        self.psd_spread_ = _psd_spread(target)
         self.loss_curve_ = (
             [float(v) for v in net.history[:, "train_loss"]] if len(net.history) else []
         )

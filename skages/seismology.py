@@ -726,7 +726,7 @@ def excess_dnu(
 
 
 def _scaling_inputs(numax: Any, dnu: Any, teff: Any) -> tuple[np.ndarray, ...]:
-    t = _check_teff(_positive("teff", teff, "K"))
+    t = _positive("teff", _check_teff(_to_value(teff, "K", "teff")), "K")
     return _positive("numax", numax), _positive("dnu", dnu), t
 
 
@@ -734,7 +734,7 @@ def _solar(numax_sun: Any, dnu_sun: Any, teff_sun: Any) -> tuple[float, float, f
     return (
         float(_positive("numax_sun", numax_sun)),
         float(_positive("dnu_sun", dnu_sun)),
-        float(_check_teff(_positive("teff_sun", teff_sun, "K"), "teff_sun")),
+        float(_check_teff(_to_value(teff_sun, "K", "teff_sun"), "teff_sun")),
     )
 
 
