@@ -11,7 +11,6 @@ Quantity cannot exist without it).
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Any
 
 import numpy as np
@@ -123,16 +122,19 @@ def _check_normalised(X: np.ndarray, name: str = "X", *, offset: int = 0) -> Non
     """Refuse spectra whose median flux is far from 1 (not continuum normalised).
 
     The median of each row is taken over every 8th pixel (a cheap, still robust
-    estimate). Rows of fewer than :data:`MIN_PIXELS_TO_JUDGE` pixels, and rows with no
-    finite pixel, are not judged. ``offset`` is added to the row numbers in the message.
+    estimate; NaN pixels left out). Rows of fewer than :data:`MIN_PIXELS_TO_JUDGE`
+    pixels, and rows with no finite pixel, are not judged. ``offset`` is added to the
+    row numbers in the message.
     """
     if X.ndim != 2 or X.shape[1] < MIN_PIXELS_TO_JUDGE or X.shape[0] == 0:
         return
     lo, hi = NORMALISED_MEDIAN_RANGE
-    sample = X[:, ::8]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
-        median = np.nanmedian(sample, axis=1)
+    # a sort puts NaN last; the middle finite value is the (lower) median: much cheaper
+    # than numpy.nanmedian, which loops over the rows of an array holding NaN
+    sample = np.sort(X[:, ::8], axis=1)
+    n_finite = np.count_nonzero(~np.isnan(sample), axis=1)
+    median = sample[np.arange(len(sample)), np.maximum(n_finite - 1, 0) // 2].astype(float)
+    median[n_finite == 0] = np.nan
     bad = np.flatnonzero(np.isfinite(median) & ((median < lo) | (median > hi)))
     if bad.size:
         rows = (bad + offset)[:5].tolist()
@@ -145,13 +147,19 @@ def _check_normalised(X: np.ndarray, name: str = "X", *, offset: int = 0) -> Non
         )
 
 
+def _finite_sample(psd: np.ndarray, size: int = 1_000_000) -> np.ndarray:
+    """The finite values of ``psd``, thinned evenly to about ``size`` (deterministic)."""
+    flat = psd.reshape(-1)
+    if flat.size > 2 * size:
+        flat = flat[:: flat.size // size]
+    return flat[np.isfinite(flat)]
+
+
 def _psd_spread(psd: np.ndarray) -> float:
     """Robust spread (1.4826 × median absolute deviation) of the finite PSD pixels."""
-    values = psd[np.isfinite(psd)]
+    values = _finite_sample(psd)
     if values.size == 0:
         return float("nan")
-    if values.size > 2_000_000:  # a fixed, evenly spaced subsample: same answer every call
-        values = values[:: values.size // 1_000_000]
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
@@ -159,18 +167,19 @@ def _check_log_psd(psd: np.ndarray, name: str = "psd", *, train_spread: float | 
     """Refuse a linear PSD, or (given the training spread) a log10 one, where ln is expected.
 
     A natural-log PSD of background-divided power scatters around 0, so many of its
-    pixels are negative; linear power is never negative and spans a wide range. With
+    pixels are negative; linear power is never negative and spans a wide range (its
+    99th percentile is over 4 times its 1st: 6-8 for skages' PSDs exponentiated). With
     ``train_spread`` (the :func:`_psd_spread` of the training PSDs), a PSD whose spread
     is 1/ln(10) of it (within ±30 %) is taken for log10. PSDs of fewer than
     :data:`MIN_PIXELS_TO_JUDGE` pixels are not judged.
     """
     if psd.ndim != 2 or psd.shape[1] < MIN_PIXELS_TO_JUDGE:
         return
-    finite = psd[np.isfinite(psd)]
+    finite = _finite_sample(psd)
     if finite.size == 0:
         return
     low, high = np.percentile(finite, [1, 99])
-    if finite.min() >= 0 and high > 5 * max(low, 1e-300):
+    if not (psd < 0).any() and high > 4 * max(low, 1e-300):
         raise ValueError(
             f"{name} looks like linear power, not the natural-log PSD: no pixel is negative "
             f"and it spans {low:.3g} to {high:.3g} (1st-99th percentile). Pass "
