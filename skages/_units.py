@@ -167,10 +167,12 @@ def _check_log_psd(psd: np.ndarray, name: str = "psd", *, train_spread: float | 
     """Refuse a linear PSD, or (given the training spread) a log10 one, where ln is expected.
 
     A natural-log PSD of background-divided power scatters around 0, so many of its
-    pixels are negative; linear power is never negative and spans a wide range (its
-    99th percentile is over 4 times its 1st: 6-8 for skages' PSDs exponentiated). With
-    ``train_spread`` (the :func:`_psd_spread` of the training PSDs), a PSD whose spread
-    is 1/ln(10) of it (within ±30 %) is taken for log10. PSDs of fewer than
+    pixels are negative. Its exponential, linear power, is never negative, has a median
+    near 1 (the background it was divided by) and a long tail of modes: the PSD is
+    taken for linear when no pixel is negative, the median is within 0.3-3 and the
+    99th percentile is over twice the median (about 4 for skages' PSDs exponentiated).
+    With ``train_spread`` (the :func:`_psd_spread` of the training PSDs), a PSD whose
+    spread is 1/ln(10) of it (within ±30 %) is taken for log10. PSDs of fewer than
     :data:`MIN_PIXELS_TO_JUDGE` pixels are not judged.
     """
     if psd.ndim != 2 or psd.shape[1] < MIN_PIXELS_TO_JUDGE:
@@ -178,11 +180,11 @@ def _check_log_psd(psd: np.ndarray, name: str = "psd", *, train_spread: float | 
     finite = _finite_sample(psd)
     if finite.size == 0:
         return
-    low, high = np.percentile(finite, [1, 99])
-    if not (psd < 0).any() and high > 4 * max(low, 1e-300):
+    median, high = np.percentile(finite, [50, 99])
+    if not (psd < 0).any() and 0.3 <= median <= 3 and high > 2 * median:
         raise ValueError(
-            f"{name} looks like linear power, not the natural-log PSD: no pixel is negative "
-            f"and it spans {low:.3g} to {high:.3g} (1st-99th percentile). Pass "
+            f"{name} looks like linear power, not the natural-log PSD: no pixel is negative, "
+            f"the median is {median:.3g} and the 99th percentile {high:.3g}. Pass "
             f"numpy.log({name}) (skages.seismology.lightcurve_to_psd returns the natural log)"
         )
     if train_spread is not None and np.isfinite(train_spread) and train_spread > 0:

@@ -129,7 +129,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
 
     Inputs are checked for the usual unit mistakes: spectra (of 100 pixels or more)
     whose median flux is outside 0.25-2 are refused as not continuum normalised; PSDs
-    with no negative pixel and a wide range are refused as linear power, and PSDs given
+    with no negative pixel and a median near 1 are refused as linear power, and PSDs given
     to :meth:`score` with 1/ln(10) of the training spread (:attr:`psd_spread_`) as
     log10. A row's outputs do not depend on the other rows of the batch, their order
     or the thread count (bit for bit).
