@@ -36,6 +36,8 @@ from skorch import NeuralNet
 from torch import nn
 
 __all__ = [
+    "DECODE_CHUNK",
+    "INFERENCE_CHUNK",
     "VEDNet",
     "VariationalEncoderDecoder",
     "cpu_workers",
@@ -44,9 +46,16 @@ __all__ = [
     "ved_loss",
 ]
 
-#: Number of spectra pushed through the network at once by the fast CPU path when no
-#: gradient is needed; keeps every intermediate array inside the CPU caches.
-INFERENCE_CHUNK = 8
+#: Spectra pushed through the encoder at once on the CPU when no gradient is needed:
+#: one, so that no operation ever sees a row's neighbours and a row's latent is
+#: bit-identical whatever the batch, its order and the thread count (matrix-product
+#: kernels may round differently for different numbers of rows). On this network it is
+#: also the fastest chunk: every intermediate array stays in the CPU caches.
+INFERENCE_CHUNK = 1
+#: Latent points decoded at once on the CPU. Always this many: a short last chunk is
+#: padded with zero rows, so every call has the same shapes (fixed-size blocks) and a
+#: row's PSD does not depend on how many rows came with it.
+DECODE_CHUNK = 8
 #: Micro-batch size inside one optimiser step on the CPU (gradient accumulation: the
 #: step is the same as on the whole batch, only the summation order differs).
 TRAINING_CHUNK = 16

@@ -731,6 +731,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         raise ValueError(f"invalid encoder/forest setting: {exc}") from exc
 
     spectra, psd, weight, labels, source = _training_data(data)
+    _check_psd_grid(psd, source)
     split = None
     if settings.get("test_size"):
         from skages.evaluation import split_record
@@ -773,6 +774,20 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         f"written to {output}"
     )
     return 0
+
+
+def _check_psd_grid(psd, source) -> None:
+    """The model file records skages' PSD grid: refuse PSDs on any other grid."""
+    from skages.seismology import N_BINS
+
+    if psd.ndim != 2 or psd.shape[1] != N_BINS:
+        where = source.get("psd", source.get("survey", "")) if isinstance(source, dict) else ""
+        raise ValueError(
+            f"the PSDs{f' of {where}' if where else ''} have shape {psd.shape}, not "
+            f"(n_stars, {N_BINS}): skages train needs natural-log PSDs on skages' "
+            f"{N_BINS}-bin grid (skages.seismology.frequency_grid, which the model file "
+            "records); compute them with 'skages psd' or skages.seismology.lightcurve_to_psd"
+        )
 
 
 def _jsonable(value):

@@ -33,7 +33,9 @@ from skorch.dataset import ValidSplit
 from skorch.history import History
 from tqdm.auto import tqdm
 
+from skages._units import _check_log_psd, _check_normalised, _is_quantity, _psd_spread, _to_value
 from skages._ved import (
+    DECODE_CHUNK,
     INFERENCE_CHUNK,
     VariationalEncoderDecoder,
     VEDNet,
@@ -146,6 +148,13 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
     As a transformer it returns the latent means (and, if ``output_std``, their standard
     deviations), the features that the age forest uses.
 
+    Inputs are checked for the usual unit mistakes: spectra (of 100 pixels or more)
+    whose median flux is outside 0.25-2 are refused as not continuum normalised; PSDs
+    with no negative pixel and a median near 1 are refused as linear power, and PSDs given
+    to :meth:`score` with 1/ln(10) of the training spread (:attr:`psd_spread_`) as
+    log10. A row's outputs do not depend on the other rows of the batch, their order
+    or the thread count (bit for bit).
+
     Read more in the :doc:`user guide </user_guide/encoder>`.
 
     Parameters
@@ -223,6 +232,10 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         pixel was NaN in every training spectrum, which then always reads as masked).
     n_psd_ : int
         Length (pixels) of the decoded PSD: the length of the training target.
+    psd_spread_ : float
+        Robust spread (1.4826 × median absolute deviation, natural-log units) of the
+        training PSD pixels; a PSD given later (:meth:`score`) with 1/ln(10) of it is
+        refused as a log10 PSD.
     loss_curve_ : list of float
         Training loss after each epoch (weighted sum of squares per star plus β·KL).
     n_iter_ : int
@@ -360,6 +373,8 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------ validation
     def _check_X(self, X: Any, reset: bool) -> np.ndarray:
+        if _is_quantity(X):  # continuum-normalised flux is dimensionless
+            X = _to_value(X, "", "X (continuum-normalised flux)", dtype=None)
         X = validate_data(
             self, X, reset=reset, dtype=(np.float64, np.float32), ensure_all_finite=False
         )
@@ -372,6 +387,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
                     "Input X contains infinity; masked pixels must be NaN, other values finite"
                 )
             empty.extend(start + np.flatnonzero(nan.all(axis=1)))
+            _check_normalised(X[start : start + _BLOCK_ROWS], offset=start)
         if empty:
             raise ValueError(
                 f"X must have at least one finite pixel per spectrum; row(s) "
@@ -430,6 +446,8 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
                 f"{name} must have at least one finite pixel per star; row(s) "
                 f"{empty[:10].tolist()}{' ...' if empty.size > 10 else ''} are entirely NaN"
             )
+        spread = getattr(self, "psd_spread_", None) if method != "fit" else None
+        _check_log_psd(target, name, train_spread=spread)
         return target
 
     @staticmethod
@@ -646,6 +664,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         net.module_.eval()
         self.net_ = net
         self.n_psd_ = int(target.shape[1])
+        self.psd_spread_ = _psd_spread(target)
         self.loss_curve_ = (
             [float(v) for v in net.history[:, "train_loss"]] if len(net.history) else []
         )
@@ -660,9 +679,13 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
     def _map(self, X: np.ndarray, fn) -> None:
         """Call ``fn(rows, x)`` on chunks of standardised spectra, streaming in blocks.
 
-        ``rows`` is the slice of ``X`` and ``x`` its float32 tensor on the net's device.
-        On the CPU the chunks are small (cache-sized) and run on a thread pool
-        (:func:`skages._ved.cpu_workers`); ``fn`` must write its results in place.
+        ``rows`` is the slice of ``X`` and ``x`` its float32 tensor on the net's device,
+        possibly followed by zero rows: ``fn`` must use only the first
+        ``rows.stop - rows.start`` rows of what it computes, and write them in place.
+        On the CPU the chunks are single spectra (:data:`skages._ved.INFERENCE_CHUNK`)
+        run on a thread pool (:func:`skages._ved.cpu_workers`); elsewhere they are
+        blocks of a fixed size, padded. Either way every call has the same shapes, so
+        a row's result does not depend on the other rows of ``X`` or on its position.
         """
         device = torch.device(self.net_.device)
         step = INFERENCE_CHUNK if device.type == "cpu" else _BLOCK_ROWS
@@ -671,8 +694,9 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
                 block = X[start : start + _BLOCK_ROWS]
 
                 def work(i: int, block=block, offset=start) -> None:
-                    x = self._standardise(block[i : i + step], device)
-                    fn(slice(offset + i, offset + i + len(x)), x)
+                    x = _pad_rows(self._standardise(block[i : i + step], device), step)
+                    n = min(step, block.shape[0] - i)
+                    fn(slice(offset + i, offset + i + n), x)
 
                 map_chunks(pool, work, range(0, block.shape[0], step))
 
@@ -683,10 +707,11 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         logvar = np.empty_like(mean)
 
         def fn(rows: slice, x: torch.Tensor) -> None:
+            n = rows.stop - rows.start
             with torch.inference_mode():
                 m, lv = module.encode(x)
-            mean[rows] = m.cpu().numpy()
-            logvar[rows] = lv.cpu().numpy()
+            mean[rows] = m[:n].cpu().numpy()
+            logvar[rows] = lv[:n].cpu().numpy()
 
         self._map(X, fn)
         return mean, logvar
@@ -695,12 +720,13 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         module = self._module()
         device = torch.device(self.net_.device)
         out = np.empty((Z.shape[0], self.n_psd_), dtype=np.float32)
-        step = INFERENCE_CHUNK if device.type == "cpu" else _BLOCK_ROWS
+        step = DECODE_CHUNK if device.type == "cpu" else _BLOCK_ROWS
 
         def work(i: int) -> None:
             z = torch.as_tensor(Z[i : i + step], dtype=torch.float32, device=device)
+            n = len(z)
             with torch.inference_mode():
-                out[i : i + len(z)] = module.decode(z).cpu().numpy()
+                out[i : i + n] = module.decode(_pad_rows(z, step))[:n].cpu().numpy()
 
         with cpu_workers(device) as pool:
             map_chunks(pool, work, range(0, Z.shape[0], step))
@@ -868,14 +894,15 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         out = np.empty((X.shape[0], k, X.shape[1]), dtype=np.float32)
 
         def fn(rows: slice, x: torch.Tensor) -> None:
+            n = rows.stop - rows.start
             with torch.enable_grad():
                 x = x.clone().requires_grad_(True)
                 mean, _ = module.encode(x)
                 for latent in range(k):
                     (grad,) = torch.autograd.grad(
-                        mean[:, latent].sum(), x, retain_graph=latent < k - 1
+                        mean[:n, latent].sum(), x, retain_graph=latent < k - 1
                     )
-                    out[rows, latent] = grad.cpu().numpy()
+                    out[rows, latent] = grad[:n].cpu().numpy()
 
         self._map(X, fn)
         out *= self._inv_scale_t.numpy()
@@ -915,9 +942,11 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         net = self.net_
 
         def fn(rows: slice, x: torch.Tensor) -> None:
+            n = rows.stop - rows.start
             y_true = torch.as_tensor(np.stack([target[rows], weight[rows]], axis=1))
             with torch.inference_mode():
-                loss = net.get_loss(module(x), y_true.to(x.device), X=x, training=False)
+                y_pred = tuple(t[:n] for t in module(x))
+                loss = net.get_loss(y_pred, y_true.to(x.device), X=x[:n], training=False)
             losses[rows] = float(loss)  # the chunk mean, on each of its rows
 
         self._map(X, fn)
@@ -962,6 +991,13 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
             net.module_.eval()
             net.history_ = History(saved["history"])
             self.net_ = net
+
+
+def _pad_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``x`` followed by zero rows up to ``n`` rows (fixed-size blocks)."""
+    if x.shape[0] >= n:
+        return x
+    return torch.cat([x, x.new_zeros((n - x.shape[0], *x.shape[1:]))])
 
 
 def _pixel_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

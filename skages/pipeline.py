@@ -33,6 +33,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metadata_routing import MetadataRequest
 
+from skages._units import _check_teff, _is_quantity, _to_value
+
 __all__ = [
     "LABEL_COLUMNS",
     "LABEL_ERROR_COLUMNS",
@@ -100,6 +102,8 @@ def make_age_frame(
     labels : pandas.DataFrame or mapping of arrays
         Must hold ``label_columns`` (Teff in K, [Fe/H] in dex by default) and
         ``error_columns`` (their 1σ uncertainties, same units), one row per star.
+        astropy Quantities are converted to those units (Teff in °C too); a Teff
+        outside 2,500-10,000 K is refused (°C? -9999 sentinel?).
     label_columns, error_columns : sequence of str
         Names of the label columns and of their error columns, in matching order.
 
@@ -125,7 +129,10 @@ def make_age_frame(
             f"labels has no column(s) {missing}; it needs {list(label_columns)} "
             f"and their errors {list(error_columns)}"
         )
-    lab = {c: np.asarray(labels[c], dtype=np.float64) for c in (*label_columns, *error_columns)}
+    lab = {
+        c: _label_values(labels[c], c, interval=c in error_columns)
+        for c in (*label_columns, *error_columns)
+    }
     for name, values in lab.items():
         if values.shape != (spectra.shape[0],):
             raise ValueError(
@@ -135,8 +142,25 @@ def make_age_frame(
     for name in error_columns:
         if np.any(lab[name] < 0):
             raise ValueError(f"labels[{name!r}] has negative uncertainties")
+    if "teff" in label_columns:
+        _check_teff(lab["teff"], "labels['teff']")
     pixels = pd.DataFrame(spectra, columns=spectrum_feature_names(spectra.shape[1]), copy=False)
     return pd.concat([pixels, pd.DataFrame(lab)], axis=1)
+
+
+#: Units of the label columns skages knows (astropy spelling), for Quantity inputs.
+_LABEL_UNITS = {"teff": "K", "teff_err": "K", "fe_h": "dex", "fe_h_err": "dex"}
+
+
+def _label_values(values: Any, name: str, *, interval: bool) -> np.ndarray:
+    """A label column as float64 in its unit; Quantities converted, unknown ones refused."""
+    unit = _LABEL_UNITS.get(name)
+    if _is_quantity(values) and unit is None:
+        raise ValueError(
+            f"labels[{name!r}] is a Quantity in {values.unit}, but skages knows the unit "
+            f"only of {sorted(_LABEL_UNITS)}; pass plain numbers in the model's unit"
+        )
+    return _to_value(values, unit or "", f"labels[{name!r}]", interval=interval)
 
 
 # --------------------------------------------------------------- the pipeline
@@ -299,7 +323,8 @@ def fit_age_model(
         Forest to train (cloned); defaults if None.
     psd_weight : array-like of shape (n_stars, 2092), optional
         Loss weights; from :func:`skages.seismology.numax_weights` of ``labels["numax"]``
-        when that column exists, else uniform.
+        (µHz) when that column exists (then ``psd`` must be on the 2092-bin grid), else
+        uniform.
     forest_stars : {"precise", "aged"}, default="precise"
         Train the forest on the stars flagged ``precise_age`` (the paper's ~1,200
         stars with precise ages; falls back to all aged stars if the column is absent)
@@ -318,7 +343,7 @@ def fit_age_model(
 
     from skages.encoder import SpectrumToPSDEncoder
     from skages.forest import ProbabilisticForestRegressor
-    from skages.seismology import numax_weights
+    from skages.seismology import N_BINS, numax_weights
 
     if forest_stars not in ("precise", "aged"):
         raise ValueError(f"forest_stars must be 'precise' or 'aged'; got {forest_stars!r}")
@@ -332,7 +357,15 @@ def fit_age_model(
     if forest is None:
         forest = ProbabilisticForestRegressor(random_state=random_state)
     if psd_weight is None and "numax" in labels:
-        psd_weight = numax_weights(np.asarray(labels["numax"], dtype=float))
+        n_psd = np.shape(psd)[-1] if np.ndim(psd) == 2 else None
+        if n_psd != N_BINS:
+            raise ValueError(
+                f"psd must be the natural-log PSDs on skages' {N_BINS}-bin grid "
+                f"(skages.seismology.frequency_grid) to derive the loss weights from "
+                f"labels['numax']; got shape {np.shape(psd)}. Compute the PSDs with "
+                "skages.seismology.lightcurve_to_psd, or pass psd_weight= for your grid"
+            )
+        psd_weight = numax_weights(_to_value(labels["numax"], "uHz", "labels['numax']"))
 
     names = spectrum_feature_names(spectra.shape[1])
     X = make_age_frame(spectra, labels)

@@ -35,6 +35,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy.ndimage import gaussian_filter1d
 
+from skages._units import _check_baseline, _check_teff, _is_quantity, _to_value
 from skages._warnings import warn as _warn
 
 __all__ = [
@@ -89,6 +90,8 @@ DNU_RELATIONS: dict[str, tuple[float, float]] = {
 }
 
 _SECONDS_PER_DAY = 86400.0
+#: astropy Time formats whose values are days (others are converted with ``.jd``).
+_DAY_TIME_FORMATS = frozenset({"jd", "mjd", "bkjd", "btjd"})
 
 
 # --------------------------------------------------------------------------- grids
@@ -188,8 +191,9 @@ def _background_windows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _check_lightcurve(time: Any, flux: Any, *, star: str = "") -> tuple[np.ndarray, np.ndarray]:
     where = f" (star {star})" if star else ""
-    t = np.asarray(time, dtype=float)
-    y = np.asarray(flux, dtype=float)
+    t = _to_value(time, "d", "time")
+    # the flux unit cancels (the power is divided by its own background)
+    y = np.asarray(flux.value if _is_quantity(flux) else flux, dtype=float)
     if t.ndim != 1 or y.ndim != 1:
         raise ValueError(
             f"time and flux must be 1-D arrays{where}; got shapes {t.shape} and {y.shape}"
@@ -220,6 +224,7 @@ def _check_lightcurve(time: Any, flux: Any, *, star: str = "") -> tuple[np.ndarr
         raise ValueError(
             f"flux has zero variance{where} ({t.size} finite cadences): no power to measure"
         )
+    _check_baseline(t, where)
     baseline = t[-1] - t[0]
     resolution = 1e6 / (baseline * _SECONDS_PER_DAY)
     if resolution > FINE_STEP:
@@ -281,7 +286,7 @@ def lomb_scargle_power(
     Parameters
     ----------
     time : array-like of shape (n_cadences,)
-        Times in days, increasing.
+        Times in days, increasing (a Quantity is converted to days).
     flux : array-like of shape (n_cadences,)
         Flux (relative or ppm; the PSD is later divided by its background, so
         the unit cancels). NaN cadences are dropped.
@@ -392,7 +397,10 @@ def _one_psd(time: Any, flux: Any, method: str, star: str) -> np.ndarray:
 def _as_arrays(lc: Any) -> tuple[np.ndarray, np.ndarray]:
     """(time in days, flux) from a lightkurve/astropy light curve object."""
     time = lc.time
-    time = getattr(time, "value", time)
+    if hasattr(time, "jd") and hasattr(time, "format"):  # astropy Time
+        time = time.value if time.format in _DAY_TIME_FORMATS else time.jd
+    elif _is_quantity(time):
+        time = _to_value(time, "d", "time")
     flux = lc.flux
     flux = flux.filled(np.nan) if hasattr(flux, "filled") else flux
     return np.asarray(time, dtype=float), np.asarray(getattr(flux, "value", flux), dtype=float)
@@ -418,8 +426,10 @@ def lightcurve_to_psd(
     Parameters
     ----------
     time : array-like of shape (n_cadences,), a light curve object, or a sequence of either
-        Times in days. A :class:`lightkurve.LightCurve` (or any object with
-        ``time`` and ``flux``) may be passed instead, with ``flux=None``. A
+        Times in days (an astropy Quantity is converted to days; a baseline over
+        10⁵ plain "days" is refused as probably seconds). A
+        :class:`lightkurve.LightCurve` (or any object with ``time`` and ``flux``)
+        may be passed instead, with ``flux=None``. A
         sequence of 1-D arrays (with a matching sequence ``flux``) or of light
         curve objects gives one PSD per star.
     flux : array-like of shape (n_cadences,) or a sequence of them, optional
@@ -455,6 +465,8 @@ def lightcurve_to_psd(
     """
     if method not in ("nufft", "astropy"):
         raise ValueError(f"method must be 'nufft' or 'astropy'; got {method!r}")
+    if _is_quantity(time):
+        time = _to_value(time, "d", "time")
     if hasattr(time, "flux") and flux is None:
         return _one_psd(*_as_arrays(time), method, "")
     if flux is None:
@@ -500,6 +512,9 @@ def read_kepler_lightcurve(
     lightkurve, or a plain two-column text file of time in days and relative
     flux) has its NaN cadences and ``sigma``-clipped outliers removed and is
     normalised to ppm (flux / median × 10⁶); the quarters are then stitched.
+    FITS files may be gzip-compressed. A file that cannot be read (truncated,
+    corrupt, not a Kepler light curve, or a power spectrum such as pySYD's
+    ``*_PS.txt``) raises one :class:`ValueError` naming it.
 
     Parameters
     ----------
@@ -515,8 +530,6 @@ def read_kepler_lightcurve(
     lightkurve.LightCurve
         Time in days (BKJD for Kepler files), flux in ppm.
     """
-    from astropy.io import fits
-
     lk = _import_lightkurve()
 
     if isinstance(paths, (str, PathLike)):
@@ -528,31 +541,10 @@ def read_kepler_lightcurve(
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"no such light curve file: {path}")
-        if path.suffix.lower() in (".fits", ".fit", ".fz", ".gz") and _is_fits(path):
-            with fits.open(path) as hdul:
-                header = hdul[0].header
-                mission = str(header.get("TELESCOP", header.get("MISSION", ""))).strip()
-                kind = hdul[1].header.get("EXTNAME", "") if len(hdul) > 1 else ""
-            if mission.lower() != "kepler" or kind.upper() != "LIGHTCURVE":
-                raise ValueError(
-                    f"{path} is not a Kepler light curve file (TELESCOP={mission!r}, "
-                    f"first extension {kind!r}; expected 'Kepler' and 'LIGHTCURVE')"
-                )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=lk.LightkurveWarning)
-                lc = lk.read(path, flux_column=flux_column)
+        if _is_fits(path):
+            lc = _read_kepler_fits(path, flux_column, lk)
         else:
-            try:
-                data = np.loadtxt(path, ndmin=2)
-            except ValueError as exc:
-                raise ValueError(
-                    f"{path} is neither a Kepler FITS light curve nor a numeric two-column "
-                    f"text file (time in days, flux): {exc}"
-                ) from None
-            if data.shape[1] < 2:
-                raise ValueError(
-                    f"{path} has {data.shape[1]} column(s); expected time (d) and flux"
-                )
+            data = _read_text_lightcurve(path)
             lc = lk.LightCurve(time=data[:, 0], flux=data[:, 1])
         lc = lc.remove_nans()
         if len(lc) < 3:
@@ -578,18 +570,105 @@ def _import_lightkurve():
 
 
 def _is_fits(path: Path) -> bool:
+    """True for a FITS file, plain or gzip-compressed."""
+    import gzip
+
     with open(path, "rb") as fh:
-        return fh.read(9) == b"SIMPLE  ="
+        head = fh.read(9)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(9)
+        except (OSError, EOFError):
+            return False
+    return head == b"SIMPLE  ="
+
+
+def _read_kepler_fits(path: Path, flux_column: str, lk: Any):
+    """One Kepler FITS light curve; any failure of the file is one error naming it."""
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # astropy warns about truncation before failing
+            with fits.open(path) as hdul:
+                header = hdul[0].header
+                mission = str(header.get("TELESCOP", header.get("MISSION", ""))).strip()
+                kind = hdul[1].header.get("EXTNAME", "") if len(hdul) > 1 else ""
+                if mission.lower() == "kepler" and kind.upper() == "LIGHTCURVE":
+                    hdul[1].data  # noqa: B018 - reads the table: fails here if truncated
+    except Exception as exc:  # astropy raises OSError, TypeError, ValueError, EOFError ...
+        raise ValueError(
+            f"{path} is not a readable FITS file (truncated or corrupt?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if mission.lower() != "kepler" or kind.upper() != "LIGHTCURVE":
+        raise ValueError(
+            f"{path} is not a Kepler light curve file (TELESCOP={mission!r}, "
+            f"first extension {kind!r}; expected 'Kepler' and 'LIGHTCURVE')"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=lk.LightkurveWarning)
+            return lk.read(path, flux_column=flux_column)
+    except Exception as exc:  # lightkurve wraps astropy's errors in LightkurveError
+        raise ValueError(
+            f"{path}: lightkurve could not read it as a Kepler light curve "
+            f"(flux_column={flux_column!r}): {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _read_text_lightcurve(path: Path) -> np.ndarray:
+    """Time (d) and flux columns of a text light curve, refusing power spectra."""
+    try:
+        data = np.loadtxt(path, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{path} is neither a Kepler FITS light curve nor a numeric two-column "
+            f"text file (time in days, flux): {exc}"
+        ) from None
+    if data.shape[1] < 2:
+        raise ValueError(f"{path} has {data.shape[1]} column(s); expected time (d) and flux")
+    if _looks_like_power_spectrum(data[:, 0], data[:, 1]):
+        raise ValueError(
+            f"{path} looks like a power spectrum (frequency, power), not a light curve "
+            f"(time in days, flux): its second column is never negative and spans "
+            f"{np.nanmin(data[:, 1]):.3g} to {np.nanmax(data[:, 1]):.3g}, and its first runs "
+            f"{data[0, 0]:.4g} to {data[-1, 0]:.4g} in even steps like a frequency grid (µHz). "
+            "Give the light curve file (e.g. pySYD's *_LC.txt, not *_PS.txt)"
+        )
+    return data
+
+
+def _looks_like_power_spectrum(first: np.ndarray, second: np.ndarray) -> bool:
+    """Power is never negative and spans decades; a flux column does neither.
+
+    Relative flux sits near 1 (or near 0 with negative values in ppm), so its maximum
+    is a few per cent above its median; a periodogram's power is chi-squared
+    distributed with a steep granulation background, so its maximum is many times its
+    median. The first column of a frequency grid also starts within a few steps of 0.
+    """
+    good = np.isfinite(first) & np.isfinite(second)
+    x, y = first[good], second[good]
+    if y.size < 100 or y.min() < 0:
+        return False
+    median = np.median(y)
+    if median <= 0 or y.max() < 20 * median:
+        return False
+    step = np.median(np.diff(x))
+    return bool(step > 0 and 0 <= x[0] <= 10 * step)
 
 
 # ------------------------------------------------------- weights and νmax
 
 
-def _positive(name: str, value: Any) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
+def _positive(name: str, value: Any, unit: str = "uHz") -> np.ndarray:
+    """``value`` in ``unit`` (Quantities converted), refused unless positive and finite."""
+    arr = _to_value(value, unit, name)
     bad = np.isfinite(arr) & (arr <= 0)
     if bad.any():
-        raise ValueError(f"{name} must be positive (µHz); got {arr[bad].ravel()[:3]}")
+        shown = "K" if unit == "K" else "µHz" if unit == "uHz" else unit
+        raise ValueError(f"{name} must be positive ({shown}); got {arr[bad].ravel()[:3]}")
     if np.isinf(arr).any():
         raise ValueError(f"{name} must be finite; got infinite values")
     return arr
@@ -601,7 +680,7 @@ def expected_dnu(numax: Any, relation: Literal["paper", "reference"] = "referenc
     Parameters
     ----------
     numax : array-like
-        Frequency of maximum power, µHz.
+        Frequency of maximum power, µHz (a Quantity is converted).
     relation : {"reference", "paper"}, default="reference"
         ``"reference"``: a = 0.268, b = 0.758 (Huber et al. 2010, SYD pipeline),
         the relation of the released code and of :func:`frequency_edges`.
@@ -632,9 +711,9 @@ def excess_dnu(
     Parameters
     ----------
     dnu : array-like
-        Observed large frequency separation, µHz.
+        Observed large frequency separation, µHz (a Quantity is converted).
     numax : array-like
-        Frequency of maximum power, µHz.
+        Frequency of maximum power, µHz (a Quantity is converted).
     relation : {"paper", "reference"}, default="paper"
         See :func:`expected_dnu`.
 
@@ -644,6 +723,19 @@ def excess_dnu(
         Δν_excess in µHz.
     """
     return _positive("dnu", dnu) - expected_dnu(numax, relation)
+
+
+def _scaling_inputs(numax: Any, dnu: Any, teff: Any) -> tuple[np.ndarray, ...]:
+    t = _positive("teff", _check_teff(_to_value(teff, "K", "teff")), "K")
+    return _positive("numax", numax), _positive("dnu", dnu), t
+
+
+def _solar(numax_sun: Any, dnu_sun: Any, teff_sun: Any) -> tuple[float, float, float]:
+    return (
+        float(_positive("numax_sun", numax_sun)),
+        float(_positive("dnu_sun", dnu_sun)),
+        float(_check_teff(_to_value(teff_sun, "K", "teff_sun"), "teff_sun")),
+    )
 
 
 def scaling_mass(
@@ -664,9 +756,10 @@ def scaling_mass(
     Parameters
     ----------
     numax, dnu : array-like
-        νmax and Δν, µHz.
+        νmax and Δν, µHz (Quantities are converted).
     teff : array-like
-        Effective temperature, K.
+        Effective temperature, K (a Quantity is converted, °C included); values
+        outside 2,500-10,000 K are refused.
     numax_sun, dnu_sun : float
         Solar νmax and Δν, µHz.
     teff_sun : float
@@ -677,7 +770,8 @@ def scaling_mass(
     ndarray
         Mass in solar masses.
     """
-    nu, d, t = _positive("numax", numax), _positive("dnu", dnu), _positive("teff", teff)
+    nu, d, t = _scaling_inputs(numax, dnu, teff)
+    numax_sun, dnu_sun, teff_sun = _solar(numax_sun, dnu_sun, teff_sun)
     return (nu / numax_sun) ** 3 * (d / dnu_sun) ** -4 * (t / teff_sun) ** 1.5
 
 
@@ -698,9 +792,10 @@ def scaling_radius(
     Parameters
     ----------
     numax, dnu : array-like
-        νmax and Δν, µHz.
+        νmax and Δν, µHz (Quantities are converted).
     teff : array-like
-        Effective temperature, K.
+        Effective temperature, K (a Quantity is converted, °C included); values
+        outside 2,500-10,000 K are refused.
     numax_sun, dnu_sun : float
         Solar νmax and Δν, µHz.
     teff_sun : float
@@ -711,14 +806,15 @@ def scaling_radius(
     ndarray
         Radius in solar radii.
     """
-    nu, d, t = _positive("numax", numax), _positive("dnu", dnu), _positive("teff", teff)
+    nu, d, t = _scaling_inputs(numax, dnu, teff)
+    numax_sun, dnu_sun, teff_sun = _solar(numax_sun, dnu_sun, teff_sun)
     return (nu / numax_sun) * (d / dnu_sun) ** -2 * (t / teff_sun) ** 0.5
 
 
 def _check_frequency(frequency: Any) -> np.ndarray:
     if frequency is None:
         return frequency_grid()
-    f = np.asarray(frequency, dtype=float)
+    f = _to_value(frequency, "uHz", "frequency")
     if f.ndim != 1 or f.size < 1:
         raise ValueError(f"frequency must be a 1-D array of µHz values; got shape {f.shape}")
     return f
@@ -734,9 +830,9 @@ def numax_weights(numax: Any, frequency: Any = None) -> np.ndarray:
     Parameters
     ----------
     numax : float or array-like of shape (n_stars,)
-        νmax in µHz. A NaN νmax (unknown) gives uniform weights of 1.
+        νmax in µHz (a Quantity is converted). A NaN νmax (unknown) gives uniform weights of 1.
     frequency : array-like of shape (n_pixels,), optional
-        Frequencies in µHz; defaults to :func:`frequency_grid`.
+        Frequencies in µHz (a Quantity is converted); defaults to :func:`frequency_grid`.
 
     Returns
     -------
