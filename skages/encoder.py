@@ -903,6 +903,167 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         total = float(losses.sum())
         return -total / X.shape[0]
 
+    # ------------------------------------------------------------------------ astroNN
+    @classmethod
+    def from_astronn(
+        cls, path: str | os.PathLike, *, device: str = "cpu", **params: Any
+    ) -> SpectrumToPSDEncoder:
+        """A fitted encoder from an astroNN ``ApokascEncoderDecoder`` model folder.
+
+        Reads the published model's format (``astroNN_VEncoderDecoder/``:
+        ``model_weights.h5``, ``astroNN_model_parameter.json``, ``hyperparameter.txt``)
+        with h5py alone, no TensorFlow or astroNN. The architecture, the per-pixel
+        ``mean_`` and ``scale_`` (the folder's ``input_mean`` / ``input_std``) and the
+        weights come from the folder; :meth:`transform`, :meth:`decode`,
+        :meth:`latent_jacobian` and :meth:`score` then give astroNN's
+        ``predict_encoder``, ``predict_decoder``, ``jacobian_latent`` (per unit of flux)
+        and training loss at z = z_mean, to float32 rounding (see the user guide page
+        :doc:`/user_guide/published_code`).
+
+        Parameters
+        ----------
+        path : path-like
+            The model folder (or one of its files).
+        device : str, default="cpu"
+            PyTorch device to run on.
+        **params
+            Other constructor parameters (``output_std``, ``lr``, ``random_state``,
+            ...); the architecture parameters come from the folder and may not be
+            given. ``lr`` and ``batch_size`` default to the folder's.
+
+        Returns
+        -------
+        SpectrumToPSDEncoder
+            Fitted: ``n_iter_`` is the folder's number of epochs, ``loss_curve_`` is
+            empty (astroNN does not store it).
+
+        Raises
+        ------
+        FileNotFoundError, ValueError
+            As :func:`skages.io.read_astronn_model`: a missing file, another model
+            type, a newer layout or a wrong shape, with the file named.
+        """
+        from skages.io.astronn import read_astronn_model
+
+        model = read_astronn_model(path)
+        arch = {
+            "latent_dim": model.latent_dim,
+            "encoder_filters": tuple(model.encoder_filters),
+            "encoder_kernel_size": model.encoder_kernel_size,
+            "pool_size": model.pool_size,
+            "hidden_units": model.hidden_units,
+            "decoder_filters": tuple(model.decoder_filters),
+            "decoder_kernel_size": model.decoder_kernel_size,
+        }
+        clash = sorted(set(arch) & set(params))
+        if clash:
+            raise TypeError(
+                f"from_astronn takes the architecture from {model.source}; do not pass "
+                f"{', '.join(clash)}"
+            )
+        defaults = {"batch_size": int(model.parameters.get("batch_size", 128))}
+        if "lr" in model.training:
+            defaults["lr"] = float(model.training["lr"])
+        if "max_epochs" in model.training:
+            defaults["max_epochs"] = int(model.training["max_epochs"])
+        encoder = cls(**arch, **{**defaults, **params}, device=device)
+        encoder._validate_params()
+        torch_device = encoder._torch_device()
+        module_kwargs = encoder._module_kwargs(model.n_pixels, model.n_psd)
+        net = encoder._make_net(module_kwargs, torch_device, beta=encoder.beta)
+        net.initialize()
+        state = _keras_to_state(model.weights, len(model.encoder_filters))
+        net.module_.load_state_dict(
+            {k: torch.as_tensor(v, device=torch_device) for k, v in state.items()}
+        )
+        net.module_.eval()
+        encoder._set_scaler(
+            model.input_mean.astype(np.float64), model.input_std.astype(np.float64)
+        )
+        encoder.net_ = net
+        encoder.n_psd_ = int(model.n_psd)
+        encoder.n_features_in_ = int(model.n_pixels)
+        encoder.loss_curve_ = []
+        encoder.n_iter_ = int(model.training.get("max_epochs", 0))
+        return encoder
+
+    def to_astronn(self, path: str | os.PathLike, *, overwrite: bool = False) -> os.PathLike:
+        """Write the fitted encoder as an astroNN ``ApokascEncoderDecoder`` model folder.
+
+        The folder has the published model's layout (``model_weights.h5`` with
+        astroNN's layer names and Keras' kernel layouts, ``astroNN_model_parameter.json``
+        with ``mean_`` / ``scale_`` as ``input_mean`` / ``input_std`` and the
+        hyperparameters, ``hyperparameter.txt``), so astroNN 1.1's ``load_folder``
+        reads it, and :meth:`from_astronn` gives back identical outputs.
+
+        Parameters
+        ----------
+        path : path-like
+            Folder to write (e.g. ``astroNN_VEncoderDecoder``).
+        overwrite : bool, default=False
+            Replace an existing folder's files.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+
+        Raises
+        ------
+        ValueError
+            If the architecture is not one astroNN's ``ApokascEncoderDecoder`` has (two
+            encoder and two decoder convolutions, a PSD length divisible by 4).
+        """
+        from skages.io.astronn import AstroNNModel, write_astronn_model
+
+        module = self._module()
+        n_enc, n_dec = len(module.encoder_convs), len(module.decoder_convs)
+        if n_enc != 2 or n_dec != 2 or module.n_psd % 4:
+            raise ValueError(
+                "astroNN's ApokascEncoderDecoder has 2 encoder and 2 decoder convolutions and "
+                f"a PSD length divisible by 4; this encoder has {n_enc}, {n_dec} and "
+                f"{module.n_psd} pixels"
+            )
+        if not np.all(np.isfinite(self.scale_)):
+            raise ValueError(
+                f"{int(np.sum(~np.isfinite(self.scale_)))} pixel(s) were NaN in every training "
+                "spectrum (scale_ = inf); astroNN's input_std cannot hold them"
+            )
+        kwargs = _module_init_kwargs(module)
+        history = self.net_.history
+        n_train = 0
+        if len(history):
+            n_train = int(sum(b.get("train_batch_size", 0) for b in history[0]["batches"]))
+        model = AstroNNModel(
+            n_pixels=module.n_pixels,
+            n_psd=module.n_psd,
+            latent_dim=module.latent_dim,
+            encoder_filters=tuple(kwargs["encoder_filters"]),
+            encoder_kernel_size=kwargs["encoder_kernel_size"],
+            pool_size=module.pool_size,
+            hidden_units=kwargs["hidden_units"],
+            decoder_channels=module.decoder_channels,
+            decoder_filters=tuple(kwargs["decoder_filters"]),
+            decoder_kernel_size=kwargs["decoder_kernel_size"],
+            input_mean=np.asarray(self.mean_, dtype=np.float64),
+            input_std=np.asarray(self.scale_, dtype=np.float64),
+            weights=_state_to_keras(module_state_to_numpy(module)),
+            parameters={
+                "batch_size": int(self.batch_size),
+                "valsize": float(self.validation_fraction) if self.early_stopping else 0.0,
+                "l1": 0.0,
+                "l2": 0.0,
+            },
+            training={
+                "lr": float(self.lr),
+                "max_epochs": int(self.n_iter_),
+                "n_train": n_train,
+                "n_valid": 0,
+            },
+            source="skages",
+        )
+        return write_astronn_model(model, path, overwrite=overwrite)
+
     # ------------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
         state = super().__getstate__()
@@ -991,3 +1152,46 @@ def _normal(random_state: Any, shape: tuple[int, ...]) -> np.ndarray:
     if isinstance(random_state, np.random.Generator):
         return random_state.standard_normal(shape)
     return check_random_state(random_state).standard_normal(shape)
+
+
+# skages module parameter <-> astroNN (Keras) weight, and the axis order that turns the
+# Keras layout into PyTorch's: Conv1D kernels are (k, in, out) in Keras and (out, in, k)
+# in PyTorch; Conv1DTranspose kernels (k, out, in) and (in, out, k); Dense kernels
+# (in, out) and (out, in). Both flatten position-major, channel-minor, so the dense
+# layers need no reordering.
+def _keras_names(n_encoder: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+    names = {}
+    for i in range(n_encoder):
+        names[f"encoder_convs.{i}"] = (f"encoder_conv{i}", (2, 1, 0))
+    names["hidden"] = ("hidden", (1, 0))
+    names["latent_mean"] = ("latent_mean", (1, 0))
+    names["latent_logvar"] = ("latent_logvar", (1, 0))
+    names["decoder_input"] = ("decoder_dense", (1, 0))
+    for i in range(2):
+        names[f"decoder_convs.{i}"] = (f"decoder_conv{i}", (2, 1, 0))
+    names["output_conv"] = ("output", (2, 1, 0))
+    return names
+
+
+def _keras_to_state(weights: dict[str, np.ndarray], n_encoder: int) -> dict[str, np.ndarray]:
+    """Keras-layout weights (skages.io.astronn names) -> the module's state dict."""
+    state = {}
+    for ours, (theirs, axes) in _keras_names(n_encoder).items():
+        state[f"{ours}.weight"] = np.ascontiguousarray(
+            np.transpose(weights[f"{theirs}/kernel"], axes)
+        )
+        state[f"{ours}.bias"] = np.asarray(weights[f"{theirs}/bias"])
+    return state
+
+
+def _state_to_keras(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The module's state dict -> Keras-layout weights (skages.io.astronn names)."""
+    n_encoder = len({k.split(".")[1] for k in state if k.startswith("encoder_convs.")})
+    weights = {}
+    for ours, (theirs, axes) in _keras_names(n_encoder).items():
+        # every permutation used here is its own inverse
+        weights[f"{theirs}/kernel"] = np.ascontiguousarray(
+            np.transpose(state[f"{ours}.weight"], axes)
+        )
+        weights[f"{theirs}/bias"] = np.asarray(state[f"{ours}.bias"])
+    return weights

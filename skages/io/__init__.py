@@ -5,7 +5,8 @@ One module per kind of file:
 
 * :mod:`skages.io.apogee`: apStar, aspcapStar (one file or a folder) and allStar;
 * :mod:`skages.io.tables`: APOKASC-2 and the cross-match of a training sample by id;
-* :mod:`skages.io.survey`: the HDF5 survey collection (resumable writer, chunked reader).
+* :mod:`skages.io.survey`: the HDF5 survey collection (resumable writer, chunked reader);
+* :mod:`skages.io.astronn`: astroNN model folders (the published model's format).
 
 Every public name is re-exported here, so ``from skages.io import read_apstar`` works
 whichever module holds it. Bad input raises a ``ValueError`` (or ``FileNotFoundError``
@@ -21,6 +22,7 @@ from skages.io.apogee import (
     read_apstar,
     read_aspcapstar,
 )
+from skages.io.astronn import AstroNNModel, read_astronn_model, write_astronn_model
 from skages.io.survey import (
     SURVEY_FORMAT_VERSION,
     SurveyReader,
@@ -34,6 +36,7 @@ __all__ = [
     "ALLSTAR_COLUMNS",
     "SURVEY_FORMAT_VERSION",
     "ApogeeSpectrum",
+    "AstroNNModel",
     "SurveyReader",
     "SurveyWriter",
     "crossmatch_training_sample",
@@ -42,6 +45,8 @@ __all__ = [
     "read_apokasc2",
     "read_apstar",
     "read_aspcapstar",
+    "read_astronn_model",
     "read_survey",
+    "write_astronn_model",
     "write_survey",
 ]
