@@ -238,3 +238,111 @@ def test_normalised_labels_are_refused(tiny_folder, tmp_path):
     file.write_text(json.dumps(params))
     with pytest.raises(ValueError, match=r"labels_std is not 1\.0"):
         read_astronn_model(dest)
+
+
+# ------------------------------------------------------------ pipeline and command line
+
+
+@pytest.fixture(scope="module")
+def survey_file(small_survey, tmp_path_factory):
+    from skages.io import write_survey
+
+    return write_survey(tmp_path_factory.mktemp("survey") / "train.h5", small_survey)
+
+
+def test_grid_search_over_the_forest_on_the_published_encoder(reference, small_survey):
+    import sklearn
+    from sklearn.model_selection import GridSearchCV
+
+    from skages.forest import ProbabilisticForestRegressor
+    from skages.pipeline import make_age_frame, make_age_pipeline
+
+    folder, _ = reference
+    enc = SpectrumToPSDEncoder.from_astronn(folder, output_std=True)
+    before = {k: v.clone() for k, v in enc.net_.module_.state_dict().items()}
+    lab = small_survey.labels
+    aged = np.isfinite(lab["log_age"].to_numpy())
+    X = make_age_frame(small_survey.spectra, lab).to_numpy()[aged]
+    y, y_err = lab["log_age"].to_numpy()[aged], lab["log_age_err"].to_numpy()[aged]
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = make_age_pipeline(
+            enc, ProbabilisticForestRegressor(n_estimators=8, random_state=0), freeze_encoder=True
+        )
+        search = GridSearchCV(pipe, {"forest__min_samples_leaf": [1, 20]}, cv=2)
+        search.fit(X, y, y_err=y_err)
+        mean, std = search.best_estimator_.predict(X[:5], return_std=True)
+    assert search.best_params_["forest__min_samples_leaf"] in (1, 20)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert np.isfinite(mean).all() and (std > 0).all()
+    features = search.best_estimator_[0].transform(X[:5])
+    np.testing.assert_array_equal(
+        features[[f"encoder__z{k}" for k in range(5)]].to_numpy(),
+        np.asarray(enc.transform(X[:5, :7514]))[:, :5],
+    )
+    for k, v in enc.net_.module_.state_dict().items():
+        assert v.equal(before[k]), k  # the search never refitted the encoder
+
+
+def test_fit_age_model_on_a_frozen_encoder(reference, small_survey):
+    from skages.forest import ProbabilisticForestRegressor
+    from skages.pipeline import fit_age_model, make_age_frame, spectrum_feature_names
+
+    enc = SpectrumToPSDEncoder.from_astronn(reference[0])
+    model = fit_age_model(
+        small_survey.spectra,
+        None,
+        small_survey.labels,
+        encoder=enc,
+        forest=ProbabilisticForestRegressor(n_estimators=8, random_state=0),
+        freeze_encoder=True,
+    )
+    assert enc.output_std is False  # the caller's encoder is left as it was
+    inner = model[0].named_transformers_["encoder"].estimator
+    frame = make_age_frame(small_survey.spectra, small_survey.labels)[spectrum_feature_names()]
+    np.testing.assert_array_equal(
+        np.asarray(inner.transform(frame.iloc[:4]))[:, :5],
+        enc.transform(small_survey.spectra[:4]),
+    )
+    with pytest.raises(ValueError, match="already fitted"):
+        fit_age_model(
+            small_survey.spectra,
+            None,
+            small_survey.labels,
+            encoder=SpectrumToPSDEncoder(),
+            freeze_encoder=True,
+        )
+
+
+def test_cli_train_on_the_published_encoder_then_encode(reference, survey_file, tmp_path):
+    from skages.catalogue import read_catalogue
+    from skages.cli import main
+    from skages.io import read_survey
+
+    folder, _ = reference
+    model = tmp_path / "model.joblib"
+    argv = ["-q", "train", "--encoder", str(folder), "--survey", str(survey_file)]
+    assert main([*argv, "--n-estimators", "8", "--output", str(model)]) == 0
+    assert main([*argv, "--max-epochs", "3", "--output", str(tmp_path / "x.joblib")]) == 1
+    out = tmp_path / "latent.fits"
+    assert main(["-q", "encode", "--model", str(folder), "--spectra", str(survey_file),
+                 "--output", str(out), "--no-cuts"]) == 0  # fmt: skip
+    table = read_catalogue(out)
+    assert "LogAge" not in table.colnames
+    assert [c for c in table.colnames if c.startswith("z")] == [
+        *(f"z{k}" for k in range(5)),
+        *(f"z{k}_Error" for k in range(5)),
+    ]
+    for name in table.colnames:
+        assert table[name].description, name
+    assert str(table["z0"].unit) == "" and table["z0"].unit is not None
+    spectra = read_survey(survey_file).spectra
+    expected = SpectrumToPSDEncoder.from_astronn(folder, output_std=True).transform(spectra)
+    got = np.column_stack(
+        [table[f"z{k}"] for k in range(5)] + [table[f"z{k}_Error"] for k in range(5)]
+    )
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    # the skages model trained on top of it encodes the same
+    out2 = tmp_path / "latent2.fits"
+    assert main(["-q", "encode", "--model", str(model), "--spectra", str(survey_file),
+                 "--output", str(out2), "--no-cuts"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(read_catalogue(out2)["z3"]), np.asarray(table["z3"]))
