@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 # The constraint vocabulary of ``_parameter_constraints`` lives only in this module.
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import ValidSplit
@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 # Rows standardised at once when streaming (transform, predict_psd, score, ...): bounds the
 # peak memory of inference whatever the number of spectra.
 _BLOCK_ROWS = 512
+#: astroNN's magic number for missing values (astroNN.config.MAGIC_NUMBER)
+_ASTRONN_MAGIC = -9999.0
 _MAX_SEED = 2**31 - 1
 
 
@@ -171,6 +173,11 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         Extra skorch callbacks, copied at each fit. A pair whose name is that of a
         built-in callback (``"lr_scheduler"``, ``"early_stopping"``, ``"checkpoint"``,
         ``"epoch_log"``) replaces it; ``(name, None)`` removes it.
+    masked_fill : {"mean", "astronn"}, default="mean"
+        Value given to masked (NaN) pixels after standardising: 0, the training mean
+        (skages), or astroNN's magic number -9999 (what astroNN's ``predict_encoder``
+        and training feed the network), to reproduce astroNN on masked spectra. See
+        :doc:`/user_guide/published_code` for what -9999 does to the latents.
     output_std : bool, default=False
         If True, :meth:`transform` also returns the latent standard deviations
         ``exp(logvar / 2)`` as columns ``z0_std, ...`` after the means.
@@ -220,7 +227,8 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
     **Input preprocessing.** Pixel values above 2 are set to 1 (bad pixels of a
     continuum-normalised spectrum), each pixel is standardised with the training mean and
     standard deviation, and NaN pixels (masked) are set to 0 after standardising, i.e.
-    to the training mean. A spectrum with no finite pixel is an error, as is ``inf``.
+    to the training mean (``masked_fill="astronn"``: -9999, as astroNN does). A spectrum
+    with no finite pixel is an error, as is ``inf``.
 
     **The decoder target.** ``fit(X, psd=P)`` trains the decoder to reproduce ``P``. For
     direct use, ``fit(X, P)`` with a 2-D ``y`` of PSDs does the same. In a Pipeline
@@ -276,6 +284,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "checkpoint_dir": [str, os.PathLike, None],
         "callbacks": [list, tuple, None],
+        "masked_fill": [StrOptions({"mean", "astronn"})],
         "output_std": ["boolean"],
         "device": [str, torch.device],
         "random_state": ["random_state", np.random.Generator],
@@ -301,6 +310,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         n_iter_no_change: int = 10,
         checkpoint_dir: str | os.PathLike | None = None,
         callbacks: Sequence[Any] | None = None,
+        masked_fill: str = "mean",
         output_std: bool = False,
         device: str = "cpu",
         random_state: Any = None,
@@ -322,6 +332,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
+        self.masked_fill = masked_fill
         self.output_std = output_std
         self.device = device
         self.random_state = random_state
@@ -454,7 +465,8 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         x = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
         x = torch.where(x > 2, 1.0, x)
         x = (x - self._mean_t.to(device)) * self._inv_scale_t.to(device)
-        return torch.nan_to_num_(x, nan=0.0)
+        fill = _ASTRONN_MAGIC if getattr(self, "masked_fill", "mean") == "astronn" else 0.0
+        return torch.nan_to_num_(x, nan=fill)
 
     def _set_scaler(self, mean: np.ndarray, scale: np.ndarray) -> None:
         self.mean_ = mean

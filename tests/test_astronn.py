@@ -346,3 +346,18 @@ def test_cli_train_on_the_published_encoder_then_encode(reference, survey_file, 
     assert main(["-q", "encode", "--model", str(model), "--spectra", str(survey_file),
                  "--output", str(out2), "--no-cuts"]) == 0  # fmt: skip
     np.testing.assert_array_equal(np.asarray(read_catalogue(out2)["z3"]), np.asarray(table["z3"]))
+
+
+def test_masked_fill_astronn_feeds_the_magic_number(tiny_folder):
+    enc, folder, X = tiny_folder
+    astro = SpectrumToPSDEncoder.from_astronn(folder, masked_fill="astronn")
+    masked = X[:4].copy()
+    masked[:, [3, 40]] = np.nan
+    # astroNN puts -9999 into the standardised input: the flux that standardises to it
+    magic = X[:4].copy()
+    magic[:, [3, 40]] = astro.mean_[[3, 40]] - 9999.0 * astro.scale_[[3, 40]]
+    np.testing.assert_allclose(astro.transform(masked), astro.transform(magic), atol=1e-4)
+    # skages' default (the training mean) is another answer, and far closer to unmasked
+    default = SpectrumToPSDEncoder.from_astronn(folder).transform(masked)
+    clean = enc.transform(X[:4])
+    assert np.abs(default - clean).max() < np.abs(astro.transform(masked) - clean).max()
