@@ -176,26 +176,6 @@ def _survey(n: int, seed: int = 3):
     return s, n_train
 
 
-def _keras_adam_class():
-    import torch
-
-    class KerasAdam(torch.optim.Adam):
-        """Adam as Keras 2.11+ computes it: epsilon added to sqrt(v) before the bias
-        correction of v, i.e. PyTorch's eps = epsilon / sqrt(1 - beta2**t)."""
-
-        @torch.no_grad()
-        def step(self, closure=None):
-            for group in self.param_groups:
-                t = 1 + max(
-                    (int(self.state[p]["step"]) for p in group["params"] if p in self.state),
-                    default=0,
-                )
-                group["eps"] = group["keras_epsilon"] / (1 - group["betas"][1] ** t) ** 0.5
-            return super().step(closure)
-
-    return KerasAdam
-
-
 def mode_steps(args) -> None:
     import torch
 
@@ -241,30 +221,22 @@ def mode_steps(args) -> None:
         return _keras_to_state(keras, 2)
 
     variants = {
-        "torch Adam eps=1e-8 (skages default)": dict(cls=torch.optim.Adam, eps=1e-8),
-        "torch Adam eps=1e-7": dict(cls=torch.optim.Adam, eps=1e-7),
-        "Keras-formula Adam eps=1e-7": dict(cls=_keras_adam_class(), keras_epsilon=1e-7),
-        "Keras-formula Adam, unchunked": dict(
-            cls=_keras_adam_class(), keras_epsilon=1e-7, chunk=None
-        ),
+        "skages default (adam='keras': KerasAdam)": dict(adam="keras"),
+        "adam='pytorch' (torch.optim.Adam, eps=1e-8)": dict(adam="pytorch"),
+        "torch.optim.Adam, eps=1e-7": dict(adam="pytorch", eps=1e-7),
+        "adam='keras', unchunked gradient": dict(adam="keras", chunk=None),
     }
     Xs = np.empty(X.shape, np.float32)
     Xs[:] = init._standardise(X, torch.device("cpu")).numpy()
     Ytr = np.stack([Y, W], axis=1).astype(np.float32)
     results = {}
     for name, v in variants.items():
-        enc = SpectrumToPSDEncoder.from_astronn(folder, max_epochs=0)
+        enc = SpectrumToPSDEncoder.from_astronn(folder, max_epochs=0, lr=args.lr, adam=v["adam"])
         net = enc.net_
         net.training_chunk = v.get("chunk", net.training_chunk)
-        params = [p for p in net.module_.parameters()]
-        kwargs = {"lr": args.lr}
-        if "keras_epsilon" in v:
-            opt = v["cls"](params, **kwargs)
-            for g in opt.param_groups:
-                g["keras_epsilon"] = v["keras_epsilon"]
-        else:
-            opt = v["cls"](params, eps=v["eps"], **kwargs)
-        net.optimizer_ = opt
+        net.initialize_optimizer()  # the estimator's own optimiser (KerasAdam or Adam)
+        if "eps" in v:
+            net.optimizer_ = torch.optim.Adam(net.module_.parameters(), lr=args.lr, eps=v["eps"])
         module = net.module_
         losses, saved = [], {}
         t0 = time.perf_counter()
@@ -402,15 +374,15 @@ def mode_train(args) -> None:
 def mode_folder(args) -> None:
     from skages.encoder import SpectrumToPSDEncoder
 
-    s, n_train = _survey(200)
+    s, _ = _survey(200)
     enc = SpectrumToPSDEncoder(max_epochs=1, random_state=args.seed, output_std=True)
     enc.fit(s.spectra, psd=s.psd, psd_weight=s.psd_weight)
     work = Path(tempfile.mkdtemp(prefix="skages-folder-"))
     folder = enc.to_astronn(work / "astroNN_VEncoderDecoder")
     Z = np.random.default_rng(0).standard_normal((16, 5)).astype(np.float32)
     np.savez(work / "data.npz", X=s.spectra[:64], Z=Z)
-    _run_worker(args.astronn_python, "folder", {
-        "folder": str(folder), "data": str(work / "data.npz"), "out": str(work / "o.npz")})  # fmt: skip
+    spec = {"folder": str(folder), "data": str(work / "data.npz"), "out": str(work / "o.npz")}
+    _run_worker(args.astronn_python, "folder", spec)
     r = np.load(work / "o.npz")
     z = enc.transform(s.spectra[:64])
     print(f"astroNN load_folder on a skages-written folder ({folder}):")

@@ -33,6 +33,7 @@ from skorch.dataset import ValidSplit
 from skorch.history import History
 from tqdm.auto import tqdm
 
+from skages._optim import KerasAdam
 from skages._ved import (
     INFERENCE_CHUNK,
     VariationalEncoderDecoder,
@@ -157,6 +158,13 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         5e-5 for 6 epochs (Keras' ``ReduceLROnPlateau(patience=6)``), down to 1e-10.
     beta : float, default=1.0
         Weight of the KL term of the loss.
+    adam : {"keras", "pytorch"}, default="keras"
+        Adam's epsilon as Keras (and so astroNN, which trained the published model)
+        applies it: 1e-7 added to ``sqrt(v)`` before its bias correction
+        (:class:`skages._optim.KerasAdam`), or PyTorch's ``torch.optim.Adam`` (1e-8
+        added after). From identical weights "keras" reproduces astroNN's training
+        steps; "pytorch" departs from them by about 3 % of a step at the first step
+        (``benchmarks/bench_vs_astronn.py``).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training stars, report their loss each
         epoch, stop when it has not improved (by a relative 1e-4) for
@@ -279,6 +287,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0.0, None, closed="neither")],
         "beta": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "adam": [StrOptions({"keras", "pytorch"})],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0.0, 1.0, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -305,6 +314,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         batch_size: int = 128,
         lr: float = 5e-4,
         beta: float = 1.0,
+        adam: str = "keras",
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
@@ -327,6 +337,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.beta = beta
+        self.adam = adam
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -537,7 +548,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         return self.net_class(
             VariationalEncoderDecoder,
             criterion=torch.nn.MSELoss,  # unused: VEDNet.get_loss computes the loss
-            optimizer=torch.optim.Adam,
+            optimizer=KerasAdam if getattr(self, "adam", "keras") == "keras" else torch.optim.Adam,
             device=str(device),
             verbose=0,
             **{f"module__{k}": v for k, v in module_kwargs.items()},
@@ -982,7 +993,14 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         encoder._validate_params()
         torch_device = encoder._torch_device()
         module_kwargs = encoder._module_kwargs(model.n_pixels, model.n_psd)
-        net = encoder._make_net(module_kwargs, torch_device, beta=encoder.beta)
+        net = encoder._make_net(
+            module_kwargs,
+            torch_device,
+            beta=encoder.beta,
+            lr=encoder.lr,
+            batch_size=encoder.batch_size,
+            max_epochs=encoder.max_epochs,
+        )
         net.initialize()
         state = _keras_to_state(model.weights, len(model.encoder_filters))
         net.module_.load_state_dict(
