@@ -28,6 +28,9 @@ distance of each variant's weights from astroNN's relative to how far astroNN's 
 loss per epoch, and forests (300 trees) on the latent means of the other 30 %: RC/RGB
 accuracy, R² of ln νmax, ln mass, [α/M] and [Fe/H].
 
+``--mode schedule``: Keras' ``ReduceLROnPlateau`` with astroNN's settings and skages'
+scheduler fed the same loss curve: the epochs where each halves the learning rate.
+
 ``--mode folder``: astroNN's ``load_folder`` on a folder skages wrote, and the largest
 difference of astroNN's ``predict_encoder`` / ``predict_decoder`` from skages' outputs.
 
@@ -150,6 +153,35 @@ def _worker_folder(spec: dict) -> None:
     zm, zs, _ = m.predict_encoder(data["X"])
     psd = np.asarray(m.predict_decoder(data["Z"])).reshape(len(data["Z"]), -1)
     np.savez(spec["out"], z_mean=zm, z_std=zs, psd=psd)
+
+
+def _schedule_losses() -> np.ndarray:
+    """A loss curve that improves, plateaus within noise below min_delta, then creeps."""
+    rng = np.random.default_rng(0)
+    return np.concatenate(
+        [
+            300 - 5.0 * np.arange(10),
+            250 + 3e-5 * rng.standard_normal(30),
+            249 - 1e-4 * np.arange(10),
+        ]
+    )
+
+
+def _worker_schedule(spec: dict) -> None:
+    tf = _astronn_import()
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(1,))])
+    model.compile(optimizer=tf.keras.optimizers.Adam(5e-4), loss="mse")
+    # astroNN's ConvVAEBase.fit callback, its settings from ApokascEncoderDecoder
+    cb = tf.keras.callbacks.ReduceLROnPlateau(
+        monitor="loss", factor=0.5, min_delta=5e-5, patience=6, min_lr=1e-10, mode="min"
+    )
+    cb.set_model(model)
+    cb.on_train_begin()
+    lrs = []
+    for epoch, loss in enumerate(_schedule_losses()):
+        cb.on_epoch_end(epoch, {"loss": float(loss)})
+        lrs.append(float(model.optimizer.learning_rate.numpy()))
+    np.save(spec["out"], np.asarray(lrs))
 
 
 # ================================================================================ driver
@@ -391,14 +423,43 @@ def mode_folder(args) -> None:
           f"max |PSD| diff {np.abs(r['psd'] - enc.decode(Z)).max():.3g}")  # fmt: skip
 
 
+def mode_schedule(args) -> None:
+    import torch
+    from skorch.callbacks import LRScheduler
+
+    from skages.encoder import SpectrumToPSDEncoder
+
+    out = Path(tempfile.mkdtemp(prefix="skages-schedule-")) / "lr.npy"
+    _run_worker(args.astronn_python, "schedule", {"out": str(out)})
+    keras = np.load(out)
+    (scheduler,) = [
+        cb for name, cb in SpectrumToPSDEncoder()._callbacks() if name == "lr_scheduler"
+    ]
+    assert isinstance(scheduler, LRScheduler)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=5e-4)
+    sched = scheduler.policy(opt, **scheduler.kwargs)
+    ours = []
+    for loss in _schedule_losses():
+        sched.step(float(loss))
+        ours.append(opt.param_groups[0]["lr"])
+    ours = np.asarray(ours)
+    print(f"ReduceLROnPlateau over {len(ours)} epochs: Keras (astroNN) reduces at epochs "
+          f"{(np.flatnonzero(np.diff(keras) < 0) + 1).tolist()}, skages at "
+          f"{(np.flatnonzero(np.diff(ours) < 0) + 1).tolist()}; max relative lr difference "
+          f"{np.max(np.abs(ours - keras) / keras):.2g}")  # fmt: skip
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         spec = json.loads(Path(sys.argv[3]).read_text())
-        {"steps": _worker_steps, "fit": _worker_fit, "folder": _worker_folder}[sys.argv[2]](spec)
+        workers = {"steps": _worker_steps, "fit": _worker_fit, "folder": _worker_folder,
+                   "schedule": _worker_schedule}  # fmt: skip
+        workers[sys.argv[2]](spec)
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--astronn-python", default=os.environ.get("SKAGES_ASTRONN_PYTHON"))
-    p.add_argument("--mode", choices=("steps", "train", "folder"), default="steps")
+    p.add_argument("--mode", choices=("steps", "train", "folder", "schedule"), default="steps")
     p.add_argument("--n", type=int, default=None, help="simulated stars (70 %% train)")
     p.add_argument("--steps", type=int, default=None, help="default: one epoch")
     p.add_argument("--seed", type=int, default=0)
@@ -412,7 +473,9 @@ def main() -> None:
         p.error("give --astronn-python (the astroNN environment's python; see the docstring)")
     if args.n is None:
         args.n = 1500 if args.mode == "steps" else 5000
-    {"steps": mode_steps, "train": mode_train, "folder": mode_folder}[args.mode](args)
+    modes = {"steps": mode_steps, "train": mode_train, "folder": mode_folder,
+             "schedule": mode_schedule}  # fmt: skip
+    modes[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -361,3 +361,48 @@ def test_masked_fill_astronn_feeds_the_magic_number(tiny_folder):
     default = SpectrumToPSDEncoder.from_astronn(folder).transform(masked)
     clean = enc.transform(X[:4])
     assert np.abs(default - clean).max() < np.abs(astro.transform(masked) - clean).max()
+
+
+def test_keras_adam_is_the_keras_update():
+    import torch
+
+    from skages._optim import KerasAdam
+
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(6) * scale for scale in (1e-6, 1e-6, 1e-3, 1.0)]
+    w0 = rng.standard_normal(6)
+    p = torch.nn.Parameter(torch.tensor(w0))
+    opt = KerasAdam([p], lr=5e-4)
+    # Keras 2.11+ Adam, written out (keras/optimizers/adam.py)
+    w, m, v, lr, b1, b2, eps = w0.copy(), 0.0, 0.0, 5e-4, 0.9, 0.999, 1e-7
+    for t, g in enumerate(grads, start=1):
+        p.grad = torch.tensor(g)
+        opt.step()
+        m = m + (g - m) * (1 - b1)
+        v = v + (g**2 - v) * (1 - b2)
+        alpha = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
+        w = w - alpha * m / (np.sqrt(v) + eps)
+        np.testing.assert_allclose(p.detach().numpy(), w, rtol=0, atol=1e-12)
+    # PyTorch's own Adam is another update for small gradients
+    q = torch.nn.Parameter(torch.tensor(w0))
+    torch_opt = torch.optim.Adam([q], lr=5e-4)
+    q.grad = torch.tensor(grads[0])
+    torch_opt.step()
+    assert np.abs(q.detach().numpy() - w0).max() > 1.2 * 5e-4 * 0.24
+
+
+def test_adam_parameter_selects_the_optimiser():
+    import torch
+
+    from skages._optim import KerasAdam
+
+    rng = np.random.default_rng(0)
+    X, psd = 1 + 0.01 * rng.standard_normal((16, 32)), rng.standard_normal((16, 8))
+    small = dict(latent_dim=2, encoder_filters=(2, 2), hidden_units=2, decoder_filters=(2, 2),
+                 decoder_kernel_size=4, max_epochs=1, random_state=0)  # fmt: skip
+    keras = SpectrumToPSDEncoder(**small).fit(X, psd=psd)
+    torch_ = SpectrumToPSDEncoder(adam="pytorch", **small).fit(X, psd=psd)
+    assert type(keras.net_.optimizer_) is KerasAdam
+    assert type(torch_.net_.optimizer_) is torch.optim.Adam
+    with pytest.raises(ValueError, match="adam"):
+        SpectrumToPSDEncoder(adam="sgd", **small).fit(X, psd=psd)
