@@ -15,7 +15,7 @@ A simulated survey, a model trained on it, and the age catalogue of a larger sur
     skages simulate --n-stars 10000 --output train.h5
     skages train --survey train.h5 --max-epochs 20 --output model.joblib
     skages simulate --n-stars 100000 --no-psd --seed 1 --output survey.h5
-    skages predict --model model.joblib --spectra survey.h5 --output ages.fits
+    skages predict --model model.joblib --trust-joblib --spectra survey.h5 --output ages.fits
 
 The whole workflow on a simulated survey (the README's main job)::
 
@@ -25,9 +25,11 @@ The whole workflow on a simulated survey (the README's main job)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -42,8 +44,8 @@ examples:
   skages psd kplr009145861-*_llc.fits --output kic9145861.fits
   skages simulate --n-stars 10000 --output train.h5
   skages train --survey train.h5 --max-epochs 20 --output model.joblib
-  skages predict --model model.joblib --spectra survey.h5 --output ages.fits
-  skages predict --model model.joblib --spectra apStar/ --labels allStar.fits \\
+  skages predict --model model.joblib --trust-joblib --spectra survey.h5 --output ages.fits
+  skages predict --model model.joblib --trust-joblib --spectra apStar/ --labels allStar.fits \\
       --output ages.fits --dask
 
 Run 'skages COMMAND --help' for the options of each command.
@@ -99,6 +101,10 @@ def _run_psd(args: argparse.Namespace) -> int:
 
     if args.example == bool(args.files):
         raise SystemExit("skages psd: give light curve files or --example (not both, not neither)")
+    suffix = args.output.suffix.lower()
+    fmt = {".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(suffix)
+    if fmt is None:  # checked before the light curves are read
+        raise SystemExit(f"skages psd: --output must end in .fits, .ecsv or .csv; got {suffix!r}")
     if args.example:
         from skages._data import bundled_path
 
@@ -106,7 +112,8 @@ def _run_psd(args: argparse.Namespace) -> int:
         star = "KIC 11618103"
     else:
         files = args.files
-        star = files[0].name
+        star = _star_name(files)
+    _single_lightkurve_messages()
     logger.info("reading %d file(s) for %s", len(files), star)
     lc = seismology.read_kepler_lightcurve(files, flux_column=args.flux_column)
     log_psd = seismology.lightcurve_to_psd(lc, method=args.method)
@@ -136,10 +143,6 @@ def _run_psd(args: argparse.Namespace) -> int:
     )
     for i, f in enumerate(files[:99]):
         table.meta[f"FILE{i + 1}"] = Path(f).name
-    suffix = args.output.suffix.lower()
-    fmt = {".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(suffix)
-    if fmt is None:
-        raise SystemExit(f"skages psd: --output must end in .fits, .ecsv or .csv; got {suffix!r}")
     with atomic_path(args.output) as tmp:
         table.write(tmp, format=fmt)
     print(f"{star}: νmax ≈ {numax:.1f} µHz; PSD written to {args.output}")
@@ -158,6 +161,35 @@ def _run_psd(args: argparse.Namespace) -> int:
         plt.close(ax.figure)
         print(f"figure written to {args.plot}")
     return 0
+
+
+def _star_name(files: Sequence[Path]) -> str:
+    """The star's name: ``KIC n`` from a Kepler file's header, else the first file's name."""
+    from astropy.io import fits
+
+    first = Path(files[0])
+    try:
+        header = fits.getheader(first)
+    except (OSError, ValueError):  # a text light curve, or not a file at all
+        return first.name
+    if header.get("KEPLERID") is not None:
+        return f"KIC {int(header['KEPLERID'])}"
+    return str(header.get("OBJECT") or first.name).strip()
+
+
+def _single_lightkurve_messages() -> None:
+    """Let lightkurve's log records reach the user once, through the command's handler.
+
+    lightkurve gives its logger a handler of its own; records then also propagate to
+    the root handler of :func:`main`, and each message is printed twice.
+    """
+    try:
+        import lightkurve  # noqa: F401  (the import attaches lightkurve's handler)
+    except ImportError:  # the reader raises the helpful error itself
+        return
+    lk_logger = logging.getLogger("lightkurve")
+    for handler in list(lk_logger.handlers):
+        lk_logger.removeHandler(handler)
 
 
 # ------------------------------------------------------------------ simulate
@@ -195,11 +227,23 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n-jobs", type=_positive_int, default=1, help="worker processes")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument(
+        "--restart", action="store_true", help="discard an interrupted run's OUTPUT.partial"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_run_simulate)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from skages._lock import output_lock
+
+    if args.resume and args.restart:
+        raise ValueError("give --resume or --restart, not both")
+    with output_lock(args.output):  # a second run on this output fails at once
+        return _simulate(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
     from skages.datasets import write_apokasc
 
     partial = args.output.with_name(args.output.name + ".partial")
@@ -216,6 +260,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             raw_flux=args.raw_flux,
             overwrite=args.overwrite,
             resume=args.resume,
+            restart=args.restart,
             n_jobs=args.n_jobs,
             verbose=0 if args.quiet else 1,
             random_state=args.seed,
@@ -297,7 +342,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
     p.add_argument(
         "--test-size",
-        type=float,
+        type=_fraction,
         help="hold out this fraction of the stars for 'skages evaluate' (default: none)",
     )
     p.add_argument("--device", help="PyTorch device of the encoder (default cpu)")
@@ -308,6 +353,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="a trained encoder (astroNN model folder such as astroNN_VEncoderDecoder/, or "
         "a skages model file): train the forest only, on top of it (no PSDs needed)",
     )
+    _add_trust_options(p)  # for an --encoder model file
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.set_defaults(func=_run_train)
 
@@ -445,8 +491,14 @@ def _read_ages(path: Path):
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:  # holds the output's lock until the model is saved
+        return _train(args, stack)
+
+
+def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     import numpy as np
 
+    from skages._lock import output_lock
     from skages.encoder import SpectrumToPSDEncoder
     from skages.forest import ProbabilisticForestRegressor
     from skages.persistence import save_model, training_summary
@@ -467,8 +519,20 @@ def _run_train(args: argparse.Namespace) -> int:
     output = Path(output)
     if output.suffix.lower() not in (".joblib", ".pkl", ".skops"):
         raise ValueError(f"--output must end in .joblib or .skops; got {output.name!r}")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(
+            f"the folder {output.parent} for the model {output.name} does not exist; create it"
+        )
+    if output.suffix.lower() == ".skops":
+        _check_module("skops", "skops", f"saving the model as {output.name}")
+    stack.enter_context(output_lock(output))  # a second run on this output fails at once
     if output.exists() and not (args.overwrite or settings.get("overwrite")):
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    test_size = settings.get("test_size")
+    if test_size is not None and not (
+        isinstance(test_size, (int, float)) and 0.0 < float(test_size) < 1.0
+    ):
+        raise ValueError(f"test_size must be a fraction between 0 and 1; got {test_size!r}")
     seed = int(settings.get("seed", 0))
     enc_params = {"random_state": seed, **config.get("encoder", {})}
     for flag, param in (
@@ -501,7 +565,7 @@ def _run_train(args: argparse.Namespace) -> int:
                 f"--encoder trains the forest only; {given or '[encoder] settings'} would set "
                 "the encoder's training"
             )
-        encoder = _load_encoder(args.encoder)
+        encoder = _load_encoder(args.encoder, args)
         spectra, labels, source = _forest_training_data(data)
         psd = weight = None
         source["encoder"] = str(args.encoder)
@@ -552,7 +616,7 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_encoder(path: Path):
+def _load_encoder(path: Path, args: argparse.Namespace):
     """A fitted encoder from an astroNN model folder or a skages model file."""
     from sklearn.frozen import FrozenEstimator
     from sklearn.pipeline import Pipeline
@@ -564,7 +628,8 @@ def _load_encoder(path: Path):
         return SpectrumToPSDEncoder.from_astronn(path, output_std=True)
     if not path.exists():
         raise FileNotFoundError(f"no such encoder (astroNN folder or model file): {path}")
-    model, _ = load_model(path)
+    _check_model_trust(argparse.Namespace(model=path, trust_joblib=args.trust_joblib))
+    model, _ = load_model(path, trusted=args.trust)
     if isinstance(model, Pipeline) and "features" in model.named_steps:
         model = model.named_steps["features"].named_transformers_.get("encoder")
     if isinstance(model, FrozenEstimator):
@@ -657,10 +722,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "examples:\n"
-            "  skages predict --model model.joblib --spectra survey.h5 --output ages.fits\n"
-            "  skages predict --model model.joblib --spectra apStar/ --labels allStar.fits \\\n"
+            "  skages predict --model model.joblib --trust-joblib --spectra survey.h5 \\\n"
+            "      --output ages.fits\n"
+            "  skages predict --model model.skops --spectra apStar/ --labels allStar.fits \\\n"
             "      --output ages.parquet --cuts latent_snr_min=50\n"
-            "  skages predict --model model.joblib --spectra survey.h5 --output ages.fits \\\n"
+            "  skages predict --model model.skops --spectra survey.h5 --output ages.fits \\\n"
             "      --scheduler tcp://10.0.0.5:8786\n\n"
             "cuts (NAME=VALUE, 'none' switches one off): latent_logg_min=1.5 "
             "latent_logg_max=3.6\n  latent_snr_min=30 age_logg_min=2.5 "
@@ -691,6 +757,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keep-progress", action="store_true", help="keep OUTPUT.progress after success"
     )
+    _add_trust_options(p)
     p.set_defaults(func=_run_predict)
 
 
@@ -700,6 +767,12 @@ def _run_predict(args: argparse.Namespace) -> int:
     base = CatalogueCuts.none() if args.no_cuts else CatalogueCuts()
     cuts = CatalogueCuts.from_strings(args.cuts, base=base)
     scheduler = args.scheduler or ("local" if args.dask else None)
+    fmt = args.format or {".parquet": "parquet", ".pq": "parquet"}.get(args.output.suffix.lower())
+    if fmt == "parquet":
+        _check_module("pyarrow", "parquet", f"writing {args.output.name} (Parquet)")
+    if scheduler is not None:
+        _check_module("distributed", "dask", "running on Dask (--dask, --scheduler)")
+    _check_model_trust(args)
     try:
         result = predict_catalogue(
             args.model,
@@ -714,6 +787,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             restart=args.restart,
             keep_progress=args.keep_progress,
+            trusted=args.trust,
             verbose=0 if args.quiet else 1,
         )
     except (TypeError, ImportError) as exc:
@@ -776,6 +850,7 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--restart", action="store_true", help="discard finished chunks of a different run"
     )
+    _add_trust_options(p)
     p.set_defaults(func=_run_encode)
 
 
@@ -786,6 +861,8 @@ def _run_encode(args: argparse.Namespace) -> int:
     cuts = CatalogueCuts.from_strings(args.cuts, base=base)
     if not args.model.exists():
         raise FileNotFoundError(f"no such model (astroNN folder or model file): {args.model}")
+    if not args.model.is_dir():
+        _check_model_trust(args)
     try:
         result = predict_catalogue(
             args.model,
@@ -796,6 +873,7 @@ def _run_encode(args: argparse.Namespace) -> int:
             format=args.format,
             cuts=cuts,
             latent_only=True,
+            trusted=args.trust,
             overwrite=args.overwrite,
             restart=args.restart,
             verbose=0 if args.quiet else 1,
@@ -842,6 +920,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline models")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seeds auxiliary forests")
     p.add_argument("--n-jobs", type=_positive_int, help="threads of the auxiliary forests")
+    _add_trust_options(p)
     p.set_defaults(func=_run_evaluate)
 
 
@@ -860,6 +939,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for path in (args.model, args.survey, args.test_survey):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"no such file: {path}")
+    _check_model_trust(args)
     report = evaluate_saved_model(
         args.model,
         args.survey,
@@ -868,6 +948,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         random_state=args.seed,
         n_jobs=args.n_jobs,
+        trusted=args.trust,
     )
     import matplotlib.pyplot as plt
 
@@ -888,8 +969,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="the whole workflow on a simulated survey: model, catalogue, report",
         description=(
             "Simulate an APOKASC-like survey with spectra and Kepler PSDs, train the "
-            "encoder and the age forest on 70 %% of it, write the age catalogue of the "
-            "whole survey and the evaluation report on the held-out 30 %%. About 20 "
+            "encoder and the age forest on 70 % of it, write the age catalogue of the "
+            "whole survey and the evaluation report on the held-out 30 %. About 20 "
             f"minutes on 2 CPU cores with the defaults ({DEMO_MAX_EPOCHS} encoder epochs; "
             f"the paper used {PAPER_MAX_EPOCHS}). A rerun reuses finished steps."
         ),
@@ -911,12 +992,17 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         default=DEMO_MAX_EPOCHS,
         help=f"encoder epochs (default {DEMO_MAX_EPOCHS}; the paper: {PAPER_MAX_EPOCHS})",
     )
-    p.add_argument("--test-size", type=float, default=0.3, help="held-out fraction (0.3)")
+    p.add_argument("--test-size", type=_fraction, default=0.3, help="held-out fraction (0.3)")
     p.add_argument("--n-estimators", type=_positive_int, default=100, help="forest trees")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="PyTorch device of the encoder (cpu)")
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline models")
     p.add_argument("--n-jobs", type=_positive_int, help="simulation processes, forest threads")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the unfinished work of an earlier run (survey, catalogue chunks)",
+    )
     p.set_defaults(func=_run_demo)
 
 
@@ -944,6 +1030,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         device=args.device,
         baselines=not args.no_baselines,
         n_jobs=args.n_jobs,
+        restart=args.restart,
         verbose=0 if args.quiet else 1,
     )
     minutes = sum(result.timings.values()) / 60
@@ -962,19 +1049,125 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- helpers
 
+#: Environment variable that trusts every ``.joblib`` model, like ``--trust-joblib``.
+TRUST_JOBLIB_ENV = "SKAGES_TRUST_JOBLIB"
+
+
+def _add_trust_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-joblib",
+        action="store_true",
+        help=(
+            "load a .joblib model: it is a pickle, and loading a pickle runs any code it "
+            f"holds; only for your own files (or set {TRUST_JOBLIB_ENV}=1)"
+        ),
+    )
+    p.add_argument(
+        "--trust",
+        action="append",
+        metavar="TYPE",
+        help="trust this type in a .skops model (exact name; repeatable)",
+    )
+
+
+def _check_model_trust(args: argparse.Namespace) -> None:
+    """Refuse a pickle-based model unless the user said they trust it."""
+    suffix = Path(args.model).suffix.lower()
+    if suffix not in (".joblib", ".pkl"):
+        return
+    if args.trust_joblib or os.environ.get(TRUST_JOBLIB_ENV, "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+    ):
+        return
+    raise ValueError(
+        f"{args.model} is a joblib (pickle) file, and loading a pickle runs any code it "
+        f"holds; pass --trust-joblib (or set {TRUST_JOBLIB_ENV}=1) if you wrote it or trust "
+        "its author, or use a .skops model"
+    )
+
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _int(text, "a non-negative integer")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text}")
     return value
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    """A held-out fraction strictly between 0 and 1 (``--test-size``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number between 0 and 1; got {text!r}"
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive); got {text}")
+    return value
+
+
+#: Commands whose ``--output`` is a file in an existing folder (evaluate and demo create
+#: their output folder).
+_FILE_OUTPUTS = ("psd", "simulate", "train", "predict")
+
+
+def _check_output_folders(args: argparse.Namespace) -> None:
+    """Name a missing output folder before any work (not a raw errno after it)."""
+    if args.command not in _FILE_OUTPUTS:
+        return
+    for flag in ("output", "plot"):
+        path = getattr(args, flag, None)
+        if path is None:
+            continue
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"--{flag} {path}: the folder {folder} does not exist; create it first "
+                f"(mkdir -p {folder})"
+            )
+
+
+def _check_module(module: str, extra: str, what: str) -> None:
+    """Raise a one-line error naming the extra to install if ``module`` is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"{what} needs {module}, which is not installed: pip install 'skages[{extra}]'"
+        )
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Log records written with ``tqdm.write``: a record never shares a line with a bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # the logging module's contract: never raise from emit
+            self.handleError(record)
+
+
+def _plain_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one log line: its category and message, not a source line."""
+    return f"{category.__name__}: {message}"
 
 
 #: Subcommands, in the order of ``skages --help``: each adds its parser (with
@@ -1019,19 +1212,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = (
         logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     )
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = _TqdmHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.captureWarnings(True)  # library warnings become log lines, not tracebacks-lookalikes
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _plain_warning
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        _check_output_folders(args)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except (ValueError, FileNotFoundError, OSError, ImportError) as exc:
         logger.debug("skages %s failed", args.command, exc_info=True)
         print(f"skages {args.command}: error: {exc}", file=sys.stderr)
         return 1
     finally:
         logging.captureWarnings(False)
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -319,7 +319,7 @@ def test_cli_train_on_the_published_encoder_then_encode(reference, survey_file, 
     from skages.io import read_survey
 
     folder, _ = reference
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.skops"
     argv = ["-q", "train", "--encoder", str(folder), "--survey", str(survey_file)]
     assert main([*argv, "--n-estimators", "8", "--output", str(model)]) == 0
     assert main([*argv, "--max-epochs", "3", "--output", str(tmp_path / "x.joblib")]) == 1

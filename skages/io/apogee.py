@@ -9,6 +9,7 @@ stacked in a :class:`~sklearn.utils.Bunch`. :func:`read_allstar` returns an
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -33,6 +34,37 @@ PathLike = str | os.PathLike
 
 #: TELESCOP values of APOGEE spectra (2.5-m at APO and LCO, 1-m at APO).
 _APOGEE_TELESCOPES = {"apo25m", "lco25m", "apo1m"}
+
+
+def _names_the_file(what: str):
+    """Make every failure of reading the file one ``ValueError`` that names the file.
+
+    A truncated or damaged FITS file fails in many ways (astropy's ``TypeError: buffer
+    is too small``, ``OSError``, ``KeyError``, ``IndexError``, zlib errors of a bad
+    ``.gz``, ...); the caller sees one error type with the path. A missing file stays a
+    ``FileNotFoundError``.
+    """
+
+    def decorate(read):
+        @functools.wraps(read)
+        def wrapper(path, *args, **kwargs):
+            try:
+                return read(path, *args, **kwargs)
+            except (FileNotFoundError, MemoryError):
+                raise
+            except ValueError as exc:
+                if str(path) in str(exc):
+                    raise
+                raise ValueError(f"{path}: {exc}") from exc
+            except Exception as exc:
+                raise ValueError(
+                    f"{path} is not a readable {what} file (damaged or truncated?): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+        return wrapper
+
+    return decorate
 
 
 def _fits_open(path: PathLike, what: str):
@@ -203,6 +235,7 @@ def _native(arr: np.ndarray, dtype: Any) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("="))
 
 
+@_names_the_file("apStar")
 def read_apstar(
     path: PathLike, *, visit: Literal["combined", "global"] | int = "combined"
 ) -> ApogeeSpectrum:
@@ -228,9 +261,9 @@ def read_apstar(
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it is not FITS, comes from another survey (e.g. a Kepler light
-        curve), lacks the flux / uncertainty / bitmask HDUs, has the wrong pixel
-        count, or is an aspcapStar file.
+        If it is not FITS, is damaged or truncated, comes from another survey (e.g. a
+        Kepler light curve), lacks the flux / uncertainty / bitmask HDUs, has the wrong
+        pixel count, or is an aspcapStar file. The message names the file.
     """
     path = Path(path)
     with _fits_open(path, "apStar") as hdul:
@@ -275,6 +308,7 @@ def read_apstar(
         )
 
 
+@_names_the_file("aspcapStar")
 def read_aspcapstar(path: PathLike) -> ApogeeSpectrum:
     """Read an APOGEE aspcapStar file (ASPCAP's normalised spectrum of one star).
 
@@ -295,8 +329,9 @@ def read_aspcapstar(path: PathLike) -> ApogeeSpectrum:
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it is not FITS, comes from another survey, lacks HDUs 1-3, has the
-        wrong pixel count, or is an apStar file.
+        If it is not FITS, is damaged or truncated, comes from another survey, lacks
+        HDUs 1-3, has the wrong pixel count, or is an apStar file. The message names the
+        file.
     """
     path = Path(path)
     with _fits_open(path, "aspcapStar") as hdul:
@@ -346,6 +381,7 @@ def read_aspcapstar(path: PathLike) -> ApogeeSpectrum:
         )
 
 
+@_names_the_file("APOGEE spectrum")
 def _detect_kind(path: Path) -> str:
     with _fits_open(path, "APOGEE spectrum") as hdul:
         if len(hdul) > 3 and hdul[3].is_image and hdul[3].data is not None:
@@ -415,10 +451,10 @@ def read_apogee_spectra(
             spec = (
                 read_apstar(path, visit=visit) if this_kind == "apStar" else read_aspcapstar(path)
             )
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # the readers name the file; anything else, too
             if on_error == "raise":
                 raise
-            out.errors[i] = str(exc)
+            out.errors[i] = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             logger.warning("could not read %s: %s", path, exc)
             continue
         out.flux[i] = spec.flux
@@ -466,6 +502,7 @@ def _as_str_array(values: Any) -> np.ndarray:
     return np.char.strip(arr.astype(str))
 
 
+@_names_the_file("allStar")
 def read_allstar(
     path: PathLike, *, columns: Sequence[str] | Literal["all"] | None = None, hdu: int = 1
 ):
@@ -497,7 +534,8 @@ def read_allstar(
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it is not FITS, HDU ``hdu`` is not a table, or required columns are missing.
+        If it is not FITS, is damaged, HDU ``hdu`` is not a table, or required columns
+        are missing. The message names the file.
     """
     from astropy.table import Table
 

@@ -115,8 +115,11 @@ def read_apokasc2(path: PathLike | None = None):
         raise FileNotFoundError(f"APOKASC-2 file not found: {path}")
     try:
         df = pd.read_csv(path, sep="\t", dtype={"2MASS": str, "ES": str, "Note": str})
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise ValueError(f"{path} is not the tab-separated APOKASC-2 Table 5: {exc}") from exc
+    except Exception as exc:  # bad text, a truncated or damaged .gz (EOFError, zlib, ...)
+        raise ValueError(
+            f"{path} is not a readable tab-separated APOKASC-2 Table 5: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     needed = [*_APOKASC2_VALUES, *_APOKASC2_FRACTIONAL, "ES", "S LogageP", "S LogageM", "Note"]
     missing = [c for c in needed if c not in df.columns]
     if missing:
