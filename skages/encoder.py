@@ -179,6 +179,9 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         5e-5 for 6 epochs (Keras' ``ReduceLROnPlateau(patience=6)``), down to 1e-10.
     beta : float, default=1.0
         Weight of the KL term of the loss.
+    drop_last : bool, default=False
+        Drop each epoch's last, partial batch, as astroNN does (it runs
+        ``n_samples // batch_size`` steps an epoch).
     adam : {"keras", "pytorch"}, default="keras"
         Adam's epsilon as Keras (and so astroNN, which trained the published model)
         applies it: 1e-7 added to ``sqrt(v)`` before its bias correction
@@ -309,6 +312,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         "lr": [Interval(numbers.Real, 0.0, None, closed="neither")],
         "beta": [Interval(numbers.Real, 0.0, None, closed="left")],
         "adam": [StrOptions({"keras", "pytorch"})],
+        "drop_last": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0.0, 1.0, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -336,6 +340,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         lr: float = 5e-4,
         beta: float = 1.0,
         adam: str = "keras",
+        drop_last: bool = False,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
@@ -359,6 +364,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         self.lr = lr
         self.beta = beta
         self.adam = adam
+        self.drop_last = drop_last
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -642,6 +648,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
             train_split=train_split,
             callbacks=self._callbacks(),
             iterator_train__shuffle=True,
+            iterator_train__drop_last=bool(self.drop_last),
             iterator_train__generator=torch.Generator().manual_seed(seed_shuffle),
             # DataLoader draws a base seed per epoch even without shuffling
             iterator_valid__generator=torch.Generator().manual_seed(seed_split),

@@ -406,3 +406,15 @@ def test_adam_parameter_selects_the_optimiser():
     assert type(torch_.net_.optimizer_) is torch.optim.Adam
     with pytest.raises(ValueError, match="adam"):
         SpectrumToPSDEncoder(adam="sgd", **small).fit(X, psd=psd)
+
+
+def test_drop_last_runs_astronn_steps_per_epoch():
+    rng = np.random.default_rng(0)
+    X, psd = 1 + 0.01 * rng.standard_normal((20, 32)), rng.standard_normal((20, 8))
+    small = dict(latent_dim=2, encoder_filters=(2, 2), hidden_units=2, decoder_filters=(2, 2),
+                 decoder_kernel_size=4, max_epochs=2, batch_size=8, random_state=0)  # fmt: skip
+    kept = SpectrumToPSDEncoder(**small).fit(X, psd=psd)
+    dropped = SpectrumToPSDEncoder(drop_last=True, **small).fit(X, psd=psd)
+    sizes = [[b["train_batch_size"] for b in row["batches"]] for row in dropped.net_.history]
+    assert sizes == [[8, 8], [8, 8]]  # 20 // 8 steps, as astroNN
+    assert [len(row["batches"]) for row in kept.net_.history] == [3, 3]
