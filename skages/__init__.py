@@ -65,6 +65,8 @@ _LAZY: dict[str, str] = {
     "SurveyReader": "io",
     "write_survey": "io",
     "read_survey": "io",
+    "read_astronn_model": "io",
+    "write_astronn_model": "io",
     # datasets: the simulated APOKASC-like survey
     "make_apokasc": "datasets",
     "iter_apokasc": "datasets",

@@ -40,6 +40,7 @@ identity and is recorded in the output.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import enum
 import hashlib
@@ -263,7 +264,9 @@ class CatalogueCuts:
 # ----------------------------------------------------------------------- the data model
 
 
-def catalogue_columns(latent_dim: int = 5) -> list[tuple[str, str | None, str]]:
+def catalogue_columns(
+    latent_dim: int = 5, *, ages: bool = True
+) -> list[tuple[str, str | None, str]]:
     """The catalogue's columns: (name, astropy unit string or None, description).
 
     The paper's Table 1 (APOGEE_ID … Age_Error), plus the latent σ (``z0_Error`` …),
@@ -274,6 +277,9 @@ def catalogue_columns(latent_dim: int = 5) -> list[tuple[str, str | None, str]]:
     ----------
     latent_dim : int, default=5
         Dimension of the model's latent space.
+    ages : bool, default=True
+        Include the age columns (``LogAge`` … ``Age_Error``); False gives the
+        latent-only catalogue of ``skages encode``.
 
     Returns
     -------
@@ -297,20 +303,23 @@ def catalogue_columns(latent_dim: int = 5) -> list[tuple[str, str | None, str]]:
         cols.append((f"z{k}", "", f"latent coordinate {k} (posterior mean)"))
     for k in range(latent_dim):
         cols.append((f"z{k}_Error", "", f"latent coordinate {k}: posterior 1-sigma"))
+    if ages:
+        cols += [
+            ("LogAge", "dex(Gyr)", "log10 of the age in Gyr"),
+            ("LogAge_Error", "dex", "1-sigma uncertainty of LogAge (dex)"),
+            ("Age", "Gyr", "age, 10**LogAge (Gyr)"),
+            ("Age_Error", "Gyr", "1-sigma of Age, ln(10) Age LogAge_Error (Gyr)"),
+        ]
     cols += [
-        ("LogAge", "dex(Gyr)", "log10 of the age in Gyr"),
-        ("LogAge_Error", "dex", "1-sigma uncertainty of LogAge (dex)"),
-        ("Age", "Gyr", "age, 10**LogAge (Gyr)"),
-        ("Age_Error", "Gyr", "1-sigma of Age, ln(10) Age LogAge_Error (Gyr)"),
         ("SKAGES_FLAG", None, "why latent or age is NaN (bits: see FLAGn keywords)"),
         (_TRAINING_COLUMN, None, "1: the model was trained on this star (see INTRAIN)"),
     ]
     return cols
 
 
-def _empty_columns(n: int, latent_dim: int) -> dict[str, np.ndarray]:
+def _empty_columns(n: int, latent_dim: int, ages: bool = True) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
-    for name, _, _ in catalogue_columns(latent_dim):
+    for name, _, _ in catalogue_columns(latent_dim, ages=ages):
         if name in _ID_COLUMNS:
             out[name] = np.full(n, "", dtype="U1")
         elif name in (*_FLAG_COLUMNS, "SKAGES_FLAG", _TRAINING_COLUMN):
@@ -382,6 +391,17 @@ class _Predictor:
             "model must be the fitted age Pipeline of skages.pipeline.fit_age_model / "
             "make_age_pipeline (steps 'features' with an 'encoder', and 'forest')"
         )
+        if isinstance(model, SpectrumToPSDEncoder):  # latent-only catalogue
+            check_is_fitted(model, "net_")
+            self.model = self.encoder = model
+            self.forest = None
+            self.feature_names = self.latent_names = []
+            self.label_names = []
+            self.latent_dim = int(model.latent_dim)
+            self.n_pixels = int(model.n_features_in_)
+            if not model.output_std:
+                raise TypeError("the encoder of a latent catalogue needs output_std=True")
+            return
         if not isinstance(model, Pipeline) or "features" not in model.named_steps:
             raise TypeError(f"{help_}; got {type(model).__name__}")
         features = model.named_steps["features"]
@@ -441,11 +461,22 @@ def _model_id(model: Any, path: Path | None) -> dict[str, Any]:
     return {"model": type(model).__name__, "model_sha256": "joblib:" + joblib.hash(model)}
 
 
+def _encoder_class() -> type:
+    from skages.encoder import SpectrumToPSDEncoder
+
+    return SpectrumToPSDEncoder
+
+
 def _load(model: Any, trusted: Sequence[str] | None = None) -> tuple[Any, Path | None, dict]:
     if isinstance(model, (str, os.PathLike)):
         from skages.persistence import load_model
 
         path = Path(model)
+        if path.is_dir():  # an astroNN model folder
+            from skages.io.astronn import WEIGHTS_FILE
+
+            fitted = _encoder_class().from_astronn(path, output_std=True)
+            return fitted, path / WEIGHTS_FILE, {"source": "astroNN folder"}
         fitted, meta = load_model(path, trusted=None if trusted is None else list(trusted))
         return fitted, path, meta
     return model, None, {}
@@ -758,7 +789,8 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
     predictor = model if isinstance(model, _Predictor) else _Predictor(model)
     labels = task.labels
     n = len(labels)
-    cols = _empty_columns(n, predictor.latent_dim)
+    has_ages = predictor.forest is not None
+    cols = _empty_columns(n, predictor.latent_dim, ages=has_ages)
     for name in _ID_COLUMNS:
         cols[name] = _str_array(labels[name].to_numpy())
     for name in _FLAG_COLUMNS:
@@ -790,8 +822,8 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
         ok_labels = np.isfinite(model_labels).all(axis=1) & ~(model_labels[:, errors] < 0).any(
             axis=1
         )
-    in_age = cuts._age(logg)
-    flags[latent_rows & ~in_age] |= CatalogueFlag.AGE_CUT
+    in_age = cuts._age(logg) if has_ages else np.zeros(n, dtype=bool)
+    flags[latent_rows & ~in_age & has_ages] |= CatalogueFlag.AGE_CUT
     flags[latent_rows & in_age & ~ok_labels] |= CatalogueFlag.NO_MODEL_LABELS
     age_rows = latent_rows & in_age & ok_labels
 
@@ -816,8 +848,9 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
             flags[where[failed_age]] |= CatalogueFlag.MODEL_FAILED
             cols["LogAge"][where] = res[:, 0]
             cols["LogAge_Error"][where] = res[:, 1]
-    cols["Age"] = 10.0 ** cols["LogAge"]
-    cols["Age_Error"] = np.log(10.0) * cols["Age"] * cols["LogAge_Error"]
+    if has_ages:
+        cols["Age"] = 10.0 ** cols["LogAge"]
+        cols["Age_Error"] = np.log(10.0) * cols["Age"] * cols["LogAge_Error"]
     cols["SKAGES_FLAG"] = flags
     cols[_SPECTRA_SHA256] = spectra_digest  # stored in the chunk's metadata, not a column
     return cols
@@ -1231,15 +1264,17 @@ def _provenance(model_info, describe, cuts, chunk_size, counts) -> dict[str, Any
     return prov
 
 
-def _table(columns: Mapping[str, np.ndarray], latent_dim: int, provenance: Mapping):
+def _table(
+    columns: Mapping[str, np.ndarray], latent_dim: int, provenance: Mapping, ages: bool = True
+):
     from astropy.table import Table
 
-    spec = catalogue_columns(latent_dim)
+    spec = catalogue_columns(latent_dim, ages=ages)
     table = Table(
         [columns[name] for name, _, _ in spec], names=[n for n, _, _ in spec], copy=False
     )
     for name, unit, description in spec:
-        if unit:
+        if unit is not None:
             table[name].unit = unit
         table[name].description = description
     table.meta.update(provenance)
@@ -1273,7 +1308,7 @@ def _write_fits(table, path: Path) -> None:
         hdu.header.add_comment(_SIMULATED_NOTE)
     for card in _unit_comments(table):
         hdu.header.add_comment(card)
-    hdu.header["EXTNAME"] = "AGES"
+    hdu.header["EXTNAME"] = "AGES" if "LogAge" in table.colnames else "LATENT"
     primary = fits.PrimaryHDU()
     primary.header["ORIGIN"] = f"skages {__version__}"
     with warnings.catch_warnings():
@@ -1356,10 +1391,13 @@ def read_catalogue(path: str | os.PathLike, format: str | None = None):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with fits.open(path, checksum=True) as hdul:
-                if "AGES" not in hdul:
-                    raise ValueError(f"{path} is not a skages catalogue (no AGES extension)")
-                header = hdul["AGES"].header
-                table = Table(hdul["AGES"].data, copy=True)
+                ext = "AGES" if "AGES" in hdul else "LATENT"
+                if ext not in hdul:
+                    raise ValueError(
+                        f"{path} is not a skages catalogue (no AGES or LATENT extension)"
+                    )
+                header = hdul[ext].header
+                table = Table(hdul[ext].data, copy=True)
         damaged = [str(w.message) for w in caught if "sum" in str(w.message).lower()]
         if damaged:
             raise OSError(f"{path} is damaged: {damaged[0]}")
@@ -1391,10 +1429,11 @@ def read_catalogue(path: str | os.PathLike, format: str | None = None):
                 table[col["name"]].description = col["description"]
         table.meta.update(info.get("meta", {}))
     latent_dim = sum(1 for n in table.colnames if re.fullmatch(r"z\d+", n))
-    for name, unit, description in catalogue_columns(latent_dim):
+    ages = "LogAge" in table.colnames
+    for name, unit, description in catalogue_columns(latent_dim, ages=ages):
         if name not in table.colnames:
             raise ValueError(f"{path} is not a skages catalogue: no column {name!r}")
-        if unit:
+        if unit is not None:
             table[name].unit = u.Unit(unit)
         table[name].description = description
         if table[name].dtype.kind in "SO":
@@ -1432,6 +1471,7 @@ def predict_catalogue(
     scheduler: Any = None,
     n_workers: int | None = None,
     bad_pixel_fill: float = float("nan"),
+    latent_only: bool = False,
     overwrite: bool = False,
     restart: bool = False,
     keep_progress: bool = False,
@@ -1443,9 +1483,11 @@ def predict_catalogue(
 
     Parameters
     ----------
-    model : Pipeline or path-like
-        The fitted age model (:func:`skages.pipeline.fit_age_model`) or a file written by
-        :func:`skages.persistence.save_model`.
+    model : Pipeline, SpectrumToPSDEncoder or path-like
+        The fitted age model (:func:`skages.pipeline.fit_age_model`), a file written by
+        :func:`skages.persistence.save_model`, or, for a latent-only catalogue, a fitted
+        encoder or an astroNN model folder (read with
+        :meth:`~skages.encoder.SpectrumToPSDEncoder.from_astronn`).
     spectra : path-like
         A skages HDF5 survey collection with a ``spectra`` array (continuum-normalised,
         7514 pixels), or a folder of apStar / aspcapStar files (searched recursively;
@@ -1476,6 +1518,10 @@ def predict_catalogue(
     bad_pixel_fill : float, default=NaN
         For spectrum files: normalised flux of pixels with a bad APOGEE_PIXMASK bit
         (NaN = masked, skages' convention and the simulator's).
+    latent_only : bool, default=False
+        Write the latent columns only (``z0`` … and ``z0_Error`` …, no age columns, the
+        FITS extension ``LATENT``), from the model's encoder; implied when ``model`` is
+        an encoder or an astroNN folder. Age cuts and labels are then not needed.
     overwrite : bool, default=False
         Replace an existing ``output``.
     restart : bool, default=False
@@ -1537,18 +1583,24 @@ def predict_catalogue(
             labels=labels, chunk_size=chunk_size, cuts=cuts, scheduler=scheduler,
             n_workers=n_workers, bad_pixel_fill=bad_pixel_fill, restart=restart,
             keep_progress=keep_progress, verbose=verbose, trusted=trusted,
+            latent_only=latent_only,
         )  # fmt: skip
 
 
 def _predict_catalogue_locked(
     model, spectra, output, fmt, folder, t0, *, labels, chunk_size, cuts, scheduler,
-    n_workers, bad_pixel_fill, restart, keep_progress, verbose, trusted,
+    n_workers, bad_pixel_fill, restart, keep_progress, verbose, trusted, latent_only,
 ) -> Bunch:  # fmt: skip
     """:func:`predict_catalogue` once the output's lock is held."""
     from tqdm.auto import tqdm
 
     fitted, model_path, model_meta = _load(model, trusted)
+    if latent_only and not isinstance(fitted, _encoder_class()):
+        fitted = _Predictor(fitted).encoder
+    if isinstance(fitted, _encoder_class()) and not fitted.output_std:
+        fitted = copy.copy(fitted).set_params(output_std=True)  # the σ columns
     predictor = _Predictor(fitted)
+    has_ages = predictor.forest is not None
     model_info = _model_id(fitted, model_path)
     model_info["model_created"] = model_meta.get("created_utc", "")
     model_info["model_skages_version"] = model_meta.get("skages_version", "")
@@ -1577,6 +1629,7 @@ def _predict_catalogue_locked(
         "cuts": cuts.to_dict(),
         "bad_pixel_fill": None if math.isnan(bad_pixel_fill) else bad_pixel_fill,
         "latent_dim": predictor.latent_dim,
+        "ages": has_ages,
         "labels_needed": needed,
     }
     progress = _Progress(folder, manifest, restart=restart)
@@ -1622,14 +1675,14 @@ def _predict_catalogue_locked(
     counts = {
         "n_rows": n_rows,
         "n_latent": int(np.isfinite(columns["z0"]).sum()) if predictor.latent_dim else 0,
-        "n_ages": int(np.isfinite(columns["LogAge"]).sum()),
+        "n_ages": int(np.isfinite(columns["LogAge"]).sum()) if has_ages else 0,
     }
     flag_counts = {bit.name: int(((flags & int(bit)) != 0).sum()) for bit in CatalogueFlag}
     checksum = _content_sha256(columns)
     provenance = _provenance(model_info, describe, cuts, chunk_size, counts)
     provenance["training_rows"] = training_rows
     provenance["content_sha256"] = checksum
-    table = _table(columns, predictor.latent_dim, provenance)
+    table = _table(columns, predictor.latent_dim, provenance, ages=has_ages)
     with atomic_path(output) as tmp:
         if fmt == "csv":
             sidecar = output.with_name(output.name + ".json")

@@ -459,7 +459,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "  skages train --survey train.h5 --max-epochs 20 --output model.joblib\n"
             "  skages train --spectra spec.h5 --psd psd.h5 --ages APOKASC2_Table5.txt \\\n"
             "      --output model.skops\n"
-            "  skages train --config train.toml\n\n"
+            "  skages train --config train.toml\n"
+            "  skages train --encoder astroNN_VEncoderDecoder/ --spectra spec.h5 \\\n"
+            "      --ages APOKASC2_Table5.txt --output model.joblib\n\n"
             "config file (TOML; every key optional, paths relative to the file):\n"
             "  [data]     survey | spectra, psd, ages, labels; max_stars\n"
             "  [model]    output, seed, forest_stars ('precise' or 'aged'), test_size,\n"
@@ -495,6 +497,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="hold out this fraction of the stars for 'skages evaluate' (default: none)",
     )
     p.add_argument("--device", help="PyTorch device of the encoder (default cpu)")
+    p.add_argument(
+        "--encoder",
+        type=Path,
+        metavar="FOLDER_OR_MODEL",
+        help="a trained encoder (astroNN model folder such as astroNN_VEncoderDecoder/, or "
+        "a skages model file): train the forest only, on top of it (no PSDs needed)",
+    )
+    _add_trust_options(p)  # for an --encoder model file
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.set_defaults(func=_run_train)
 
@@ -730,8 +740,21 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     except ValueError as exc:
         raise ValueError(f"invalid encoder/forest setting: {exc}") from exc
 
-    spectra, psd, weight, labels, source = _training_data(data)
-    _check_psd_grid(psd, source)
+    if args.encoder is not None:
+        encoder_flags = ("max_epochs", "latent_dim", "batch_size", "lr")
+        given = [f"--{f.replace('_', '-')}" for f in encoder_flags if getattr(args, f) is not None]
+        if given or config.get("encoder"):
+            raise ValueError(
+                f"--encoder trains the forest only; {given or '[encoder] settings'} would set "
+                "the encoder's training"
+            )
+        encoder = _load_encoder(args.encoder, args)
+        spectra, labels, source = _forest_training_data(data)
+        psd = weight = None
+        source["encoder"] = str(args.encoder)
+    else:
+        spectra, psd, weight, labels, source = _training_data(data)
+        _check_psd_grid(psd, source)
     split = None
     if settings.get("test_size"):
         from skages.evaluation import split_record
@@ -757,6 +780,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         psd_weight=weight,
         forest_stars=settings.get("forest_stars", "precise"),
         verbose=enc_params["verbose"],
+        freeze_encoder=args.encoder is not None,
     )
     training = training_summary(spectra, y, labels=labels)
     training.update(
@@ -788,6 +812,90 @@ def _check_psd_grid(psd, source) -> None:
             f"{N_BINS}-bin grid (skages.seismology.frequency_grid, which the model file "
             "records); compute them with 'skages psd' or skages.seismology.lightcurve_to_psd"
         )
+
+
+def _load_encoder(path: Path, args: argparse.Namespace):
+    """A fitted encoder from an astroNN model folder or a skages model file."""
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import Pipeline
+
+    from skages.encoder import SpectrumToPSDEncoder
+    from skages.persistence import load_model
+
+    if path.is_dir():
+        return SpectrumToPSDEncoder.from_astronn(path, output_std=True)
+    if not path.exists():
+        raise FileNotFoundError(f"no such encoder (astroNN folder or model file): {path}")
+    _check_model_trust(argparse.Namespace(model=path, trust_joblib=args.trust_joblib))
+    model, _ = load_model(path, trusted=args.trust)
+    if isinstance(model, Pipeline) and "features" in model.named_steps:
+        model = model.named_steps["features"].named_transformers_.get("encoder")
+    if isinstance(model, FrozenEstimator):
+        model = model.estimator
+    if not isinstance(model, SpectrumToPSDEncoder):
+        raise ValueError(f"{path} holds no SpectrumToPSDEncoder (found {type(model).__name__})")
+    return model
+
+
+def _forest_training_data(data: dict):
+    """Spectra and labels (ages, Teff, [Fe/H]) of the forest's stars: no PSDs needed."""
+    import numpy as np
+
+    from skages.io import SurveyReader, crossmatch_training_sample
+
+    rows = slice(0, data.get("max_stars"))
+    if data.get("survey"):
+        if any(data.get(k) for k in ("spectra", "ages")):
+            raise ValueError("give either a survey or spectra/ages files, not both")
+        with SurveyReader(data["survey"]) as survey:
+            if "spectra" not in survey.arrays:
+                raise ValueError(f"{data['survey']} has no 'spectra' array")
+            spectra = survey.read("spectra", rows)
+            labels = survey.read_labels(rows).reset_index(drop=True)
+        source = {"survey": str(data["survey"])}
+    else:
+        missing = [k for k in ("spectra", "ages") if not data.get(k)]
+        if missing:
+            raise ValueError(
+                f"with --encoder give --survey, or --spectra and --ages (missing: {missing})"
+            )
+        from skages.io import add_crossmatch_ids, read_age_table
+
+        ages = read_age_table(
+            data["ages"],
+            format=data.get("ages_format") or "auto",
+            columns=_ages_columns(data.get("ages_columns")),
+        )
+        ages = add_crossmatch_ids(ages).table  # tables that hold only KIC get APOGEE_IDs
+        with SurveyReader(data["spectra"]) as spec:
+            if "spectra" not in spec.arrays or "apogee_id" not in spec.label_columns:
+                raise ValueError(f"{spec.path} needs a 'spectra' array and an 'apogee_id' label")
+            match = crossmatch_training_sample(
+                spec.read_labels(columns=["apogee_id"])["apogee_id"].to_numpy(),
+                ages,
+                duplicates="first",
+            )
+            take = np.arange(match.n_matched)[rows]
+            spectra = spec.read("spectra", match.spectra_index[take])
+            labels = match.labels.iloc[take].reset_index(drop=True)
+            have = [c for c in ("teff", "fe_h", "teff_err", "fe_h_err") if c in spec.label_columns]
+            if have:
+                found = spec.read_labels(match.spectra_index[take], columns=have)
+                for c in have:
+                    labels[c] = found[c].to_numpy()
+        source = {k: str(data[k]) for k in ("spectra", "ages")}
+    if data.get("labels"):
+        from skages.io import read_allstar
+
+        allstar = read_allstar(data["labels"]).to_pandas()
+        allstar = allstar.drop_duplicates("apogee_id").set_index("apogee_id")
+        found = allstar.reindex(labels["apogee_id"].astype(str).to_numpy())
+        for c in ("teff", "fe_h", "teff_err", "fe_h_err"):
+            labels[c] = found[c].to_numpy()
+        source["labels"] = str(data["labels"])
+    if "log_age_err" not in labels and "log_age_err_upper" in labels:
+        labels["log_age_err"] = labels["log_age_err_upper"]
+    return spectra, labels, source
 
 
 def _jsonable(value):
@@ -900,6 +1008,86 @@ def _run_predict(args: argparse.Namespace) -> int:
     print(
         f"catalogue of {result.n_rows} stars ({result.n_latent} with latent coordinates, "
         f"{result.n_ages} with ages) written to {result.path}{extra}"
+    )
+    return 0
+
+
+# -------------------------------------------------------------------- encode
+
+
+def _add_encode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "encode",
+        help="latent-only catalogue of a survey (z0-z4 and their sigma)",
+        description=(
+            "Run an encoder over a survey and write the latent columns of Leung et al. "
+            "(2023, Table 1): APOGEE_ID, TELESCOPE, FIELD, STARFLAG, ASPCAPFLAG, z0..z4, "
+            "z0_Error..z4_Error (posterior mean and 1-sigma, dimensionless) and "
+            "SKAGES_FLAG, with units and descriptions on every column. The model is an "
+            "astroNN model folder (the published astroNN_VEncoderDecoder/), a skages "
+            "model file (its encoder is used) or a saved encoder. Inputs, latent cuts, "
+            "chunking and resuming are those of 'skages predict'."
+        ),
+        epilog=(
+            "examples:\n"
+            "  skages encode --model astroNN_VEncoderDecoder/ --spectra survey.h5 "
+            "--output latent.fits\n"
+            "  skages encode --model model.joblib --spectra apStar/ --labels allStar.fits "
+            "\\\n      --output latent.parquet --no-cuts"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model", type=Path, required=True, help="astroNN folder or model file (.joblib, .skops)"
+    )
+    p.add_argument(
+        "--spectra", type=Path, required=True, help="HDF5 survey or folder of apStar files"
+    )
+    p.add_argument("--labels", type=Path, help="allStar FITS file (labels, row order)")
+    p.add_argument("-o", "--output", type=Path, required=True, help=".fits, .csv or .parquet")
+    p.add_argument("--format", choices=("fits", "csv", "parquet"), help="override extension")
+    p.add_argument(
+        "--chunk-size", type=_positive_int, default=1024, help="stars per chunk (default 1024)"
+    )
+    p.add_argument("--cuts", nargs="+", default=[], metavar="NAME=VALUE", help="change cuts")
+    p.add_argument("--no-cuts", action="store_true", help="no applicability cuts at all")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
+    p.add_argument(
+        "--restart", action="store_true", help="discard finished chunks of a different run"
+    )
+    _add_trust_options(p)
+    p.set_defaults(func=_run_encode)
+
+
+def _run_encode(args: argparse.Namespace) -> int:
+    from skages.catalogue import CatalogueCuts, predict_catalogue
+
+    base = CatalogueCuts.none() if args.no_cuts else CatalogueCuts()
+    cuts = CatalogueCuts.from_strings(args.cuts, base=base)
+    if not args.model.exists():
+        raise FileNotFoundError(f"no such model (astroNN folder or model file): {args.model}")
+    if not args.model.is_dir():
+        _check_model_trust(args)
+    try:
+        result = predict_catalogue(
+            args.model,
+            args.spectra,
+            args.output,
+            labels=args.labels,
+            chunk_size=args.chunk_size,
+            format=args.format,
+            cuts=cuts,
+            latent_only=True,
+            trusted=args.trust,
+            overwrite=args.overwrite,
+            restart=args.restart,
+            verbose=0 if args.quiet else 1,
+        )
+    except (TypeError, ImportError) as exc:
+        raise ValueError(str(exc)) from exc
+    print(
+        f"latent catalogue of {result.n_rows} stars ({result.n_latent} with latent "
+        f"coordinates) written to {result.path}"
     )
     return 0
 
@@ -1195,6 +1383,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_simulate,
     _add_train,
     _add_predict,
+    _add_encode,
     _add_evaluate,
     _add_demo,
 ]

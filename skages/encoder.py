@@ -26,13 +26,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
 # The constraint vocabulary of ``_parameter_constraints`` lives only in this module.
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.callbacks import Callback, Checkpoint, EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import ValidSplit
 from skorch.history import History
 from tqdm.auto import tqdm
 
+from skages._optim import KerasAdam
 from skages._units import _check_log_psd, _check_normalised, _is_quantity, _psd_spread, _to_value
 from skages._ved import (
     DECODE_CHUNK,
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 # Rows standardised at once when streaming (transform, predict_psd, score, ...): bounds the
 # peak memory of inference whatever the number of spectra.
 _BLOCK_ROWS = 512
+#: astroNN's magic number for missing values (astroNN.config.MAGIC_NUMBER)
+_ASTRONN_MAGIC = -9999.0
 _MAX_SEED = 2**31 - 1
 
 
@@ -185,6 +188,16 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         5e-5 for 6 epochs (Keras' ``ReduceLROnPlateau(patience=6)``), down to 1e-10.
     beta : float, default=1.0
         Weight of the KL term of the loss.
+    drop_last : bool, default=False
+        Drop each epoch's last, partial batch, as astroNN does (it runs
+        ``n_samples // batch_size`` steps an epoch).
+    adam : {"keras", "pytorch"}, default="keras"
+        Adam's epsilon as Keras (and so astroNN, which trained the published model)
+        applies it: 1e-7 added to ``sqrt(v)`` before its bias correction
+        (:class:`skages._optim.KerasAdam`), or PyTorch's ``torch.optim.Adam`` (1e-8
+        added after). From identical weights "keras" reproduces astroNN's training
+        steps; "pytorch" departs from them by about 3 % of a step at the first step
+        (``benchmarks/bench_vs_astronn.py``).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training stars, report their loss each
         epoch, stop when it has not improved (by a relative 1e-4) for
@@ -201,6 +214,11 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         Extra skorch callbacks, copied at each fit. A pair whose name is that of a
         built-in callback (``"lr_scheduler"``, ``"early_stopping"``, ``"checkpoint"``,
         ``"epoch_log"``) replaces it; ``(name, None)`` removes it.
+    masked_fill : {"mean", "astronn"}, default="mean"
+        Value given to masked (NaN) pixels after standardising: 0, the training mean
+        (skages), or astroNN's magic number -9999 (what astroNN's ``predict_encoder``
+        and training feed the network), to reproduce astroNN on masked spectra. See
+        :doc:`/user_guide/published_code` for what -9999 does to the latents.
     output_std : bool, default=False
         If True, :meth:`transform` also returns the latent standard deviations
         ``exp(logvar / 2)`` as columns ``z0_std, ...`` after the means.
@@ -254,7 +272,8 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
     **Input preprocessing.** Pixel values above 2 are set to 1 (bad pixels of a
     continuum-normalised spectrum), each pixel is standardised with the training mean and
     standard deviation, and NaN pixels (masked) are set to 0 after standardising, i.e.
-    to the training mean. A spectrum with no finite pixel is an error, as is ``inf``.
+    to the training mean (``masked_fill="astronn"``: -9999, as astroNN does). A spectrum
+    with no finite pixel is an error, as is ``inf``.
 
     **The decoder target.** ``fit(X, psd=P)`` trains the decoder to reproduce ``P``. For
     direct use, ``fit(X, P)`` with a 2-D ``y`` of PSDs does the same. In a Pipeline
@@ -305,11 +324,14 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "lr": [Interval(numbers.Real, 0.0, None, closed="neither")],
         "beta": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "adam": [StrOptions({"keras", "pytorch"})],
+        "drop_last": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0.0, 1.0, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "checkpoint_dir": [str, os.PathLike, None],
         "callbacks": [list, tuple, None],
+        "masked_fill": [StrOptions({"mean", "astronn"})],
         "output_std": ["boolean"],
         "device": [str, torch.device],
         "random_state": ["random_state", np.random.Generator],
@@ -330,11 +352,14 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         batch_size: int = 128,
         lr: float = 5e-4,
         beta: float = 1.0,
+        adam: str = "keras",
+        drop_last: bool = False,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         checkpoint_dir: str | os.PathLike | None = None,
         callbacks: Sequence[Any] | None = None,
+        masked_fill: str = "mean",
         output_std: bool = False,
         device: str = "cpu",
         random_state: Any = None,
@@ -351,11 +376,14 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.beta = beta
+        self.adam = adam
+        self.drop_last = drop_last
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.checkpoint_dir = checkpoint_dir
         self.callbacks = callbacks
+        self.masked_fill = masked_fill
         self.output_std = output_std
         self.device = device
         self.random_state = random_state
@@ -493,7 +521,8 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         x = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
         x = torch.where(x > 2, 1.0, x)
         x = (x - self._mean_t.to(device)) * self._inv_scale_t.to(device)
-        return torch.nan_to_num_(x, nan=0.0)
+        fill = _ASTRONN_MAGIC if getattr(self, "masked_fill", "mean") == "astronn" else 0.0
+        return torch.nan_to_num_(x, nan=fill)
 
     def _set_scaler(self, mean: np.ndarray, scale: np.ndarray) -> None:
         self.mean_ = mean
@@ -564,7 +593,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         return self.net_class(
             VariationalEncoderDecoder,
             criterion=torch.nn.MSELoss,  # unused: VEDNet.get_loss computes the loss
-            optimizer=torch.optim.Adam,
+            optimizer=KerasAdam if getattr(self, "adam", "keras") == "keras" else torch.optim.Adam,
             device=str(device),
             verbose=0,
             **{f"module__{k}": v for k, v in module_kwargs.items()},
@@ -637,6 +666,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
             train_split=train_split,
             callbacks=self._callbacks(),
             iterator_train__shuffle=True,
+            iterator_train__drop_last=bool(self.drop_last),
             iterator_train__generator=torch.Generator().manual_seed(seed_shuffle),
             # DataLoader draws a base seed per epoch even without shuffling
             iterator_valid__generator=torch.Generator().manual_seed(seed_split),
@@ -953,6 +983,174 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         total = float(losses.sum())
         return -total / X.shape[0]
 
+    # ------------------------------------------------------------------------ astroNN
+    @classmethod
+    def from_astronn(
+        cls, path: str | os.PathLike, *, device: str = "cpu", **params: Any
+    ) -> SpectrumToPSDEncoder:
+        """A fitted encoder from an astroNN ``ApokascEncoderDecoder`` model folder.
+
+        Reads the published model's format (``astroNN_VEncoderDecoder/``:
+        ``model_weights.h5``, ``astroNN_model_parameter.json``, ``hyperparameter.txt``)
+        with h5py alone, no TensorFlow or astroNN. The architecture, the per-pixel
+        ``mean_`` and ``scale_`` (the folder's ``input_mean`` / ``input_std``) and the
+        weights come from the folder; :meth:`transform`, :meth:`decode`,
+        :meth:`latent_jacobian` and :meth:`score` then give astroNN's
+        ``predict_encoder``, ``predict_decoder``, ``jacobian_latent`` (per unit of flux)
+        and training loss at z = z_mean, to float32 rounding (see the user guide page
+        :doc:`/user_guide/published_code`).
+
+        Parameters
+        ----------
+        path : path-like
+            The model folder (or one of its files).
+        device : str, default="cpu"
+            PyTorch device to run on.
+        **params
+            Other constructor parameters (``output_std``, ``lr``, ``random_state``,
+            ...); the architecture parameters come from the folder and may not be
+            given. ``lr`` and ``batch_size`` default to the folder's.
+
+        Returns
+        -------
+        SpectrumToPSDEncoder
+            Fitted: ``n_iter_`` is the folder's number of epochs, ``loss_curve_`` is
+            empty (astroNN does not store it).
+
+        Raises
+        ------
+        FileNotFoundError, ValueError
+            As :func:`skages.io.read_astronn_model`: a missing file, another model
+            type, a newer layout or a wrong shape, with the file named.
+        """
+        from skages.io.astronn import read_astronn_model
+
+        model = read_astronn_model(path)
+        arch = {
+            "latent_dim": model.latent_dim,
+            "encoder_filters": tuple(model.encoder_filters),
+            "encoder_kernel_size": model.encoder_kernel_size,
+            "pool_size": model.pool_size,
+            "hidden_units": model.hidden_units,
+            "decoder_filters": tuple(model.decoder_filters),
+            "decoder_kernel_size": model.decoder_kernel_size,
+        }
+        clash = sorted(set(arch) & set(params))
+        if clash:
+            raise TypeError(
+                f"from_astronn takes the architecture from {model.source}; do not pass "
+                f"{', '.join(clash)}"
+            )
+        defaults = {"batch_size": int(model.parameters.get("batch_size", 128))}
+        if "lr" in model.training:
+            defaults["lr"] = float(model.training["lr"])
+        if "max_epochs" in model.training:
+            defaults["max_epochs"] = int(model.training["max_epochs"])
+        encoder = cls(**arch, **{**defaults, **params}, device=device)
+        encoder._validate_params()
+        torch_device = encoder._torch_device()
+        module_kwargs = encoder._module_kwargs(model.n_pixels, model.n_psd)
+        net = encoder._make_net(
+            module_kwargs,
+            torch_device,
+            beta=encoder.beta,
+            lr=encoder.lr,
+            batch_size=encoder.batch_size,
+            max_epochs=encoder.max_epochs,
+        )
+        net.initialize()
+        state = _keras_to_state(model.weights, len(model.encoder_filters))
+        net.module_.load_state_dict(
+            {k: torch.as_tensor(v, device=torch_device) for k, v in state.items()}
+        )
+        net.module_.eval()
+        encoder._set_scaler(
+            model.input_mean.astype(np.float64), model.input_std.astype(np.float64)
+        )
+        encoder.net_ = net
+        encoder.n_psd_ = int(model.n_psd)
+        encoder.n_features_in_ = int(model.n_pixels)
+        encoder.loss_curve_ = []
+        encoder.n_iter_ = int(model.training.get("max_epochs", 0))
+        return encoder
+
+    def to_astronn(self, path: str | os.PathLike, *, overwrite: bool = False) -> os.PathLike:
+        """Write the fitted encoder as an astroNN ``ApokascEncoderDecoder`` model folder.
+
+        The folder has the published model's layout (``model_weights.h5`` with
+        astroNN's layer names and Keras' kernel layouts, ``astroNN_model_parameter.json``
+        with ``mean_`` / ``scale_`` as ``input_mean`` / ``input_std`` and the
+        hyperparameters, ``hyperparameter.txt``), so astroNN 1.1's ``load_folder``
+        reads it, and :meth:`from_astronn` gives back identical outputs.
+
+        Parameters
+        ----------
+        path : path-like
+            Folder to write (e.g. ``astroNN_VEncoderDecoder``).
+        overwrite : bool, default=False
+            Replace an existing folder's files.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder.
+
+        Raises
+        ------
+        ValueError
+            If the architecture is not one astroNN's ``ApokascEncoderDecoder`` has (two
+            encoder and two decoder convolutions, a PSD length divisible by 4).
+        """
+        from skages.io.astronn import AstroNNModel, write_astronn_model
+
+        module = self._module()
+        n_enc, n_dec = len(module.encoder_convs), len(module.decoder_convs)
+        if n_enc != 2 or n_dec != 2 or module.n_psd % 4:
+            raise ValueError(
+                "astroNN's ApokascEncoderDecoder has 2 encoder and 2 decoder convolutions and "
+                f"a PSD length divisible by 4; this encoder has {n_enc}, {n_dec} and "
+                f"{module.n_psd} pixels"
+            )
+        if not np.all(np.isfinite(self.scale_)):
+            raise ValueError(
+                f"{int(np.sum(~np.isfinite(self.scale_)))} pixel(s) were NaN in every training "
+                "spectrum (scale_ = inf); astroNN's input_std cannot hold them"
+            )
+        kwargs = _module_init_kwargs(module)
+        history = self.net_.history
+        n_train = 0
+        if len(history):
+            n_train = int(sum(b.get("train_batch_size", 0) for b in history[0]["batches"]))
+        model = AstroNNModel(
+            n_pixels=module.n_pixels,
+            n_psd=module.n_psd,
+            latent_dim=module.latent_dim,
+            encoder_filters=tuple(kwargs["encoder_filters"]),
+            encoder_kernel_size=kwargs["encoder_kernel_size"],
+            pool_size=module.pool_size,
+            hidden_units=kwargs["hidden_units"],
+            decoder_channels=module.decoder_channels,
+            decoder_filters=tuple(kwargs["decoder_filters"]),
+            decoder_kernel_size=kwargs["decoder_kernel_size"],
+            input_mean=np.asarray(self.mean_, dtype=np.float64),
+            input_std=np.asarray(self.scale_, dtype=np.float64),
+            weights=_state_to_keras(module_state_to_numpy(module)),
+            parameters={
+                "batch_size": int(self.batch_size),
+                "valsize": float(self.validation_fraction) if self.early_stopping else 0.0,
+                "l1": 0.0,
+                "l2": 0.0,
+            },
+            training={
+                "lr": float(self.lr),
+                "max_epochs": int(self.n_iter_),
+                "n_train": n_train,
+                "n_valid": 0,
+            },
+            source="skages",
+        )
+        return write_astronn_model(model, path, overwrite=overwrite)
+
     # ------------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
         state = super().__getstate__()
@@ -1048,3 +1246,46 @@ def _normal(random_state: Any, shape: tuple[int, ...]) -> np.ndarray:
     if isinstance(random_state, np.random.Generator):
         return random_state.standard_normal(shape)
     return check_random_state(random_state).standard_normal(shape)
+
+
+# skages module parameter <-> astroNN (Keras) weight, and the axis order that turns the
+# Keras layout into PyTorch's: Conv1D kernels are (k, in, out) in Keras and (out, in, k)
+# in PyTorch; Conv1DTranspose kernels (k, out, in) and (in, out, k); Dense kernels
+# (in, out) and (out, in). Both flatten position-major, channel-minor, so the dense
+# layers need no reordering.
+def _keras_names(n_encoder: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+    names = {}
+    for i in range(n_encoder):
+        names[f"encoder_convs.{i}"] = (f"encoder_conv{i}", (2, 1, 0))
+    names["hidden"] = ("hidden", (1, 0))
+    names["latent_mean"] = ("latent_mean", (1, 0))
+    names["latent_logvar"] = ("latent_logvar", (1, 0))
+    names["decoder_input"] = ("decoder_dense", (1, 0))
+    for i in range(2):
+        names[f"decoder_convs.{i}"] = (f"decoder_conv{i}", (2, 1, 0))
+    names["output_conv"] = ("output", (2, 1, 0))
+    return names
+
+
+def _keras_to_state(weights: dict[str, np.ndarray], n_encoder: int) -> dict[str, np.ndarray]:
+    """Keras-layout weights (skages.io.astronn names) -> the module's state dict."""
+    state = {}
+    for ours, (theirs, axes) in _keras_names(n_encoder).items():
+        state[f"{ours}.weight"] = np.ascontiguousarray(
+            np.transpose(weights[f"{theirs}/kernel"], axes)
+        )
+        state[f"{ours}.bias"] = np.asarray(weights[f"{theirs}/bias"])
+    return state
+
+
+def _state_to_keras(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The module's state dict -> Keras-layout weights (skages.io.astronn names)."""
+    n_encoder = len({k.split(".")[1] for k in state if k.startswith("encoder_convs.")})
+    weights = {}
+    for ours, (theirs, axes) in _keras_names(n_encoder).items():
+        # every permutation used here is its own inverse
+        weights[f"{theirs}/kernel"] = np.ascontiguousarray(
+            np.transpose(state[f"{ours}.weight"], axes)
+        )
+        weights[f"{theirs}/bias"] = np.asarray(state[f"{ours}.bias"])
+    return weights

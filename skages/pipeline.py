@@ -299,6 +299,7 @@ def fit_age_model(
     forest_stars: str = "precise",
     random_state: Any = None,
     verbose: int = 0,
+    freeze_encoder: bool = False,
 ) -> Pipeline:
     """Train the age model in the paper's two stages and return it as one Pipeline.
 
@@ -333,6 +334,12 @@ def fit_age_model(
         Seeds the encoder and the forest when they are created here.
     verbose : int, default=0
         Progress of the encoder's training.
+    freeze_encoder : bool, default=False
+        ``encoder`` is already fitted (e.g. the published model through
+        :meth:`SpectrumToPSDEncoder.from_astronn
+        <skages.encoder.SpectrumToPSDEncoder.from_astronn>`): skip stage 1 and train
+        the forest only, on top of it. ``psd`` and ``psd_weight`` are then unused (may
+        be None). The encoder is not modified (a copy gets ``output_std=True``).
 
     Returns
     -------
@@ -351,26 +358,28 @@ def fit_age_model(
         if col not in labels:
             raise ValueError(f"labels has no column {col!r}, which the age model needs")
     spectra = np.asarray(spectra, dtype=np.float32)
-    if encoder is None:
-        encoder = SpectrumToPSDEncoder(random_state=random_state, verbose=verbose)
-    encoder = clone(encoder).set_params(output_std=True)
     if forest is None:
         forest = ProbabilisticForestRegressor(random_state=random_state)
-    if psd_weight is None and "numax" in labels:
-        n_psd = np.shape(psd)[-1] if np.ndim(psd) == 2 else None
-        if n_psd != N_BINS:
-            raise ValueError(
-                f"psd must be the natural-log PSDs on skages' {N_BINS}-bin grid "
-                f"(skages.seismology.frequency_grid) to derive the loss weights from "
-                f"labels['numax']; got shape {np.shape(psd)}. Compute the PSDs with "
-                "skages.seismology.lightcurve_to_psd, or pass psd_weight= for your grid"
-            )
-        psd_weight = numax_weights(_to_value(labels["numax"], "uHz", "labels['numax']"))
-
     names = spectrum_feature_names(spectra.shape[1])
     X = make_age_frame(spectra, labels)
-    logger.info("stage 1: encoder on %d spectrum-PSD pairs", len(X))
-    encoder.fit(X[names], psd=psd, psd_weight=psd_weight)
+    if freeze_encoder:
+        encoder = _frozen_copy(encoder, names)
+    else:
+        if encoder is None:
+            encoder = SpectrumToPSDEncoder(random_state=random_state, verbose=verbose)
+        encoder = clone(encoder).set_params(output_std=True)
+        if psd_weight is None and "numax" in labels:
+            n_psd = np.shape(psd)[-1] if np.ndim(psd) == 2 else None
+            if n_psd != N_BINS:
+                raise ValueError(
+                    f"psd must be the natural-log PSDs on skages' {N_BINS}-bin grid "
+                    f"(skages.seismology.frequency_grid) to derive the loss weights from "
+                    f"labels['numax']; got shape {np.shape(psd)}. Compute the PSDs with "
+                    "skages.seismology.lightcurve_to_psd, or pass psd_weight= for your grid"
+                )
+            psd_weight = numax_weights(_to_value(labels["numax"], "uHz", "labels['numax']"))
+        logger.info("stage 1: encoder on %d spectrum-PSD pairs", len(X))
+        encoder.fit(X[names], psd=psd, psd_weight=psd_weight)
 
     y = np.asarray(labels["log_age"], dtype=float)
     use = np.isfinite(y)
@@ -384,6 +393,32 @@ def fit_age_model(
         model = make_age_pipeline(encoder, forest, n_pixels=spectra.shape[1], freeze_encoder=True)
         model.fit(X[use], y[use], y_err=y_err[use])
     return model
+
+
+def _frozen_copy(encoder: Any, names: Sequence[str]) -> Any:
+    """A shallow copy of a fitted encoder with ``output_std=True`` that reads the pixel
+    columns of :func:`make_age_frame` (an encoder fitted on an array, or read from an
+    astroNN folder, has no column names)."""
+    import copy
+
+    from sklearn.utils.validation import check_is_fitted
+
+    if encoder is None:
+        raise ValueError("freeze_encoder=True needs a fitted encoder")
+    check_is_fitted(
+        encoder,
+        msg="freeze_encoder=True needs an encoder that is already fitted: call "
+        "encoder.fit(spectra, psd=psd) first, or SpectrumToPSDEncoder.from_astronn(folder)",
+    )
+    if encoder.n_features_in_ != len(names):
+        raise ValueError(
+            f"the encoder reads spectra of {encoder.n_features_in_} pixels; these have "
+            f"{len(names)}"
+        )
+    out = copy.copy(encoder).set_params(output_std=True)
+    if not hasattr(out, "feature_names_in_"):
+        out.feature_names_in_ = np.asarray(names, dtype=object)
+    return out
 
 
 # -------------------------------------------------------------------- scorers

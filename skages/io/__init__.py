@@ -8,7 +8,8 @@ One module per kind of file:
   a fast reader equal to lightkurve's default, the batch to a PSD survey);
 * :mod:`skages.io.tables`: APOKASC-2 and other age tables as published, the KIC <-> 2MASS
   cross-match, and the training sample (matches and the paper's cuts, counted);
-* :mod:`skages.io.survey`: the HDF5 survey collection (resumable writer, chunked reader).
+* :mod:`skages.io.survey`: the HDF5 survey collection (resumable writer, chunked reader);
+* :mod:`skages.io.astronn`: astroNN model folders (the published model's format).
 
 Every public name is re-exported here, so ``from skages.io import read_apstar`` works
 whichever module holds it. Bad input raises a ``ValueError`` (or ``FileNotFoundError``
@@ -26,6 +27,7 @@ from skages.io.apogee import (
     read_normalized_spectra,
     spectra_to_survey,
 )
+from skages.io.astronn import AstroNNModel, read_astronn_model, write_astronn_model
 from skages.io.kepler import (
     KEPLER_DEFAULT_BITMASK,
     LightCurveFlag,
@@ -58,6 +60,7 @@ __all__ = [
     "KEPLER_DEFAULT_BITMASK",
     "SURVEY_FORMAT_VERSION",
     "ApogeeSpectrum",
+    "AstroNNModel",
     "LightCurveFlag",
     "SurveyReader",
     "SurveyWriter",
@@ -74,10 +77,12 @@ __all__ = [
     "read_apokasc2",
     "read_apstar",
     "read_aspcapstar",
+    "read_astronn_model",
     "read_kepler_star",
     "read_normalized_spectra",
     "read_survey",
     "spectra_to_survey",
     "training_sample",
+    "write_astronn_model",
     "write_survey",
 ]
