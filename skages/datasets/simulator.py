@@ -1,7 +1,8 @@
 """A simulated APOKASC-like survey: APOGEE spectra, Kepler power spectra and seismic ages.
 
 Real APOGEE spectra and Kepler PSDs cannot ship with a Python package, so skages
-simulates them, from real ingredients: the APOKASC-2 population (resampled),
+simulates them, from real ingredients: a population calibrated on APOKASC-2 and
+APOKASC-3 Gold (free of their catalogue noise, with pipeline-made reference ages),
 the real mean APOGEE red-giant spectrum and its per-pixel scatter, real H-band
 line positions, and the same PSD code as real light curves. The generative
 model, its equations and what it leaves out are in
@@ -470,14 +471,15 @@ def iter_apokasc(
 _DESCR = """\
 Simulated APOKASC-like survey (skages.datasets.make_apokasc)
 -----------------------------------------------------------
-Red giants resampled from APOKASC-2 (Pinsonneault et al. 2018) with jitter;
+Red giants calibrated on APOKASC-2 and APOKASC-3 Gold (deconvolved masses;
+Teff, [C/N] and ages from relations fitted to them; pipeline-made reference ages);
 continuum-normalised APOGEE-like spectra (7514 pixels) built on the real mean
 DR17 training spectrum with line responses to Teff, log g, [Fe/H], [α/M], [C/N]
 and extra mixing, S/N-scaled noise and APOGEE-like bitmasks; Kepler-like
 natural-log PSDs (2092 pixels) from granulation, white noise and l = 0-3
 (mixed l = 1) modes, made with the same code as real light curves. Labels are
-observed values (true value + noise of the stated *_err); *_true columns hold
-the generating values. See docs/user_guide/simulator.rst.
+observed values (true value + DR17-like noise of the stated *_err); *_true
+columns hold the generating values. See docs/user_guide/simulator.rst.
 """
 
 
