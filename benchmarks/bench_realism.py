@@ -29,6 +29,7 @@ figures per state; mass -> reference age <= 6 %; mass spreads within ±15 %; lab
 state between 84 % and 92 %.
 
 Run:  python benchmarks/bench_realism.py [--shared ../shared/data] [--n-stars 6000]
+                                         [--teff-err K]
 """
 
 from __future__ import annotations
@@ -183,7 +184,17 @@ def main(argv=None) -> dict:
     shared = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     parser.add_argument("--shared", default=str(shared))
     parser.add_argument("--n-stars", type=int, default=6000)
+    parser.add_argument(
+        "--teff-err",
+        type=float,
+        default=None,
+        help="simulated Teff label noise in K (sensitivity check; default: the simulator's)",
+    )
     args = parser.parse_args(argv)
+    if args.teff_err is not None:
+        from skages.datasets import _sim_population
+
+        _sim_population.TEFF_ERR = (args.teff_err, args.teff_err)
     t0 = time.perf_counter()
     real = real_figures(Path(args.shared))
     sim = sim_figures(args.n_stars)
