@@ -11,7 +11,10 @@ What is measured, each in a fresh process so that its peak resident memory can b
 * **reading** -- streaming the spectra from the HDF5 file alone, no model;
 * **naive baseline** -- what a user without skages.catalogue would write: read every
   spectrum into memory, build the Pipeline's input frame and call ``model.predict``;
-  run on ``--naive-stars`` stars, its memory per star projected.
+  run on ``--naive-stars`` stars, its memory per star projected;
+* **identity checksums** -- the part of *ours* spent on the run's identity: the SHA-256
+  of the label table and of every chunk's spectra (timed alone, on the same survey), as
+  a share of *ours*; with ``--identity-only`` only this and *ours* run.
 
 The survey (spectra and labels, no PSDs) is written once with
 :func:`skages.datasets.write_apokasc` and cached under ``--cache``; the model has the
@@ -22,7 +25,7 @@ load average is printed before and after: other jobs on the machine slow every n
 Usage::
 
     python benchmarks/bench_catalogue.py [--quick] [--n-stars 100000] [--cache DIR]
-        [--chunk-size 1024] [--dask]
+        [--chunk-size 1024] [--dask] [--identity-only]
 """
 
 from __future__ import annotations
@@ -142,6 +145,27 @@ def _child(args: argparse.Namespace) -> dict:
         catalogue._write_fits(table, out)
         catalogue._verify(out, "fits", columns, checksum)
         extra = {}
+    elif args.child == "identity":
+        # the checksums a run computes for its identity, timed alone: the label table's
+        # once, and each chunk's spectra as read (the read itself is not counted)
+        from skages import catalogue
+
+        needed = [*catalogue._CUT_LABELS, *predictor.label_names]
+        rows, locator, source, _ = catalogue._prepare_inputs(
+            args.survey, None, needed, float("nan")
+        )
+        rows = rows[list(catalogue._ID_COLUMNS) + list(catalogue._FLAG_COLUMNS) + needed]
+        n = len(rows)
+        t1 = time.perf_counter()
+        catalogue._rows_sha256(rows, locator)
+        labels_s = time.perf_counter() - t1
+        spectra_s = 0.0
+        for a in range(0, n, args.chunk_size):
+            spectra, flags = source.read(locator[a : a + args.chunk_size], predictor.n_pixels)
+            t1 = time.perf_counter()
+            catalogue._spectra_sha256(spectra, flags)
+            spectra_s += time.perf_counter() - t1
+        extra = {"labels_seconds": labels_s, "spectra_seconds": spectra_s}
     elif args.child == "naive":
         from skages.pipeline import make_age_frame
 
@@ -215,6 +239,16 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
+def _print_identity(args: argparse.Namespace, ours: dict, ident: dict) -> None:
+    cost = ident["labels_seconds"] + ident["spectra_seconds"]
+    print(
+        f"identity checksums ({args.n_stars:,} stars, chunks of {args.chunk_size}): label "
+        f"table {ident['labels_seconds']:.2f} s + spectra {ident['spectra_seconds']:.2f} s "
+        f"= {cost:.2f} s, {100 * cost / ours['seconds']:.1f} % of ours "
+        f"({ours['seconds']:.1f} s, which includes them)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 3,000 stars")
@@ -235,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         default=5000,
         help="survey size of the memory-vs-chunk-size scan (default 5000)",
     )
+    p.add_argument(
+        "--identity-only",
+        action="store_true",
+        help="time only ours and the identity checksums (their share of ours)",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--survey", help=argparse.SUPPRESS)
@@ -248,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         args.scan_stars = 1500
     _prepare(args)
     print(f"load average before: {_load():.2f}  (2-core machine; > 0.5 means contention)")
+    if args.identity_only:
+        with tempfile.TemporaryDirectory(dir=Path(args.cache)) as work:
+            ours = _run_child("predict", args, work)
+            ident = _run_child("identity", args, work)
+        print(f"load average after:  {_load():.2f}")
+        _print_identity(args, ours, ident)
+        return 0
     with tempfile.TemporaryDirectory(dir=Path(args.cache)) as work:
         runs = {
             "ceiling": _run_child("ceiling", args, work),
@@ -258,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dask:
             runs["dask"] = _run_child("predict", args, work, dask=True)
         runs["final"] = _run_child("final", args, work)
+        runs["identity"] = _run_child("identity", args, work)
         scan = {
             size: _run_child("predict", args, work, survey=args.scan_survey, chunk_size=size)
             for size in (256, 1024, 4096)
@@ -298,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         f"would need ~{per_star * DR17_ROWS / 1024:.0f} GiB ({per_star * 1024:.0f} kB per star)"
     )
     print(f"latent for {ours['n_latent']:,} rows, ages for {ours['n_ages']:,} rows")
+    _print_identity(args, ours, runs["identity"])
     fin = runs["final"]
     print(
         f"final step of a {fin['n']:,}-row catalogue (assemble, write FITS, read back, "

@@ -20,6 +20,10 @@ the star's identity and APOGEE flags, its latent coordinates, and its age.
   resumes from its finished chunks, verifying each, with no row recomputed, lost or
   duplicated. The catalogue is written to a temporary file, read back and checked (row
   count, content checksum, FITS CHECKSUM/DATASUM), then renamed into place.
+* **One run per output.** The run holds ``<output>.lock`` (:mod:`skages._lock`): a second
+  run on the same output fails at once, naming the first; a finished output is never
+  replaced without ``overwrite``. A run's identity includes checksums of the label table
+  and of the spectra of every chunk it reuses, not only file sizes and times.
 * **Bad rows never stop a survey**: missing or unreadable spectra, NaN spectra, missing
   labels become NaN rows with a flag, counted in the log.
 * **Scale.** Memory is set by ``chunk_size``, not by the survey; reading the next chunk
@@ -62,6 +66,8 @@ from sklearn.utils import Bunch
 
 from skages._atomic import atomic_path
 from skages._version import __version__
+from skages.io.apogee import _match_rows, read_normalized_spectra
+from skages.io.apogee import _scan_spectrum_folder as _scan_folder
 
 __all__ = [
     "CATALOGUE_FORMAT_VERSION",
@@ -87,6 +93,14 @@ _FORMATS = {
 }
 _ID_COLUMNS = ("APOGEE_ID", "TELESCOPE", "FIELD")
 _FLAG_COLUMNS = ("STARFLAG", "ASPCAPFLAG")
+_TRAINING_COLUMN = "IN_TRAINING"
+
+#: What a simulated survey's rows get for the columns DR17 fills and the simulator does
+#: not: APOKASC's Kepler-field stars were observed with the APO 2.5 m telescope. DR17
+#: names those fields after the star's Kepler CCD module and position (``K04_083+13``),
+#: which the simulator does not model, so the field says what the rows are instead.
+SIMULATED_TELESCOPE = "apo25m"
+SIMULATED_FIELD = "SIM_KEPLER"
 _CUT_LABELS = ("logg", "snrev")
 
 
@@ -252,8 +266,9 @@ class CatalogueCuts:
 def catalogue_columns(latent_dim: int = 5) -> list[tuple[str, str | None, str]]:
     """The catalogue's columns: (name, astropy unit string or None, description).
 
-    The paper's Table 1 (APOGEE_ID … Age_Error), plus the latent σ (``z0_Error`` …) and
-    the ``SKAGES_FLAG`` bitmask.
+    The paper's Table 1 (APOGEE_ID … Age_Error), plus the latent σ (``z0_Error`` …),
+    the ``SKAGES_FLAG`` bitmask and ``IN_TRAINING`` (1 for the stars the model was
+    trained on, whose ages are not independent of the model).
 
     Parameters
     ----------
@@ -269,7 +284,7 @@ def catalogue_columns(latent_dim: int = 5) -> list[tuple[str, str | None, str]]:
     >>> from skages.catalogue import catalogue_columns
     >>> [name for name, unit, _ in catalogue_columns(2)]  # doctest: +NORMALIZE_WHITESPACE
     ['APOGEE_ID', 'TELESCOPE', 'FIELD', 'STARFLAG', 'ASPCAPFLAG', 'z0', 'z1', 'z0_Error',
-     'z1_Error', 'LogAge', 'LogAge_Error', 'Age', 'Age_Error', 'SKAGES_FLAG']
+     'z1_Error', 'LogAge', 'LogAge_Error', 'Age', 'Age_Error', 'SKAGES_FLAG', 'IN_TRAINING']
     """
     cols: list[tuple[str, str | None, str]] = [
         ("APOGEE_ID", None, "APOGEE (2MASS-style) star identifier"),
@@ -288,6 +303,7 @@ def catalogue_columns(latent_dim: int = 5) -> list[tuple[str, str | None, str]]:
         ("Age", "Gyr", "age, 10**LogAge (Gyr)"),
         ("Age_Error", "Gyr", "1-sigma of Age, ln(10) Age LogAge_Error (Gyr)"),
         ("SKAGES_FLAG", None, "why latent or age is NaN (bits: see FLAGn keywords)"),
+        (_TRAINING_COLUMN, None, "1: the model was trained on this star (see INTRAIN)"),
     ]
     return cols
 
@@ -297,7 +313,7 @@ def _empty_columns(n: int, latent_dim: int) -> dict[str, np.ndarray]:
     for name, _, _ in catalogue_columns(latent_dim):
         if name in _ID_COLUMNS:
             out[name] = np.full(n, "", dtype="U1")
-        elif name in (*_FLAG_COLUMNS, "SKAGES_FLAG"):
+        elif name in (*_FLAG_COLUMNS, "SKAGES_FLAG", _TRAINING_COLUMN):
             out[name] = np.zeros(n, dtype=np.int64)
         else:
             out[name] = np.full(n, np.nan)
@@ -321,6 +337,27 @@ def _content_sha256(columns: Mapping[str, np.ndarray]) -> str:
             digest.update(arr.astype("<i8").tobytes())
         digest.update(b"\x1e")
     return digest.hexdigest()
+
+
+#: Key of a chunk's result under which the checksum of its input spectra travels.
+_SPECTRA_SHA256 = "__spectra_sha256__"
+
+
+def _spectra_sha256(spectra: np.ndarray, flags: np.ndarray) -> str:
+    """Checksum of a chunk's spectra as read (float32, NaN-masked) and their read flags."""
+    digest = hashlib.sha256()
+    arr = np.ascontiguousarray(spectra, dtype="<f4")
+    digest.update(str(arr.shape).encode())
+    digest.update(memoryview(arr).cast("B"))
+    digest.update(np.ascontiguousarray(flags, dtype="<i8").tobytes())
+    return digest.hexdigest()
+
+
+def _rows_sha256(rows: pd.DataFrame, locator: np.ndarray) -> str:
+    """Checksum of the catalogue rows' labels and of where each row's spectrum is."""
+    columns = {str(c): rows[c].to_numpy() for c in rows.columns}
+    columns["__locator__"] = np.asarray(locator)
+    return _content_sha256(columns)
 
 
 # ------------------------------------------------------------------------- the model
@@ -404,12 +441,12 @@ def _model_id(model: Any, path: Path | None) -> dict[str, Any]:
     return {"model": type(model).__name__, "model_sha256": "joblib:" + joblib.hash(model)}
 
 
-def _load(model: Any) -> tuple[Any, Path | None, dict[str, Any]]:
+def _load(model: Any, trusted: Sequence[str] | None = None) -> tuple[Any, Path | None, dict]:
     if isinstance(model, (str, os.PathLike)):
         from skages.persistence import load_model
 
         path = Path(model)
-        fitted, meta = load_model(path)
+        fitted, meta = load_model(path, trusted=None if trusted is None else list(trusted))
         return fitted, path, meta
     return model, None, {}
 
@@ -485,90 +522,6 @@ def _label_frame(table: Any, needed: Sequence[str], what: str) -> pd.DataFrame:
     return out
 
 
-_ID_IN_NAME = re.compile(r"(?:^|-)((?:2M|AP)\d{8}[+-]\d{7})$")
-_TELESCOPES = ("apo25m", "lco25m", "apo1m")
-
-
-def _scan_folder(folder: Path) -> pd.DataFrame:
-    """apStar / aspcapStar files under ``folder`` with their APOGEE_ID, telescope, field."""
-    rows = []
-    for path in sorted(folder.rglob("*.fits")) + sorted(folder.rglob("*.fits.gz")):
-        name = path.name.removesuffix(".gz").removesuffix(".fits")
-        kind = (
-            "aspcapStar"
-            if name.startswith("aspcapStar")
-            else "apStar"
-            if name.startswith("apStar")
-            else None
-        )
-        if kind is None:
-            continue
-        match = _ID_IN_NAME.search(name)
-        apogee_id, telescope, field = (match.group(1) if match else ""), "", ""
-        parts = path.relative_to(folder).parts
-        if len(parts) >= 3 and parts[-3] in _TELESCOPES:
-            telescope, field = parts[-3], parts[-2]
-        if not apogee_id or not telescope:
-            try:
-                from astropy.io import fits
-
-                header = fits.getheader(path)
-                apogee_id = apogee_id or str(header.get("APOGEE_ID") or header.get("OBJID") or "")
-                telescope = telescope or str(header.get("TELESCOP") or "")
-                field = field or str(header.get("FIELD") or "")
-            except (OSError, ValueError) as exc:
-                if not apogee_id:  # no star to attach it to
-                    logger.warning("cannot read the header of %s (%s); file skipped", path, exc)
-                    continue
-                # the star is known from the name: reading the file later flags the row
-        rows.append((apogee_id.strip(), telescope.strip(), field.strip(), kind, str(path)))
-    frame = pd.DataFrame(rows, columns=["APOGEE_ID", "TELESCOPE", "FIELD", "kind", "path"])
-    # an apStar and an aspcapStar file of the same star and field are one observation:
-    # keep the apStar (raw flux, normalised here as for DR17)
-    frame["rank"] = (frame["kind"] != "apStar").astype(int)
-    frame = frame.sort_values(["APOGEE_ID", "FIELD", "rank", "path"], kind="stable")
-    n_files = len(frame)
-    frame = frame.drop_duplicates(["APOGEE_ID", "FIELD"], keep="first")
-    if len(frame) < n_files:
-        logger.info("%s: %d duplicate spectrum files ignored", folder, n_files - len(frame))
-    return frame.drop(columns="rank").reset_index(drop=True)
-
-
-def _keys(frame: pd.DataFrame, cols: Sequence[str]) -> tuple[pd.Series, np.ndarray]:
-    """Joined key strings of some columns, and whether every part is known."""
-    parts = [frame[c].astype(str) for c in cols]
-    known = np.logical_and.reduce([(p != "").to_numpy() for p in parts])
-    key = parts[0].str.cat(parts[1:], sep="\x00") if len(parts) > 1 else parts[0]
-    return key.reset_index(drop=True), known
-
-
-def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np.ndarray:
-    """For each catalogue row, the row of ``spectra`` of the same star (-1: none).
-
-    Stars are matched on APOGEE_ID, telescope and field where both sides know them,
-    then on APOGEE_ID and telescope, then on APOGEE_ID alone where the spectra hold
-    only one observation of that star.
-    """
-    out = np.full(len(catalogue), -1, dtype=np.int64)
-    for cols in (["APOGEE_ID", "TELESCOPE", "FIELD"], ["APOGEE_ID", "TELESCOPE"], ["APOGEE_ID"]):
-        spec_key, spec_known = _keys(spectra, cols)
-        cat_key, cat_known = _keys(catalogue, cols)
-        if len(cols) == 1:  # a star observed more than once cannot be told apart by id
-            spec_known &= ~spec_key.duplicated(keep=False).to_numpy()
-        todo = np.flatnonzero((out < 0) & cat_known)
-        if todo.size == 0 or not spec_known.any():
-            continue
-        positions = pd.Series(np.flatnonzero(spec_known), index=spec_key[spec_known].to_numpy())
-        positions = positions[~positions.index.duplicated(keep="first")]
-        found = positions.index.get_indexer(cat_key.to_numpy()[todo])
-        hit = found >= 0
-        out[todo[hit]] = positions.to_numpy()[found[hit]]
-    logger.info(
-        "%s: %d of %d catalogue rows have a spectrum", what, int((out >= 0).sum()), len(out)
-    )
-    return out
-
-
 @dataclass(frozen=True)
 class _Source:
     """Where the spectra are: picklable, small, sent with every Dask task."""
@@ -582,6 +535,13 @@ class _Source:
         if self.kind == "hdf5":
             return self._read_hdf5(np.asarray(locator, dtype=np.int64), n_pixels)
         return self._read_files(np.asarray(locator, dtype=object), n_pixels)
+
+    def read_with_digest(
+        self, locator: np.ndarray, n_pixels: int
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        """:meth:`read`, and a checksum of what was read (part of a chunk's identity)."""
+        spectra, flags = self.read(locator, n_pixels)
+        return spectra, flags, _spectra_sha256(spectra, flags)
 
     def _read_hdf5(self, rows: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
         from skages.io import SurveyReader
@@ -620,9 +580,6 @@ class _Source:
         return spectra, flags
 
     def _read_files(self, paths: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-        from skages.io import read_apogee_spectra
-        from skages.spectra import continuum_normalize
-
         n = paths.size
         spectra = np.full((n, n_pixels), np.nan, dtype=np.float32)
         flags = np.zeros(n, dtype=np.int64)
@@ -631,31 +588,15 @@ class _Source:
         have = np.flatnonzero(~empty)
         if have.size == 0:
             return spectra, flags
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # astropy FITS header chatter
-            data = read_apogee_spectra(paths[have].tolist(), on_error="nan")
-        for i, message in data.errors.items():
+        data = read_normalized_spectra(paths[have].tolist(), bad_pixel_fill=self.bad_pixel_fill)
+        for i in data.errors:
             flags[have[i]] |= CatalogueFlag.BAD_SPECTRUM
-            logger.warning("unreadable spectrum %s: %s", paths[have[i]], message)
-        flux = data.flux.copy()
-        with np.errstate(invalid="ignore"):
-            flux[flux <= 0] = np.nan  # ASPCAP's zeros and negative flux are not data
-        is_ap = data.kind == "apStar"
-        for select, bitmask in ((is_ap, data.bitmask), (~is_ap, None)):
-            if not select.any():
-                continue
-            norm, _ = continuum_normalize(
-                flux[select],
-                data.flux_err[select],
-                None if bitmask is None else bitmask[select],
-                fill_value=self.bad_pixel_fill,
-                on_failure="nan",
+        if data.spectra.shape[1] != n_pixels:
+            raise ValueError(
+                f"normalised spectra have {data.spectra.shape[1]} pixels; the model reads "
+                f"{n_pixels}"
             )
-            if norm.shape[1] != n_pixels:
-                raise ValueError(
-                    f"normalised spectra have {norm.shape[1]} pixels; the model reads {n_pixels}"
-                )
-            spectra[have[select]] = norm
+        spectra[have] = data.spectra
         return spectra, flags
 
 
@@ -727,6 +668,13 @@ def _prepare_inputs(
                 raise ValueError(f"{spectra_path} has no label table; give labels=ALLSTAR")
             rows = _label_frame(reader.read_labels(columns=columns), needed, str(spectra_path))
             locator = np.arange(reader.n_stars, dtype=np.int64)
+            if _is_simulated(reader.metadata, rows["APOGEE_ID"]):
+                describe["simulated"] = True
+                for name, value in (
+                    ("TELESCOPE", SIMULATED_TELESCOPE),
+                    ("FIELD", SIMULATED_FIELD),
+                ):
+                    rows[name] = np.where(rows[name] == "", value, rows[name])
         else:
             rows = _label_frame(label_table, needed, describe["labels"])
             if "apogee_id" not in reader.label_columns:
@@ -741,6 +689,60 @@ def _prepare_inputs(
                     spec[c] = ""
             locator = _match_rows(rows, spec, str(spectra_path))
     return rows, locator, _Source("hdf5", str(spectra_path.resolve()), bad_pixel_fill), describe
+
+
+#: The simulator's star identifiers begin so (``2M-SIM-0000001``): no 2MASS ID does.
+_SIMULATED_ID_PREFIX = "2M-SIM-"
+
+
+def _is_simulated(metadata: Mapping[str, Any] | None, ids: Any) -> bool:
+    """Whether a survey is skages' simulation: its writer or its star identifiers say so."""
+    if str((metadata or {}).get("generator", "")).startswith("skages.datasets"):
+        return True
+    ids = pd.Series(np.asarray(ids, dtype=str))
+    return bool(len(ids)) and bool(ids.str.startswith(_SIMULATED_ID_PREFIX).all())
+
+
+def _training_rows(
+    model_meta: Mapping[str, Any], spectra: Any, labels: Any, n_rows: int
+) -> tuple[np.ndarray, str]:
+    """Which catalogue rows the model was trained on, and how that was decided.
+
+    The model's metadata names its training survey and, for ``skages train
+    --test-size`` and the demo, its train/test split with the SHA-256 of the training
+    rows (:func:`skages.evaluation.split_record`). Rows are marked only when this
+    catalogue is of that same survey file and the split is reproduced.
+    """
+    mask = np.zeros(n_rows, dtype=bool)
+    training = dict(model_meta.get("training") or {})
+    source = (training.get("source") or {}).get("survey")
+    if not training:
+        return mask, "unknown: the model records no training stars; none marked"
+    if source is None or labels is not None:
+        return mask, "none marked: the model was not trained on a survey file read here"
+    if Path(source).resolve() != Path(spectra).resolve():
+        return mask, f"none: the model was trained on {source}, not on these spectra"
+    max_stars = training.get("max_stars")
+    n = n_rows if max_stars is None else min(int(max_stars), n_rows)
+    split = training.get("split")
+    if split:
+        from skages.evaluation import held_out_split
+        from skages.io import SurveyReader
+
+        with SurveyReader(spectra) as reader:
+            columns = [c for c in ("evstate", "precise_age") if c in reader.label_columns]
+            survey_labels = reader.read_labels(slice(0, n), columns=columns)
+        try:
+            train, _ = held_out_split(training, survey_labels)
+        except (ValueError, KeyError) as exc:
+            return mask, f"none: the survey does not reproduce the training split ({exc})"
+        mask[train] = True
+        return mask, (
+            f"the {len(train)} rows of the model's training split of this survey "
+            "(recomputed, SHA-256 verified)"
+        )
+    mask[:n] = True
+    return mask, f"the first {n} rows of this survey: the model was trained on all of them"
 
 
 def _stat(path: Path) -> dict[str, int]:
@@ -761,7 +763,10 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
         cols[name] = _str_array(labels[name].to_numpy())
     for name in _FLAG_COLUMNS:
         cols[name] = labels[name].to_numpy(dtype=np.int64)
-    spectra, flags = source.read(task.locator, predictor.n_pixels)
+    if _TRAINING_COLUMN in labels:
+        cols[_TRAINING_COLUMN] = labels[_TRAINING_COLUMN].to_numpy(dtype=np.int64)
+    spectra, flags, spectra_digest = source.read_with_digest(task.locator, predictor.n_pixels)
+    flags = flags.copy()
 
     usable = flags == 0
     finite = np.isfinite(spectra)
@@ -814,6 +819,7 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
     cols["Age"] = 10.0 ** cols["LogAge"]
     cols["Age_Error"] = np.log(10.0) * cols["Age"] * cols["LogAge_Error"]
     cols["SKAGES_FLAG"] = flags
+    cols[_SPECTRA_SHA256] = spectra_digest  # stored in the chunk's metadata, not a column
     return cols
 
 
@@ -905,11 +911,14 @@ class _Progress:
 
     def write(self, task: tuple[int, int, int], columns: Mapping[str, np.ndarray]) -> None:
         index, start, stop = task
+        columns = dict(columns)
+        spectra_digest = columns.pop(_SPECTRA_SHA256, None)
         meta = {
             "index": index,
             "start": start,
             "stop": stop,
             "sha256": _content_sha256(columns),
+            "spectra_sha256": spectra_digest,
         }
         arrays = {f"c_{k}": np.asarray(v) for k, v in columns.items()}
         order = np.asarray(list(columns), dtype=str)
@@ -920,7 +929,9 @@ class _Progress:
             os.fsync(fh.fileno())
         _fsync_dir(self.folder)
 
-    def read(self, index: int, bounds: tuple[int, int]) -> dict[str, np.ndarray]:
+    def read(
+        self, index: int, bounds: tuple[int, int], *, with_meta: bool = False
+    ) -> dict[str, np.ndarray]:
         with np.load(self._path(index), allow_pickle=False) as npz:
             meta = json.loads(str(npz["__meta__"]))
             order = [str(c) for c in npz["__order__"]]
@@ -932,7 +943,33 @@ class _Progress:
             raise ValueError("wrong number of rows")
         if _content_sha256(cols) != meta["sha256"]:
             raise ValueError("checksum mismatch")
+        if with_meta:
+            cols["__meta__"] = meta
         return cols
+
+    def stale(self, done: set[int], tasks: Sequence[tuple[int, int, int]], spectra_digest) -> int:
+        """Remove the finished chunks whose input spectra changed since they were written.
+
+        ``spectra_digest(bounds)`` reads a chunk's spectra again and returns their
+        checksum; a chunk written without one (an older skages) counts as changed.
+        Returns the number of chunks removed from ``done``.
+        """
+        removed = 0
+        for bounds in tasks:
+            index, start, stop = bounds
+            if index not in done:
+                continue
+            stored = self.read(index, (start, stop), with_meta=True)["__meta__"]
+            if stored.get("spectra_sha256") != spectra_digest(bounds):
+                logger.warning(
+                    "%s: the spectra of rows %d-%d changed since chunk %d was written; "
+                    "recomputing it",
+                    self.folder, start, stop - 1, index,
+                )  # fmt: skip
+                self._path(index).unlink(missing_ok=True)
+                done.discard(index)
+                removed += 1
+        return removed
 
     def assemble(self, tasks: Sequence[tuple[int, int, int]]) -> dict[str, np.ndarray]:
         """All chunks in order, each checked again, into one array per column.
@@ -975,14 +1012,14 @@ def _run_local(predictor, source, todo, make_task, cuts, progress, bar) -> None:
     if not todo:
         return
 
-    def read(task: _Task) -> tuple[np.ndarray, np.ndarray]:
-        return source.read(task.locator, predictor.n_pixels)
+    def read(task: _Task) -> tuple[np.ndarray, np.ndarray, str]:
+        return source.read_with_digest(task.locator, predictor.n_pixels)
 
     class _Preread:  # a source that hands out the spectra read ahead
         def __init__(self, data):
             self.data = data
 
-        def read(self, locator, n_pixels):
+        def read_with_digest(self, locator, n_pixels):
             return self.data
 
     following = iter(todo)
@@ -1158,7 +1195,17 @@ _FITS_KEYS = {
     "age_logg_min": ("LGAGEMIN", "ages: log g >= this (dex)"),
     "min_finite_fraction": ("MINFINIT", "usable spectrum: finite pixel fraction >= this"),
     "content_sha256": ("CATSHA", "SHA-256 of the table content (skages)"),
+    "simulated": ("SIMULATD", "rows are simulated stars, not APOGEE data"),
+    "training_rows": ("INTRAIN", "IN_TRAINING = 1 marks"),
 }
+
+#: The FITS COMMENT that a catalogue of a simulated survey carries.
+_SIMULATED_NOTE = (
+    "These rows are simulated stars (skages.datasets), not APOGEE observations. "
+    f"TELESCOPE is {SIMULATED_TELESCOPE!r}, as DR17 lists APOKASC's Kepler-field stars; "
+    f"FIELD is {SIMULATED_FIELD!r}, since the simulator gives no Kepler field; STARFLAG "
+    "and ASPCAPFLAG are 0, as the simulator flags no star."
+)
 
 
 def _provenance(model_info, describe, cuts, chunk_size, counts) -> dict[str, Any]:
@@ -1175,6 +1222,8 @@ def _provenance(model_info, describe, cuts, chunk_size, counts) -> dict[str, Any
         "chunk_size": int(chunk_size),
         **counts,
     }
+    if describe.get("simulated"):
+        prov["simulated"] = True
     for key, value in cuts.to_dict().items():
         prov[key] = "none" if value is None else value
     for bit in CatalogueFlag:
@@ -1220,12 +1269,42 @@ def _write_fits(table, path: Path) -> None:
         hdu.header[card] = (value, comment)
     for i, bit in enumerate(CatalogueFlag):
         hdu.header[f"FLAG{i}"] = (bit.name, f"{int(bit)}: {_FLAG_HELP[bit]}"[:47])
+    if table.meta.get("simulated"):
+        hdu.header.add_comment(_SIMULATED_NOTE)
+    for card in _unit_comments(table):
+        hdu.header.add_comment(card)
     hdu.header["EXTNAME"] = "AGES"
     primary = fits.PrimaryHDU()
     primary.header["ORIGIN"] = f"skages {__version__}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)  # long strings: CONTINUE
         fits.HDUList([primary, hdu]).writeto(path, checksum=True)
+
+
+def _unit_comments(table) -> list[str]:
+    """astropy's serialised-column COMMENT cards, which carry the dex units.
+
+    FITS has no dex, so ``LogAge`` (dex(Gyr)) and ``LogAge_Error`` (dex) can have no
+    TUNIT that other readers understand (a TUNIT of ``dex(Gyr)`` even breaks astropy's
+    reader). astropy writes such units, and the column descriptions, into COMMENT
+    cards that ``Table.read`` turns back into units; the table's first zero rows
+    written to memory give those cards (their content does not depend on the rows).
+    """
+    import io
+
+    from astropy.io import fits
+    from astropy.table import QTable
+
+    empty = QTable(table[:0], copy=True)
+    empty.meta.clear()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the unit dex could not be saved in FITS"
+        empty.write(buffer, format="fits")
+    buffer.seek(0)
+    with fits.open(buffer) as hdul:
+        header = hdul[1].header
+        return [str(c) for c in header["COMMENT"]] if "COMMENT" in header else []
 
 
 def _write(table, path: Path, fmt: str) -> None:
@@ -1357,6 +1436,7 @@ def predict_catalogue(
     restart: bool = False,
     keep_progress: bool = False,
     progress_dir: str | os.PathLike | None = None,
+    trusted: Sequence[str] | None = None,
     verbose: int = 0,
 ) -> Bunch:
     """Write the age catalogue of a survey, streaming in chunks and resumable.
@@ -1404,6 +1484,9 @@ def predict_catalogue(
         Keep the progress folder after success (it is removed by default).
     progress_dir : path-like, optional
         Where finished chunks are kept; default ``<output>.progress`` beside the output.
+    trusted : sequence of str, optional
+        For a ``.skops`` model file: extra type names to trust
+        (:func:`skages.persistence.load_model`).
     verbose : int, default=0
         Progress bar on stderr when > 0.
 
@@ -1417,14 +1500,15 @@ def predict_catalogue(
     ------
     FileExistsError
         If ``output`` exists and ``overwrite`` is False.
+    skages._lock.OutputInUseError
+        At once, if another run holds the lock of ``output`` (``<output>.lock``); the
+        message names that process.
     ValueError
         For inputs that cannot be used (named in the message), or a progress folder of a
         different run (without ``restart``).
     OSError
         If a file cannot be written (e.g. a full disk); the message names the file.
     """
-    from tqdm.auto import tqdm
-
     t0 = time.perf_counter()
     output = Path(output)
     fmt = _output_format(output, format)
@@ -1435,8 +1519,35 @@ def predict_catalogue(
     cuts = CatalogueCuts() if cuts is None else cuts
     if not isinstance(cuts, CatalogueCuts):
         raise TypeError(f"cuts must be a CatalogueCuts; got {type(cuts).__name__}")
+    folder = Path(progress_dir) if progress_dir else output.with_name(output.name + ".progress")
+    from skages._lock import output_lock
 
-    fitted, model_path, model_meta = _load(model)
+    # one run per output: the lock covers the catalogue and its progress folder (which has
+    # a lock of its own when it is elsewhere)
+    with (
+        output_lock(output, folders=[folder]),
+        output_lock(folder) if progress_dir else contextlib.nullcontext(),
+    ):
+        if output.exists() and not overwrite:  # finished while we waited to start
+            raise FileExistsError(
+                f"{output} exists; pass overwrite=True (--overwrite) to replace it"
+            )
+        return _predict_catalogue_locked(
+            model, spectra, output, fmt, folder, t0,
+            labels=labels, chunk_size=chunk_size, cuts=cuts, scheduler=scheduler,
+            n_workers=n_workers, bad_pixel_fill=bad_pixel_fill, restart=restart,
+            keep_progress=keep_progress, verbose=verbose, trusted=trusted,
+        )  # fmt: skip
+
+
+def _predict_catalogue_locked(
+    model, spectra, output, fmt, folder, t0, *, labels, chunk_size, cuts, scheduler,
+    n_workers, bad_pixel_fill, restart, keep_progress, verbose, trusted,
+) -> Bunch:  # fmt: skip
+    """:func:`predict_catalogue` once the output's lock is held."""
+    from tqdm.auto import tqdm
+
+    fitted, model_path, model_meta = _load(model, trusted)
     predictor = _Predictor(fitted)
     model_info = _model_id(fitted, model_path)
     model_info["model_created"] = model_meta.get("created_utc", "")
@@ -1446,15 +1557,21 @@ def predict_catalogue(
     n_rows = len(rows)
     if n_rows == 0:
         raise ValueError(f"no rows to predict: {describe.get('labels') or spectra} is empty")
+    in_training, training_rows = _training_rows(model_meta, spectra, labels, n_rows)
+    rows[_TRAINING_COLUMN] = in_training.astype(np.int64)
 
     bounds = [
         (i, a, min(a + chunk_size, n_rows)) for i, a in enumerate(range(0, n_rows, chunk_size))
     ]
+    keep = [*_ID_COLUMNS, *_FLAG_COLUMNS, _TRAINING_COLUMN, *needed]
+    rows = rows[keep]
     manifest = {
         "format": _PROGRESS_FORMAT,
         "skages_version": __version__,
         "model_sha256": model_info["model_sha256"],
         "inputs": describe,
+        # content, not only size and mtime: a table edited in place is another run
+        "rows_sha256": _rows_sha256(rows, locator),
         "n_rows": n_rows,
         "chunk_size": int(chunk_size),
         "cuts": cuts.to_dict(),
@@ -1462,15 +1579,20 @@ def predict_catalogue(
         "latent_dim": predictor.latent_dim,
         "labels_needed": needed,
     }
-    folder = Path(progress_dir) if progress_dir else output.with_name(output.name + ".progress")
     progress = _Progress(folder, manifest, restart=restart)
     done = progress.finished(bounds)
+    if done:
+        # the spectra of every reused chunk are read again and compared with the checksum
+        # stored when the chunk was written: a survey edited in place is recomputed
+        progress.stale(
+            done,
+            bounds,
+            lambda b: source.read_with_digest(locator[b[1] : b[2]], predictor.n_pixels)[2],
+        )
     if done:
         logger.info(
             "resuming from %s: %d of %d chunks already done", folder, len(done), len(bounds)
         )
-    keep = list(_ID_COLUMNS) + list(_FLAG_COLUMNS) + needed
-    rows = rows[keep]
 
     def make_task(bounds: tuple[int, int, int]) -> _Task:
         i, a, b = bounds
@@ -1505,6 +1627,7 @@ def predict_catalogue(
     flag_counts = {bit.name: int(((flags & int(bit)) != 0).sum()) for bit in CatalogueFlag}
     checksum = _content_sha256(columns)
     provenance = _provenance(model_info, describe, cuts, chunk_size, counts)
+    provenance["training_rows"] = training_rows
     provenance["content_sha256"] = checksum
     table = _table(columns, predictor.latent_dim, provenance)
     with atomic_path(output) as tmp:

@@ -15,7 +15,7 @@ A simulated survey, a model trained on it, and the age catalogue of a larger sur
     skages simulate --n-stars 10000 --output train.h5
     skages train --survey train.h5 --max-epochs 20 --output model.joblib
     skages simulate --n-stars 100000 --no-psd --seed 1 --output survey.h5
-    skages predict --model model.joblib --spectra survey.h5 --output ages.fits
+    skages predict --model model.joblib --trust-joblib --spectra survey.h5 --output ages.fits
 
 The whole workflow on a simulated survey (the README's main job)::
 
@@ -25,9 +25,11 @@ The whole workflow on a simulated survey (the README's main job)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -42,8 +44,8 @@ examples:
   skages psd kplr009145861-*_llc.fits --output kic9145861.fits
   skages simulate --n-stars 10000 --output train.h5
   skages train --survey train.h5 --max-epochs 20 --output model.joblib
-  skages predict --model model.joblib --spectra survey.h5 --output ages.fits
-  skages predict --model model.joblib --spectra apStar/ --labels allStar.fits \\
+  skages predict --model model.joblib --trust-joblib --spectra survey.h5 --output ages.fits
+  skages predict --model model.joblib --trust-joblib --spectra apStar/ --labels allStar.fits \\
       --output ages.fits --dask
 
 Run 'skages COMMAND --help' for the options of each command.
@@ -87,7 +89,83 @@ def _add_psd(sub: argparse._SubParsersAction) -> None:
         help="periodogram implementation (default: nufft, ~30x faster than astropy)",
     )
     p.add_argument("--flux-column", default="pdcsap_flux", help="FITS flux column")
+    batch = p.add_argument_group(
+        "many stars",
+        "with --output NAME.h5, a folder (searched recursively), a quoted glob or --list, "
+        "files are grouped per star (KIC) and written as an HDF5 PSD survey "
+        "(skages.io.lightcurves_to_survey)",
+    )
+    batch.add_argument("--list", type=Path, help="text file with one light curve path per line")
+    batch.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
+    batch.add_argument(
+        "--numax", type=Path, help="table with kic and numax (µHz): also write psd_weight"
+    )
+    batch.add_argument(
+        "--chunk-size", type=_positive_int, default=256, help="stars per written chunk"
+    )
+    batch.add_argument(
+        "--restart", action="store_true", help="ignore an unfinished run instead of resuming it"
+    )
+    batch.add_argument("--overwrite", action="store_true", help="replace an existing survey")
     p.set_defaults(func=_run_psd)
+
+
+def _psd_batch_mode(args: argparse.Namespace) -> bool:
+    inputs = [str(f) for f in args.files]
+    return (
+        args.list is not None
+        or args.output.suffix.lower() in (".h5", ".hdf5")
+        or any(Path(f).is_dir() or any(c in f for c in "*?[") for f in inputs)
+    )
+
+
+def _run_psd_batch(args: argparse.Namespace) -> int:
+    from skages.io import lightcurves_to_survey
+
+    if args.example or args.plot:
+        raise ValueError("--example and --plot are for one star, not a survey")
+    if args.output.suffix.lower() not in (".h5", ".hdf5"):
+        raise ValueError(
+            f"many stars are written as an HDF5 survey; --output must end in .h5 "
+            f"(got {args.output.name!r})"
+        )
+    sources = [str(f) for f in args.files] + (_read_list_file(args.list) if args.list else [])
+    if not sources:
+        raise ValueError("give light curve files, a folder, a glob or --list")
+    summary = lightcurves_to_survey(
+        sources,
+        args.output,
+        numax=args.numax,
+        flux_column=args.flux_column,
+        method=args.method,
+        n_jobs=args.n_jobs,
+        chunk_size=args.chunk_size,
+        resume=not args.restart,
+        overwrite=args.overwrite,
+        verbose=not args.quiet,
+    )
+    resumed = f" ({summary.n_resumed} from an earlier run)" if summary.n_resumed else ""
+    print(
+        f"{summary.n_stars} stars{resumed} written to {summary.path}; "
+        f"{summary.n_failed} without a PSD, {summary.n_file_errors} file(s) unusable, "
+        f"{len(summary.skipped)} file(s) without a KIC"
+    )
+    return 0
+
+
+def _read_list_file(path: Path) -> list[str]:
+    """Paths in a list file (one per line, # comments), relative to the file's folder."""
+    if not path.is_file():
+        raise FileNotFoundError(f"list file not found: {path}")
+    base = path.resolve().parent
+    out = []
+    for line in path.read_text().splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            out.append(entry if Path(entry).is_absolute() else str(base / entry))
+    if not out:
+        raise ValueError(f"list file {path} names no file")
+    return out
 
 
 def _run_psd(args: argparse.Namespace) -> int:
@@ -97,8 +175,14 @@ def _run_psd(args: argparse.Namespace) -> int:
     from skages import seismology
     from skages._atomic import atomic_path
 
+    if not args.example and _psd_batch_mode(args):
+        return _run_psd_batch(args)
     if args.example == bool(args.files):
         raise SystemExit("skages psd: give light curve files or --example (not both, not neither)")
+    suffix = args.output.suffix.lower()
+    fmt = {".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(suffix)
+    if fmt is None:  # checked before the light curves are read
+        raise SystemExit(f"skages psd: --output must end in .fits, .ecsv or .csv; got {suffix!r}")
     if args.example:
         from skages._data import bundled_path
 
@@ -106,7 +190,17 @@ def _run_psd(args: argparse.Namespace) -> int:
         star = "KIC 11618103"
     else:
         files = args.files
-        star = files[0].name
+        star = _star_name(files)
+        from skages.io import group_kepler_files
+
+        kics = list(group_kepler_files(files).stars)
+        if len(kics) > 1:
+            raise ValueError(
+                f"the files are of {len(kics)} stars (KIC {', '.join(map(str, kics[:5]))}"
+                f"{', ...' if len(kics) > 5 else ''}); write them as an HDF5 survey: "
+                "--output NAME.h5"
+            )
+    _single_lightkurve_messages()
     logger.info("reading %d file(s) for %s", len(files), star)
     lc = seismology.read_kepler_lightcurve(files, flux_column=args.flux_column)
     log_psd = seismology.lightcurve_to_psd(lc, method=args.method)
@@ -136,10 +230,6 @@ def _run_psd(args: argparse.Namespace) -> int:
     )
     for i, f in enumerate(files[:99]):
         table.meta[f"FILE{i + 1}"] = Path(f).name
-    suffix = args.output.suffix.lower()
-    fmt = {".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(suffix)
-    if fmt is None:
-        raise SystemExit(f"skages psd: --output must end in .fits, .ecsv or .csv; got {suffix!r}")
     with atomic_path(args.output) as tmp:
         table.write(tmp, format=fmt)
     print(f"{star}: νmax ≈ {numax:.1f} µHz; PSD written to {args.output}")
@@ -157,6 +247,95 @@ def _run_psd(args: argparse.Namespace) -> int:
             ax.figure.savefig(tmp, dpi=120, format="png")
         plt.close(ax.figure)
         print(f"figure written to {args.plot}")
+    return 0
+
+
+def _star_name(files: Sequence[Path]) -> str:
+    """The star's name: ``KIC n`` from a Kepler file's header, else the first file's name."""
+    from astropy.io import fits
+
+    first = Path(files[0])
+    try:
+        header = fits.getheader(first)
+    except (OSError, ValueError):  # a text light curve, or not a file at all
+        return first.name
+    if header.get("KEPLERID") is not None:
+        return f"KIC {int(header['KEPLERID'])}"
+    return str(header.get("OBJECT") or first.name).strip()
+
+
+def _single_lightkurve_messages() -> None:
+    """Let lightkurve's log records reach the user once, through the command's handler.
+
+    lightkurve gives its logger a handler of its own; records then also propagate to
+    the root handler of :func:`main`, and each message is printed twice.
+    """
+    try:
+        import lightkurve  # noqa: F401  (the import attaches lightkurve's handler)
+    except ImportError:  # the reader raises the helpful error itself
+        return
+    lk_logger = logging.getLogger("lightkurve")
+    for handler in list(lk_logger.handlers):
+        lk_logger.removeHandler(handler)
+
+
+# ------------------------------------------------------------------- spectra
+
+
+def _add_spectra(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "spectra",
+        help="a folder of apStar / aspcapStar files -> HDF5 survey of normalised spectra",
+        description=(
+            "Read APOGEE apStar / aspcapStar files (a DR17-layout folder, searched "
+            "recursively), continuum-normalise them as for DR17 (the same reading path as "
+            "'skages predict' on a folder) and write an HDF5 survey with spectra, "
+            "spectra_err, bitmask and labels: from --allstar (in allStar order) or from the "
+            "file headers (in file order). Parallel, resumable; unreadable files become NaN "
+            "rows, flagged and named in the log (skages.io.spectra_to_survey)."
+        ),
+        epilog=(
+            "example:\n  skages spectra --allstar allStar-dr17-synspec_rev1.fits "
+            "--spectra apogee/spectro/redux/dr17/stars --output spec.h5 --n-jobs 2"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--spectra", type=Path, required=True, nargs="+", help="folder (or files) of spectra"
+    )
+    p.add_argument("--allstar", type=Path, help="allStar FITS file: labels and row order")
+    p.add_argument("-o", "--output", type=Path, required=True, help="survey file (.h5)")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
+    p.add_argument("--chunk-size", type=_positive_int, default=256, help="stars per chunk")
+    p.add_argument(
+        "--restart", action="store_true", help="ignore an unfinished run instead of resuming it"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing survey")
+    p.set_defaults(func=_run_spectra)
+
+
+def _run_spectra(args: argparse.Namespace) -> int:
+    from skages.io import spectra_to_survey
+
+    if args.output.suffix.lower() not in (".h5", ".hdf5"):
+        raise ValueError(f"--output must end in .h5; got {args.output.name!r}")
+    one_folder = len(args.spectra) == 1 and args.spectra[0].is_dir()
+    source = args.spectra[0] if one_folder else args.spectra
+    summary = spectra_to_survey(
+        source,
+        args.output,
+        allstar=args.allstar,
+        n_jobs=args.n_jobs,
+        chunk_size=args.chunk_size,
+        resume=not args.restart,
+        overwrite=args.overwrite,
+        verbose=not args.quiet,
+    )
+    resumed = f" ({summary.n_resumed} from an earlier run)" if summary.n_resumed else ""
+    print(
+        f"{summary.n_stars} spectra{resumed} written to {summary.path}; "
+        f"{len(summary.errors)} file(s) unreadable (NaN rows)"
+    )
     return 0
 
 
@@ -195,11 +374,23 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n-jobs", type=_positive_int, default=1, help="worker processes")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument(
+        "--restart", action="store_true", help="discard an interrupted run's OUTPUT.partial"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_run_simulate)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
+    from skages._lock import output_lock
+
+    if args.resume and args.restart:
+        raise ValueError("give --resume or --restart, not both")
+    with output_lock(args.output):  # a second run on this output fails at once
+        return _simulate(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
     from skages.datasets import write_apokasc
 
     partial = args.output.with_name(args.output.name + ".partial")
@@ -216,6 +407,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
             raw_flux=args.raw_flux,
             overwrite=args.overwrite,
             resume=args.resume,
+            restart=args.restart,
             n_jobs=args.n_jobs,
             verbose=0 if args.quiet else 1,
             random_state=args.seed,
@@ -236,7 +428,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 #: Keys of a ``skages train --config`` TOML file, per table.
 TRAIN_CONFIG_KEYS = {
-    "data": ("survey", "spectra", "psd", "ages", "labels", "max_stars"),
+    "data": (
+        *("survey", "spectra", "psd", "ages", "labels", "max_stars"),
+        *("ages_format", "ages_columns", "numax_range", "states", "no_cuts"),
+    ),
     "model": ("output", "seed", "forest_stars", "test_size", "overwrite"),
     "encoder": None,  # any SpectrumToPSDEncoder parameter
     "forest": None,  # any ProbabilisticForestRegressor parameter
@@ -280,6 +475,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--psd", type=Path, help="HDF5 survey with psd (and kic)")
     p.add_argument("--ages", type=Path, help="ages table (APOKASC-2 Table 5, FITS, ECSV, CSV)")
     p.add_argument("--labels", type=Path, help="allStar file for Teff and [Fe/H]")
+    _add_train_sample_args(p)
     p.add_argument("-o", "--output", type=Path, help="model file: .joblib or .skops")
     p.add_argument("--max-stars", type=_positive_int, help="use the first N stars only")
     p.add_argument("--max-epochs", type=_non_negative_int, help="encoder epochs (default 150)")
@@ -295,12 +491,77 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
     p.add_argument(
         "--test-size",
-        type=float,
+        type=_fraction,
         help="hold out this fraction of the stars for 'skages evaluate' (default: none)",
     )
     p.add_argument("--device", help="PyTorch device of the encoder (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.set_defaults(func=_run_train)
+
+
+def _add_train_sample_args(p: argparse.ArgumentParser) -> None:
+    """Options of the age table and the paper's sample cuts (skages.io.training_sample)."""
+    g = p.add_argument_group(
+        "training sample (with --spectra/--psd/--ages)",
+        "the ages table may hold only KIC or only APOGEE_ID: the bundled KIC <-> 2MASS "
+        "cross-match links them; the summary counts the stars each step removes",
+    )
+    g.add_argument(
+        "--ages-format",
+        choices=("auto", "apokasc2", "apokasc3", "apokasc3-calibration", "miglio2021", "table"),
+        help="format of --ages (default: auto, from its columns)",
+    )
+    g.add_argument(
+        "--ages-column",
+        action="append",
+        metavar="NAME=COLUMN",
+        help="column mapping, e.g. --ages-column age=Age_Gyr --ages-column kic=KIC (repeat)",
+    )
+    g.add_argument(
+        "--numax-range",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        help="keep LO < νmax < HI µHz (default 4 250)",
+    )
+    g.add_argument(
+        "--states",
+        help="comma-separated evolutionary states to keep (default RGB,RC; 'any': no cut)",
+    )
+    g.add_argument(
+        "--no-cuts", action="store_true", help="no sample cut at all (only the cross-match)"
+    )
+
+
+def _sample_cuts(data: dict):
+    from skages.io import TrainingCuts
+
+    if data.get("no_cuts"):
+        return TrainingCuts.none()
+    kw = {}
+    if data.get("numax_range") is not None:
+        lo, hi = data["numax_range"]
+        kw.update(numax_min=float(lo), numax_max=float(hi))
+    states = data.get("states")
+    if states is not None:
+        states = states.split(",") if isinstance(states, str) else list(states)
+        states = [s.strip() for s in states if s.strip()]
+        kw["states"] = None if [s.lower() for s in states] == ["any"] else tuple(states)
+    return TrainingCuts(**kw)
+
+
+def _ages_columns(items) -> dict[str, str] | None:
+    if not items:
+        return None
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    out = {}
+    for item in items:
+        name, sep, column = str(item).partition("=")
+        if not sep or not name.strip() or not column.strip():
+            raise ValueError(f"--ages-column wants NAME=COLUMN (e.g. age=Age_Gyr); got {item!r}")
+        out[name.strip()] = column.strip()
+    return out
 
 
 def _read_config(path: Path) -> dict:
@@ -341,9 +602,8 @@ def _read_config(path: Path) -> dict:
 
 def _training_data(data: dict):
     """Spectra, PSDs, PSD weights and labels of the training stars, and a description."""
-    import numpy as np
 
-    from skages.io import SurveyReader, crossmatch_training_sample
+    from skages.io import SurveyReader
 
     max_stars = data.get("max_stars")
     rows = slice(0, max_stars)
@@ -368,34 +628,20 @@ def _training_data(data: dict):
             raise ValueError(
                 f"give --survey, or all of --spectra, --psd and --ages (missing: {missing})"
             )
-        ages = _read_ages(data["ages"])
-        with SurveyReader(data["spectra"]) as spec, SurveyReader(data["psd"]) as psd_file:
-            for reader, array, key in ((spec, "spectra", "apogee_id"), (psd_file, "psd", "kic")):
-                if array not in reader.arrays or key not in reader.label_columns:
-                    raise ValueError(
-                        f"{reader.path} needs a {array!r} array and a {key!r} label column"
-                    )
-            match = crossmatch_training_sample(
-                spec.read_labels(columns=["apogee_id"])["apogee_id"].to_numpy(),
-                ages,
-                psd_file.read_labels(columns=["kic"])["kic"].to_numpy(),
-                duplicates="first",
-            )
-            take = np.arange(match.n_matched)[rows]
-            spectra = spec.read("spectra", match.spectra_index[take])
-            psd = psd_file.read("psd", match.psd_index[take])
-            weight = (
-                psd_file.read("psd_weight", match.psd_index[take])
-                if "psd_weight" in psd_file.arrays
-                else None
-            )
-            labels = match.labels.iloc[take].reset_index(drop=True)
-            have = [c for c in ("teff", "fe_h", "teff_err", "fe_h_err") if c in spec.label_columns]
-            if have:
-                spec_labels = spec.read_labels(match.spectra_index[take], columns=have)
-                for c in have:
-                    labels[c] = spec_labels[c].to_numpy()
+        from skages.io import read_age_table, training_sample
+
+        ages = read_age_table(
+            data["ages"],
+            format=data.get("ages_format") or "auto",
+            columns=_ages_columns(data.get("ages_columns")),
+        )
+        sample = training_sample(
+            data["spectra"], data["psd"], ages, cuts=_sample_cuts(data), max_stars=max_stars
+        )
+        spectra, psd, weight, labels = sample.spectra, sample.psd, sample.psd_weight, sample.labels
+        print("training sample: " + ", ".join(f"{k} {v}" for k, v in sample.summary.items()))
         source = {k: str(data[k]) for k in ("spectra", "psd", "ages")}
+        source.update(ages_format=ages.meta.get("format"), sample=sample.summary, cuts=sample.cuts)
     if data.get("labels"):
         from skages.io import read_allstar
 
@@ -412,32 +658,15 @@ def _training_data(data: dict):
     return spectra, psd, weight, labels, source
 
 
-def _read_ages(path: Path):
-    from astropy.table import Table
-
-    from skages.io import read_apokasc2
-
-    if not path.is_file():
-        raise FileNotFoundError(f"ages table not found: {path}")
-    name = path.name.lower()
-    if name.startswith("apokasc2") or name.endswith((".txt", ".txt.gz")):
-        return read_apokasc2(path)
-    try:
-        table = Table.read(path)
-    except Exception as exc:  # astropy raises many kinds for unreadable tables
-        raise ValueError(f"cannot read the ages table {path}: {exc}") from exc
-    table.rename_columns(table.colnames, [c.lower() for c in table.colnames])
-    missing = [
-        c for c in ("apogee_id", "kic", "log_age", "log_age_err") if c not in table.colnames
-    ]
-    if missing:
-        raise ValueError(f"ages table {path} has no column(s) {missing}")
-    return table
-
-
 def _run_train(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:  # holds the output's lock until the model is saved
+        return _train(args, stack)
+
+
+def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     import numpy as np
 
+    from skages._lock import output_lock
     from skages.encoder import SpectrumToPSDEncoder
     from skages.forest import ProbabilisticForestRegressor
     from skages.persistence import save_model, training_summary
@@ -448,6 +677,11 @@ def _run_train(args: argparse.Namespace) -> int:
     for key in ("survey", "spectra", "psd", "ages", "labels", "max_stars"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)
+    for key in ("ages_format", "ages_column", "numax_range", "states"):
+        if getattr(args, key, None) is not None:
+            data["ages_columns" if key == "ages_column" else key] = getattr(args, key)
+    if getattr(args, "no_cuts", False):
+        data["no_cuts"] = True
     settings = dict(config.get("model", {}))
     for key in ("output", "seed", "forest_stars", "test_size"):
         if getattr(args, key) is not None:
@@ -458,8 +692,20 @@ def _run_train(args: argparse.Namespace) -> int:
     output = Path(output)
     if output.suffix.lower() not in (".joblib", ".pkl", ".skops"):
         raise ValueError(f"--output must end in .joblib or .skops; got {output.name!r}")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(
+            f"the folder {output.parent} for the model {output.name} does not exist; create it"
+        )
+    if output.suffix.lower() == ".skops":
+        _check_module("skops", "skops", f"saving the model as {output.name}")
+    stack.enter_context(output_lock(output))  # a second run on this output fails at once
     if output.exists() and not (args.overwrite or settings.get("overwrite")):
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    test_size = settings.get("test_size")
+    if test_size is not None and not (
+        isinstance(test_size, (int, float)) and 0.0 < float(test_size) < 1.0
+    ):
+        raise ValueError(f"test_size must be a fraction between 0 and 1; got {test_size!r}")
     seed = int(settings.get("seed", 0))
     enc_params = {"random_state": seed, **config.get("encoder", {})}
     for flag, param in (
@@ -558,10 +804,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "examples:\n"
-            "  skages predict --model model.joblib --spectra survey.h5 --output ages.fits\n"
-            "  skages predict --model model.joblib --spectra apStar/ --labels allStar.fits \\\n"
+            "  skages predict --model model.joblib --trust-joblib --spectra survey.h5 \\\n"
+            "      --output ages.fits\n"
+            "  skages predict --model model.skops --spectra apStar/ --labels allStar.fits \\\n"
             "      --output ages.parquet --cuts latent_snr_min=50\n"
-            "  skages predict --model model.joblib --spectra survey.h5 --output ages.fits \\\n"
+            "  skages predict --model model.skops --spectra survey.h5 --output ages.fits \\\n"
             "      --scheduler tcp://10.0.0.5:8786\n\n"
             "cuts (NAME=VALUE, 'none' switches one off): latent_logg_min=1.5 "
             "latent_logg_max=3.6\n  latent_snr_min=30 age_logg_min=2.5 "
@@ -592,6 +839,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keep-progress", action="store_true", help="keep OUTPUT.progress after success"
     )
+    _add_trust_options(p)
     p.set_defaults(func=_run_predict)
 
 
@@ -601,6 +849,12 @@ def _run_predict(args: argparse.Namespace) -> int:
     base = CatalogueCuts.none() if args.no_cuts else CatalogueCuts()
     cuts = CatalogueCuts.from_strings(args.cuts, base=base)
     scheduler = args.scheduler or ("local" if args.dask else None)
+    fmt = args.format or {".parquet": "parquet", ".pq": "parquet"}.get(args.output.suffix.lower())
+    if fmt == "parquet":
+        _check_module("pyarrow", "parquet", f"writing {args.output.name} (Parquet)")
+    if scheduler is not None:
+        _check_module("distributed", "dask", "running on Dask (--dask, --scheduler)")
+    _check_model_trust(args)
     try:
         result = predict_catalogue(
             args.model,
@@ -615,6 +869,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             restart=args.restart,
             keep_progress=args.keep_progress,
+            trusted=args.trust,
             verbose=0 if args.quiet else 1,
         )
     except (TypeError, ImportError) as exc:
@@ -667,6 +922,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline models")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seeds auxiliary forests")
     p.add_argument("--n-jobs", type=_positive_int, help="threads of the auxiliary forests")
+    _add_trust_options(p)
     p.set_defaults(func=_run_evaluate)
 
 
@@ -685,6 +941,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for path in (args.model, args.survey, args.test_survey):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"no such file: {path}")
+    _check_model_trust(args)
     report = evaluate_saved_model(
         args.model,
         args.survey,
@@ -693,6 +950,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         random_state=args.seed,
         n_jobs=args.n_jobs,
+        trusted=args.trust,
     )
     import matplotlib.pyplot as plt
 
@@ -713,8 +971,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="the whole workflow on a simulated survey: model, catalogue, report",
         description=(
             "Simulate an APOKASC-like survey with spectra and Kepler PSDs, train the "
-            "encoder and the age forest on 70 %% of it, write the age catalogue of the "
-            "whole survey and the evaluation report on the held-out 30 %%. About 20 "
+            "encoder and the age forest on 70 % of it, write the age catalogue of the "
+            "whole survey and the evaluation report on the held-out 30 %. About 20 "
             f"minutes on 2 CPU cores with the defaults ({DEMO_MAX_EPOCHS} encoder epochs; "
             f"the paper used {PAPER_MAX_EPOCHS}). A rerun reuses finished steps."
         ),
@@ -736,12 +994,17 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         default=DEMO_MAX_EPOCHS,
         help=f"encoder epochs (default {DEMO_MAX_EPOCHS}; the paper: {PAPER_MAX_EPOCHS})",
     )
-    p.add_argument("--test-size", type=float, default=0.3, help="held-out fraction (0.3)")
+    p.add_argument("--test-size", type=_fraction, default=0.3, help="held-out fraction (0.3)")
     p.add_argument("--n-estimators", type=_positive_int, default=100, help="forest trees")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="PyTorch device of the encoder (cpu)")
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline models")
     p.add_argument("--n-jobs", type=_positive_int, help="simulation processes, forest threads")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the unfinished work of an earlier run (survey, catalogue chunks)",
+    )
     p.set_defaults(func=_run_demo)
 
 
@@ -769,6 +1032,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         device=args.device,
         baselines=not args.no_baselines,
         n_jobs=args.n_jobs,
+        restart=args.restart,
         verbose=0 if args.quiet else 1,
     )
     minutes = sum(result.timings.values()) / 60
@@ -787,25 +1051,132 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- helpers
 
+#: Environment variable that trusts every ``.joblib`` model, like ``--trust-joblib``.
+TRUST_JOBLIB_ENV = "SKAGES_TRUST_JOBLIB"
+
+
+def _add_trust_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-joblib",
+        action="store_true",
+        help=(
+            "load a .joblib model: it is a pickle, and loading a pickle runs any code it "
+            f"holds; only for your own files (or set {TRUST_JOBLIB_ENV}=1)"
+        ),
+    )
+    p.add_argument(
+        "--trust",
+        action="append",
+        metavar="TYPE",
+        help="trust this type in a .skops model (exact name; repeatable)",
+    )
+
+
+def _check_model_trust(args: argparse.Namespace) -> None:
+    """Refuse a pickle-based model unless the user said they trust it."""
+    suffix = Path(args.model).suffix.lower()
+    if suffix not in (".joblib", ".pkl"):
+        return
+    if args.trust_joblib or os.environ.get(TRUST_JOBLIB_ENV, "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+    ):
+        return
+    raise ValueError(
+        f"{args.model} is a joblib (pickle) file, and loading a pickle runs any code it "
+        f"holds; pass --trust-joblib (or set {TRUST_JOBLIB_ENV}=1) if you wrote it or trust "
+        "its author, or use a .skops model"
+    )
+
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _int(text, "a non-negative integer")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text}")
     return value
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    """A held-out fraction strictly between 0 and 1 (``--test-size``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number between 0 and 1; got {text!r}"
+        ) from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive); got {text}")
+    return value
+
+
+#: Commands whose ``--output`` is a file in an existing folder (evaluate and demo create
+#: their output folder).
+_FILE_OUTPUTS = ("psd", "simulate", "train", "predict")
+
+
+def _check_output_folders(args: argparse.Namespace) -> None:
+    """Name a missing output folder before any work (not a raw errno after it)."""
+    if args.command not in _FILE_OUTPUTS:
+        return
+    for flag in ("output", "plot"):
+        path = getattr(args, flag, None)
+        if path is None:
+            continue
+        folder = Path(path).parent
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"--{flag} {path}: the folder {folder} does not exist; create it first "
+                f"(mkdir -p {folder})"
+            )
+
+
+def _check_module(module: str, extra: str, what: str) -> None:
+    """Raise a one-line error naming the extra to install if ``module`` is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"{what} needs {module}, which is not installed: pip install 'skages[{extra}]'"
+        )
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Log records written with ``tqdm.write``: a record never shares a line with a bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # the logging module's contract: never raise from emit
+            self.handleError(record)
+
+
+def _plain_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one log line: its category and message, not a source line."""
+    return f"{category.__name__}: {message}"
 
 
 #: Subcommands, in the order of ``skages --help``: each adds its parser (with
 #: ``set_defaults(func=...)``) to the subparsers. Add a command by appending here.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_psd,
+    _add_spectra,
     _add_simulate,
     _add_train,
     _add_predict,
@@ -843,19 +1214,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = (
         logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     )
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = _TqdmHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.captureWarnings(True)  # library warnings become log lines, not tracebacks-lookalikes
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _plain_warning
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        _check_output_folders(args)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except (ValueError, FileNotFoundError, OSError, ImportError) as exc:
         logger.debug("skages %s failed", args.command, exc_info=True)
         print(f"skages {args.command}: error: {exc}", file=sys.stderr)
         return 1
     finally:
         logging.captureWarnings(False)
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,6 +52,7 @@ def run_demo(
     baselines: bool = True,
     n_jobs: int | None = None,
     verbose: int = 1,
+    restart: bool = False,
 ) -> Bunch:
     """Run the whole skages workflow on a simulated survey.
 
@@ -67,7 +68,8 @@ def run_demo(
        ``report/metrics.json`` and ``report/figures/*.png``.
 
     A rerun with the same settings reuses the survey, the model and the finished
-    catalogue chunks.
+    catalogue chunks. One run at a time per folder: the run holds ``<output_dir>.lock``
+    (:mod:`skages._lock`), and a second one fails at once naming the first.
 
     Parameters
     ----------
@@ -92,6 +94,9 @@ def run_demo(
         Worker processes of the simulation and threads of the forests.
     verbose : int, default=1
         Progress bars and step messages on stderr when > 0.
+    restart : bool, default=False
+        Discard the unfinished work of an earlier run (a partial survey, the catalogue
+        chunks of another model) instead of resuming it or refusing it.
 
     Returns
     -------
@@ -100,6 +105,23 @@ def run_demo(
         evaluation's numbers), ``summary`` (its headline lines) and ``timings``
         (seconds per step).
     """
+    from skages._lock import output_lock
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with output_lock(output_dir, folders=[output_dir]):
+        return _demo(
+            output_dir, n_stars=n_stars, max_epochs=max_epochs, test_size=test_size,
+            n_estimators=n_estimators, seed=seed, device=device, baselines=baselines,
+            n_jobs=n_jobs, verbose=verbose, restart=restart,
+        )  # fmt: skip
+
+
+def _demo(
+    output_dir: Path, *, n_stars, max_epochs, test_size, n_estimators, seed, device,
+    baselines, n_jobs, verbose, restart,
+) -> Bunch:  # fmt: skip
+    """:func:`run_demo` once the folder's lock is held."""
     import numpy as np
     from sklearn.utils import Bunch
 
@@ -112,8 +134,6 @@ def run_demo(
     from skages.persistence import save_model, training_summary
     from skages.pipeline import fit_age_model
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     paths = Bunch(
         survey=output_dir / "survey.h5",
         model=output_dir / "model.joblib",
@@ -142,12 +162,14 @@ def run_demo(
             logger.info("reusing the finished survey %s", paths.survey)
     if not reuse:
         options = dict(psd=True, overwrite=True, n_jobs=n_jobs, verbose=verbose)
-        try:
-            write_apokasc(paths.survey, n_stars, resume=True, random_state=seed, **options)
-        except ValueError as exc:  # an unfinished survey of other settings: start afresh
-            logger.info("not resuming (%s)", exc)
-            paths.survey.with_name(paths.survey.name + ".partial").unlink(missing_ok=True)
-            write_apokasc(paths.survey, n_stars, resume=False, random_state=seed, **options)
+        if restart:
+            write_apokasc(paths.survey, n_stars, restart=True, random_state=seed, **options)
+        else:
+            try:
+                write_apokasc(paths.survey, n_stars, resume=True, random_state=seed, **options)
+            except ValueError as exc:  # an unfinished survey of other settings: start afresh
+                logger.info("not resuming (%s)", exc)
+                write_apokasc(paths.survey, n_stars, restart=True, random_state=seed, **options)
     timings["simulate"] = time.perf_counter() - t0
 
     # 2. model
@@ -199,7 +221,12 @@ def run_demo(
     # 3. catalogue
     t0 = step(f"3/4 writing the age catalogue of all {n_stars} stars")
     catalogue = predict_catalogue(
-        paths.model, paths.survey, paths.catalogue, overwrite=True, verbose=verbose
+        paths.model,
+        paths.survey,
+        paths.catalogue,
+        overwrite=True,
+        restart=restart,
+        verbose=verbose,
     )
     timings["predict"] = time.perf_counter() - t0
 

@@ -86,6 +86,14 @@ def _seeds(random_state: Any, n: int) -> list[int]:
     return [int(s) for s in check_random_state(random_state).randint(0, _MAX_SEED, size=n)]
 
 
+def _short_float(value: float) -> str:
+    """A learning rate as people write it: 0.01, 5e-4, 1.25e-5."""
+    if value == 0 or 1e-2 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 class _EpochLog(Callback):
     """Logs every epoch's losses (``logging``) and shows a tqdm bar over epochs (stderr)."""
 
@@ -94,6 +102,11 @@ class _EpochLog(Callback):
         self.show_bar = show_bar
 
     def on_train_begin(self, net, **kwargs):
+        logger.info(
+            "loss: per star, the weighted sum of squared errors of the decoded ln PSD over "
+            "its unmasked pixels plus beta times the KL divergence of the latent posterior "
+            "(lower is better; it levels off when training has converged)"
+        )
         self.bar_ = tqdm(
             total=self.total,
             desc="SpectrumToPSDEncoder",
@@ -104,9 +117,17 @@ class _EpochLog(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]
-        text = {k: f"{row[k]:.5g}" for k in ("train_loss", "valid_loss") if k in row}
-        text["lr"] = f"{net.optimizer_.param_groups[0]['lr']:.3g}"
-        logger.info("epoch %d: %s (%.1f s)", row["epoch"], text, row.get("dur", float("nan")))
+        text = {"loss": f"{row['train_loss']:.4g}"}
+        if "valid_loss" in row:
+            text["valid"] = f"{row['valid_loss']:.4g}"
+        text["lr"] = _short_float(net.optimizer_.param_groups[0]["lr"])
+        logger.info(
+            "epoch %d/%d  %s  (%.1f s)",
+            row["epoch"],
+            self.total,
+            "  ".join(f"{k} {v}" for k, v in text.items()),
+            row.get("dur", float("nan")),
+        )
         self.bar_.set_postfix(text, refresh=False)
         self.bar_.update(1)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -46,6 +47,7 @@ __all__ = [
     "evaluate_saved_model",
     "held_out_split",
     "latent_classification",
+    "latent_numax_track",
     "latent_regression",
     "split_indices",
     "split_record",
@@ -58,6 +60,54 @@ logger = logging.getLogger(__name__)
 #: whether the regression works on log10 of the quantity.
 ABUNDANCES = (("fe_h", "dex", False), ("alpha_m", "dex", False), ("c_n", "dex", False))
 SEISMIC = (("numax", "µHz", True), ("dnu", "µHz", True), ("excess_dnu", "µHz", False))
+
+
+#: Leung et al. (2023)'s figures that the report sets this model against: age scatter
+#: of RGB and RC stars against APOKASC-2 (Fig. 10), RC vs RGB accuracy from the latent
+#: space (Fig. 9), νmax and Δν scatter from the latent space (Fig. 8) and the width of
+#: the age z-scores. Each entry: (label, path to the value in the metrics, scale, unit,
+#: the paper's value).
+PAPER_FIGURES = (
+    ("RGB age scatter", ("ages", "latent", "RGB", "scatter_pct"), 1.0, "%", 22.0),
+    ("RC age scatter", ("ages", "latent", "RC", "scatter_pct"), 1.0, "%", 11.0),
+    ("RC vs RGB accuracy from the latent space", ("state", "accuracy"), 100.0, "%", 94.0),
+    ("νmax scatter from the latent space", ("seismic", "numax", "scatter"), 1.0, "%", 10.0),
+    ("Δν scatter from the latent space", ("seismic", "dnu", "scatter"), 1.0, "%", 7.0),
+    ("age z-score width", ("ages", "latent", "all", "z_width"), 1.0, "", 0.75),
+)
+
+#: How the report names the models whose ages it compares.
+MODEL_LABELS = {
+    "latent": "this model (latent + Teff + [Fe/H])",
+    "latent_vs_true_age": "this model, against the true (simulated) ages",
+    "oracle": "seismic oracle (νmax, Δν, Teff, [Fe/H])",
+    "mass oracle": "mass oracle (seismic mass, [Fe/H], state)",
+    "direct": "direct baseline (PCA of the spectrum)",
+}
+
+
+def _md(text: Any) -> str:
+    """Text for one Markdown table cell: ``|`` escaped, no line breaks."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_row(*cells: Any) -> str:
+    return "| " + " | ".join(_md(c) for c in cells) + " |"
+
+
+def _model_label(name: str) -> str:
+    if name.startswith("ablation: "):
+        return "ablation: " + name.removeprefix("ablation: ")
+    return MODEL_LABELS.get(name, name)
+
+
+def _lookup(metrics: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = metrics
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value)
 
 
 # ----------------------------------------------------------------------- data
@@ -337,6 +387,61 @@ def latent_classification(
     }
 
 
+def latent_numax_track(encoder: Any, z: Any, numax: Any, *, n_points: int = 6) -> dict:
+    """Decode the median latent point of stars in bins of νmax (the paper's Fig. 4).
+
+    The stars are split into ``n_points`` bins of equal width in log νmax between the
+    2nd and 98th percentiles; the median latent position of each bin is decoded into a
+    PSD, whose νmax is measured (:func:`skages.seismology.estimate_numax`). A latent
+    space that has learned νmax gives decoded PSDs with the νmax of their stars.
+
+    Parameters
+    ----------
+    encoder : SpectrumToPSDEncoder
+        Fitted encoder.
+    z : array-like of shape (n_stars, latent_dim)
+        Latent means.
+    numax : array-like of shape (n_stars,)
+        The stars' νmax, µHz (NaN skipped).
+    n_points : int, default=6
+        Number of bins.
+
+    Returns
+    -------
+    dict
+        ``stated`` (median νmax of each bin's stars, µHz: what the decoded PSD is meant
+        to have), ``obtained`` (νmax of the decoded PSD, µHz), ``n`` (stars per bin),
+        ``points`` (the latent points) and ``psd`` (the decoded ln PSDs); empty bins are
+        left out.
+    """
+    from skages.seismology import estimate_numax
+
+    z = np.asarray(z, float)
+    nu = np.asarray(numax, float)
+    ok = np.isfinite(nu) & (nu > 0) & np.isfinite(z).all(axis=1)
+    log_nu = np.log10(nu[ok])
+    edges = np.linspace(*np.percentile(log_nu, [2, 98]), n_points + 1)
+    which = np.clip(np.searchsorted(edges, log_nu, side="right") - 1, 0, n_points - 1)
+    points, stated, counts = [], [], []
+    for k in range(n_points):
+        members = which == k
+        if not members.any():
+            continue
+        points.append(np.median(z[ok][members], axis=0))
+        stated.append(float(10 ** np.median(log_nu[members])))
+        counts.append(int(members.sum()))
+    points = np.asarray(points)
+    psd = np.asarray(encoder.decode(points), float)
+    obtained = [float(estimate_numax(row)) for row in psd]
+    return {
+        "stated": stated,
+        "obtained": obtained,
+        "n": counts,
+        "points": points,
+        "psd": psd,
+    }
+
+
 def alpha_residual_slope(residual: Any, alpha_m: Any, log_age_true: Any) -> dict[str, float]:
     """Slope of age residuals against [α/M] at fixed true age.
 
@@ -586,14 +691,14 @@ def _mass_oracle_baseline(train, test, use, forest):
 
 
 def _ablation(z_train, z_test, train, test, use, forest):
-    """The age forest on growing input sets (Figs. 16-17)."""
+    """The age forest on other input sets than the model's (Figs. 16-17)."""
     import pandas as pd
 
     latent_dim = z_train.shape[1] // 2
     steps = [
         ("latent", []),
         ("latent + Teff", [("teff", "teff_err")]),
-        ("latent + Teff + [Fe/H]", [("teff", "teff_err"), ("fe_h", "fe_h_err")]),
+        # latent + Teff + [Fe/H] is the model itself (reported as "latent"): not refitted
         (
             "latent + Teff + [Fe/H] + [α/M]",
             [("teff", "teff_err"), ("fe_h", "fe_h_err"), ("alpha_m", "alpha_m_err")],
@@ -677,8 +782,87 @@ class EvaluationReport:
             )
         return "\n".join(lines)
 
+    def paper_comparison(self) -> list[dict[str, Any]]:
+        """This model's figures beside Leung et al. (2023)'s (:data:`PAPER_FIGURES`).
+
+        Returns
+        -------
+        list of dict
+            ``quantity``, ``value`` (None where not measured), ``paper`` and ``unit``.
+        """
+        rows = []
+        for label, path, scale, unit, paper in PAPER_FIGURES:
+            value = _lookup(self.metrics, path)
+            rows.append(
+                {
+                    "quantity": label,
+                    "value": None if value is None else scale * value,
+                    "paper": paper,
+                    "unit": unit,
+                }
+            )
+        return rows
+
+    def figure_notes(self) -> list[str]:
+        """Sentences on what the figures show, above all the goals they show missed."""
+        m = self.metrics
+        notes = []
+        where = {
+            "latent age scatter / oracle scatter": "ablation.png",
+            "[α/M] R² from the latent space": "latent_abundances.png",
+            "[α/M] R² beyond what νmax, Δν and state imply": "latent_abundances.png",
+            "z-score width": "z_scores.png",
+            "RC vs RGB accuracy": "state_confusion.png",
+            "direct baseline: |d log age / d[α/M]| significance": "alpha_leakage.png",
+            "latent / direct |d log age / d[α/M]|": "alpha_leakage.png",
+        }
+        for name, g in m["goal_checks"].items():
+            if not g["met"]:
+                notes.append(
+                    f"Missed ({where.get(name, 'see the figures')}): {name} is "
+                    f"{g['value']:.3g}, against the goal {g['target']}."
+                )
+        track = m.get("psd_from_latent")
+        if track and track.get("stated"):
+            stated = np.asarray(track["stated"], float)
+            got = np.asarray(track["obtained"], float)
+            off = np.abs(got / stated - 1)
+            sentence = (
+                f"psd_from_latent.png: PSDs decoded along the data are meant to have νmax "
+                f"from {stated.min():.0f} to {stated.max():.0f} µHz and have "
+                f"{np.nanmin(got):.0f} to {np.nanmax(got):.0f} µHz"
+            )
+            if not np.all(off <= 0.2):
+                sentence += (
+                    f"; {int(np.sum(~(off <= 0.2)))} of {len(off)} are more than 20 % off, so "
+                    "the latent space does not carry νmax to the decoder over the whole range "
+                    "(missed)."
+                )
+            else:
+                sentence += ", each within 20 %."
+            notes.append(sentence)
+        ages = m["ages"]["latent"]
+        for state in ("RGB", "RC"):
+            if state in ages and abs(ages[state]["bias_pct"]) > 10:
+                a = ages[state]
+                notes.append(
+                    f"ages.png: {state} ages are biased by {a['bias_pct']:+.1f} % (median "
+                    "predicted / reference age − 1): their points lie "
+                    f"{'below' if a['bias_pct'] < 0 else 'above'} the diagonal."
+                )
+        z = m.get("z_score_median")
+        if z is not None and abs(z) > 0.1:
+            notes.append(
+                f"z_scores.png: the z-scores centre on {z:+.2f}, not 0: the predicted ages "
+                f"are {'older' if z > 0 else 'younger'} than the reference ages on average, "
+                "by more than a tenth of their uncertainty."
+            )
+        return notes
+
     def to_markdown(self, figure_dir: str = "figures") -> str:
         """The report as Markdown, linking the PNGs in ``figure_dir``."""
+        from skages.plotting import LABELS
+
         m = self.metrics
         out = [
             "# skages evaluation report",
@@ -686,6 +870,21 @@ class EvaluationReport:
             f"skages {m['skages_version']}; {m['n_train']} training stars "
             f"({m['n_forest']} with ages for the forest), {m['n_test']} held-out stars "
             f"({m['n_test_aged']} with reference ages).",
+            "",
+            "## This model vs the paper",
+            "",
+            "| quantity | this model | Leung et al. (2023) |",
+            "|---|---|---|",
+        ]
+        for row in self.paper_comparison():
+            unit = f" {row['unit']}" if row["unit"] else ""
+            value = "not measured" if row["value"] is None else f"{row['value']:.3g}{unit}"
+            out.append(_md_row(row["quantity"], value, f"{row['paper']:g}{unit}"))
+        out += [
+            "",
+            "The paper's figures are for its released model (150 encoder epochs, about "
+            "10,000 APOGEE DR17 - Kepler stars, ages from APOKASC-2); this model's are "
+            "measured on the held-out stars of this run.",
             "",
             "```",
             self.summary(),
@@ -699,20 +898,31 @@ class EvaluationReport:
         for model, per_state in m["ages"].items():
             for state, a in per_state.items():
                 out.append(
-                    f"| {model} | {state} (n={a['n']}) | {a['scatter_pct']:.1f} | "
-                    f"{a['bias_pct']:+.1f} | {a['scatter_gyr']:.2f} | {a['bias_gyr']:+.2f} | "
-                    f"{a.get('z_width', float('nan')):.2f} |"
+                    _md_row(
+                        _model_label(model),
+                        f"{state} (n={a['n']})",
+                        f"{a['scatter_pct']:.1f}",
+                        f"{a['bias_pct']:+.1f}",
+                        f"{a['scatter_gyr']:.2f}",
+                        f"{a['bias_gyr']:+.2f}",
+                        f"{a.get('z_width', float('nan')):.2f}",
+                    )
                 )
         out += ["", "## Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
         for name, g in m["goal_checks"].items():
             out.append(
-                f"| {name} | {g['value']:.3f} | {g['target']} | {'yes' if g['met'] else 'no'} |"
+                _md_row(name, f"{g['value']:.3f}", g["target"], "yes" if g["met"] else "no")
             )
+        notes = self.figure_notes()
+        if notes:
+            out += ["", "What the figures show:", ""] + [f"- {note}" for note in notes]
         out += ["", "## Latent space", "", "| quantity | R² | scatter |", "|---|---|---|"]
         for group in ("abundances", "seismic"):
             for name, r in m[group].items():
                 unit = "%" if r.get("log") else r.get("unit", "")
-                out.append(f"| {name} | {r['r2']:.3f} | {r['scatter']:.3g} {unit} |")
+                out.append(
+                    _md_row(LABELS.get(name, name), f"{r['r2']:.3f}", f"{r['scatter']:.3g} {unit}")
+                )
         alpha = m["abundances"].get("alpha_m", {})
         if "r2_from_seismology" in alpha:
             out += [
@@ -723,10 +933,18 @@ class EvaluationReport:
                 f"{alpha['r2_beyond_seismology']:.3f}.",
             ]
         s = m["state"]
+        labels = list(s["labels"])
         out += [
             "",
-            f"RC vs RGB: {100 * s['accuracy']:.1f} % correct; confusion (rows true "
-            f"{s['labels']}, columns predicted): {s['confusion']}",
+            f"RC vs RGB from the latent space: {100 * s['accuracy']:.1f} % correct "
+            "(stars; rows: true state, columns: predicted state):",
+            "",
+            _md_row("true \\ predicted", *labels),
+            "|---" * (len(labels) + 1) + "|",
+        ]
+        for label, counts in zip(labels, s["confusion"], strict=True):
+            out.append(_md_row(label, *counts))
+        out += [
             "",
             "## [α/M] leakage: d log10 age / d[α/M] when only the α lines change",
             "",
@@ -735,8 +953,12 @@ class EvaluationReport:
         ]
         for name, leak in m["alpha_sensitivity"].items():
             out.append(
-                f"| {name} | {leak['derivative']:+.3f} | {leak['mean']:+.3f} ± "
-                f"{leak['sem']:.3f} | {leak['significance']:+.1f} |"
+                _md_row(
+                    _model_label(name),
+                    f"{leak['derivative']:+.3f}",
+                    f"{leak['mean']:+.3f} ± {leak['sem']:.3f}",
+                    f"{leak['significance']:+.1f}",
+                )
             )
         if m.get("alpha_residual_slope"):
             out += [
@@ -749,7 +971,9 @@ class EvaluationReport:
                 "|---|---|---|",
             ]
             for name, sl in m["alpha_residual_slope"].items():
-                out.append(f"| {name} | {sl['slope']:+.3f} | {sl['slope_err']:.3f} |")
+                out.append(
+                    _md_row(_model_label(name), f"{sl['slope']:+.3f}", f"{sl['slope_err']:.3f}")
+                )
         out += ["", "## Figures", ""]
         for name in self.figures:
             out += [f"### {name}", "", f"![{name}]({figure_dir}/{name}.png)", ""]
@@ -980,6 +1204,17 @@ def evaluate_age_model(
             "met": bool(ratio < 1),
         }
 
+    track = None
+    numax_s = _col(lab_s, "numax")
+    if numax_s is not None and np.isfinite(numax_s).sum() >= 2:
+        track = latent_numax_track(encoder, mu_test, numax_s)
+    z_median = None
+    if "z_width" in ages["latent"].get("all", {}):
+        ok = np.isfinite(y_s) & np.isfinite(mean) & np.isfinite(std)
+        e = np.zeros_like(y_s) if y_err_s is None else np.nan_to_num(y_err_s)
+        z = (mean[ok] - y_s[ok]) / np.sqrt(std[ok] ** 2 + e[ok] ** 2)
+        z_median = float(np.median(z)) if z.size else None
+
     metrics = {
         "skages_version": __version__,
         "n_train": len(lab_t),
@@ -994,7 +1229,10 @@ def evaluate_age_model(
         "alpha_residual_slope": slopes,
         "goals": goals,
         "goal_checks": checks,
+        "z_score_median": z_median,
     }
+    if track is not None:
+        metrics["psd_from_latent"] = {k: track[k] for k in ("stated", "obtained", "n")}
     report = EvaluationReport(metrics=metrics)
     if figures:
         report.figures = _figures(
@@ -1010,6 +1248,7 @@ def evaluate_age_model(
             ages,
             leakage,
             random_state,
+            track,
         )
     return report
 
@@ -1097,6 +1336,7 @@ def evaluate_saved_model(
     baselines: bool = True,
     random_state: Any = 0,
     n_jobs: int | None = None,
+    trusted: Sequence[str] | None = None,
 ) -> EvaluationReport:
     """Evaluate a saved model on the stars it did not see, and write the report.
 
@@ -1114,6 +1354,9 @@ def evaluate_saved_model(
         A separate held-out survey; then every star of ``survey`` counts as training.
     baselines, random_state, n_jobs
         As for :func:`evaluate_age_model`.
+    trusted : sequence of str, optional
+        For a ``.skops`` model: extra type names to trust
+        (:func:`skages.persistence.load_model`).
 
     Returns
     -------
@@ -1121,7 +1364,7 @@ def evaluate_saved_model(
     """
     from skages.persistence import load_model
 
-    fitted, metadata = load_model(model)
+    fitted, metadata = load_model(model, trusted=None if trusted is None else list(trusted))
     training = metadata.get("training") or {}
     max_stars = training.get("max_stars")
     data = _read_rows(Path(survey), max_stars)
@@ -1158,13 +1401,14 @@ def _figures(
     ages,
     leakage,
     random_state,
+    track=None,
 ) -> dict[str, Any]:
     from skages import plotting
 
     figs = {}
     state_s = lab_s["evstate"].astype(str).to_numpy()
     figs["ages"] = plotting.plot_age_comparison(
-        y_s, preds["latent"][0], preds["latent"][1], evstate=state_s, title="latent model"
+        y_s, preds["latent"][0], preds["latent"][1], evstate=state_s, title=MODEL_LABELS["latent"]
     ).figure
     rng = np.random.default_rng(random_state)
     numax = _col(lab_s, "numax")
@@ -1176,7 +1420,7 @@ def _figures(
         encoder.predict_psd(_encoder_input(encoder, test.spectra[picks])),
         labels=[f"νmax = {numax[p]:.0f} µHz, {state_s[p]}" for p in picks],
     )
-    figs["psd_from_latent"] = plotting.plot_psd_from_latent(encoder, mu_test, numax)
+    figs["psd_from_latent"] = plotting.plot_psd_from_latent(encoder, mu_test, numax, track=track)
     colours = {
         "state": np.asarray(state_s, dtype=str),
         "νmax (µHz)": numax,
@@ -1184,7 +1428,15 @@ def _figures(
     }
     if "excess_dnu" in lab_s:
         colours["excess Δν (µHz)"] = _col(lab_s, "excess_dnu")
-    figs["latent_space"] = plotting.plot_latent_space(mu_test, colours)
+    figs["latent_space"] = plotting.plot_latent_space(
+        mu_test, colours, log={"νmax (µHz)"}, random_state=random_state
+    )
+    figs["latent_pairs_state"] = plotting.plot_latent_pairs(
+        mu_test, colours["state"], label="state", random_state=random_state
+    )
+    figs["latent_pairs_numax"] = plotting.plot_latent_pairs(
+        mu_test, numax, label="νmax (µHz)", log=True, random_state=random_state
+    )
     figs["latent_abundances"] = plotting.plot_latent_regressions(
         abundances, title="abundances from the latent space"
     )
@@ -1193,7 +1445,7 @@ def _figures(
     )
     figs["state_confusion"] = plotting.plot_confusion(state["confusion"], state["labels"])
     ablations = {
-        k: v
+        _model_label(k): v
         for k, v in ages.items()
         if k.startswith("ablation") or k in ("latent", "oracle", "mass oracle", "direct")
     }
@@ -1203,6 +1455,6 @@ def _figures(
     ).figure
     if leakage:
         figs["alpha_leakage"] = plotting.plot_alpha_sensitivity(
-            {k: v["per_star"] for k, v in leakage.items()}
+            {_model_label(k): v["per_star"] for k, v in leakage.items()}
         )
     return figs

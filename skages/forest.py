@@ -807,7 +807,13 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             var[seen] = _spread(drawn[:, seen], self.spread, nan=True) ** 2
         n_never = int((~seen).sum())
         if n_never:
-            logger.info("%d training stars are in every bootstrap: no OOB prediction", n_never)
+            # one star in thousands: it only drops out of the out-of-bag bias and calibration fits
+            logger.debug(
+                "%d of %d training star(s) were drawn into every tree's bootstrap sample, so no "
+                "tree left them out to check them; the uncertainty calibration uses the others",
+                n_never,
+                n_samples,
+            )
         return _Stats(mean, var, count)
 
     def _bias(self, X_values: np.ndarray) -> np.ndarray | float:

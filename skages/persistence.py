@@ -1,18 +1,36 @@
 """Saving and loading fitted skages models, with their metadata.
 
-A saved model is a dictionary ``{"model", "metadata"}`` written with joblib
+A saved model is a dictionary ``{"metadata", "model"}`` written with joblib
 (``.joblib``, fast, for your own files) or skops (``.skops``, the safe format for
-files from strangers: loading it never runs arbitrary code). The metadata say which
-skages wrote the file, on which frequency grid the encoder was trained, and what
-the training set looked like; :func:`load_model` refuses a file written by an
-incompatible skages with a message that says what to do.
+files from strangers). The metadata say which skages wrote the file, on which
+frequency grid the encoder was trained, and what the training set looked like;
+:func:`load_model` reads them *before* it builds any object and refuses a file
+written by an incompatible skages with a message that says what to do.
+
+Safety:
+
+* A ``.skops`` file is audited before loading: every type it names must be one that
+  skops itself trusts (numpy arrays, scikit-learn's own estimators) or one of the exact
+  names in :data:`SKOPS_TRUSTED_TYPES` (the types skages models contain), or be
+  passed in ``trusted=[...]`` (``--trust TYPE`` on the command line). Anything else,
+  e.g. a function hidden in a ``FunctionTransformer``, is refused; nothing in the file
+  runs.
+* A ``.joblib`` file is a pickle, and loading a pickle runs whatever code it holds.
+  Load only your own files; the command line requires ``--trust-joblib`` (or
+  ``SKAGES_TRUST_JOBLIB=1``) for them.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
+import itertools
+import json
+import pickle
 import platform
+import zipfile
+import zlib
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -22,11 +40,35 @@ import numpy as np
 from skages._atomic import atomic_path
 from skages._version import __version__
 
-__all__ = ["FORMAT_VERSION", "load_model", "model_metadata", "save_model", "training_summary"]
+__all__ = [
+    "FORMAT_VERSION",
+    "SKOPS_TRUSTED_TYPES",
+    "load_model",
+    "model_metadata",
+    "save_model",
+    "training_summary",
+]
 
 #: Version of the saved-model layout; bumped when it changes incompatibly.
 FORMAT_VERSION = 1
 _FORMATS = {".joblib": "joblib", ".pkl": "joblib", ".skops": "skops"}
+
+#: The exact types, beyond those skops trusts by default, that skages models contain
+#: (listed with ``skops.io.get_untrusted_types`` from the saved encoder, forest, age
+#: pipeline and ContinuumNormalizer pipelines). No prefix: a type named here is trusted,
+#: every other one is refused unless the caller trusts it by name. ``functools.partial``
+#: is safe because the function it wraps is itself audited by name.
+SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
+    "functools.partial",
+    "skages.encoder.SpectrumToPSDEncoder",
+    "skages.forest.ProbabilisticForestRegressor",
+    "skages.pipeline._fixed_feature_names",
+    "skages.spectra.ContinuumNormalizer",
+    "sklearn.tree._tree.Tree",
+)
+
+#: Name of the metadata member that save_model adds to a ``.skops`` zip file.
+_SKOPS_METADATA = "skages-metadata.json"
 
 
 def _major_minor(version: str) -> tuple[int, int]:
@@ -101,7 +143,7 @@ def model_metadata(model: Any, *, training: dict[str, Any] | None = None) -> dic
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "scikit_learn": sklearn.__version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str, not torch's TorchVersion class
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "frequency_grid_uHz": grid.tolist(),
         "frequency_grid_sha256": hashlib.sha256(grid.tobytes()).hexdigest(),
@@ -118,9 +160,26 @@ def _format(path: Path, fmt: str | None) -> str:
         return _FORMATS[path.suffix.lower()]
     except KeyError:
         raise ValueError(
-            f"cannot tell the format of {path} from its extension; use .joblib or .skops, "
-            "or pass format="
+            f"{path}: a model file ends in .joblib or .skops; cannot tell the format of a "
+            f"{path.suffix or 'extension-less'} file"
         ) from None
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for the metadata member: numpy scalars and arrays, else text."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return str(value)
+
+
+def _import_skops(path: Path):
+    try:
+        import skops.io as sio
+    except ImportError:
+        raise ImportError(
+            f"{path} is a .skops model, which needs the skops package: pip install 'skages[skops]'"
+        ) from None
+    return sio
 
 
 def save_model(
@@ -150,15 +209,16 @@ def save_model(
     """
     path = Path(path)
     fmt = _format(path, format)
-    payload = {"model": model, "metadata": model_metadata(model, training=training)}
+    sio = _import_skops(path) if fmt == "skops" else None
+    # metadata first: load_model reads them before it builds the model
+    metadata = model_metadata(model, training=training)
+    payload = {"metadata": metadata, "model": model}
     with atomic_path(path) as tmp:
         if fmt == "joblib":
             import joblib
 
             joblib.dump(payload, tmp, compress=3)
         else:
-            import skops.io as sio
-
             # skops cannot follow the estimator <-> request cycle of scikit-learn's
             # metadata-routing requests; store them as plain dicts and rebuild on load
             detached, plain = _strip_requests(model)
@@ -168,6 +228,8 @@ def save_model(
             finally:
                 for est, request in detached:
                     est.__dict__["_metadata_request"] = request
+            with zipfile.ZipFile(tmp, "a") as zf:
+                zf.writestr(_SKOPS_METADATA, json.dumps(metadata, default=_plain))
     return path
 
 
@@ -256,22 +318,98 @@ def _check_metadata(meta: Any, path: Path) -> dict[str, Any]:
     return meta
 
 
+class _StopAtClass(Exception):
+    """Raised by :class:`_MetadataPeek` at the first class reference."""
+
+
+class _MetadataPeek(pickle._Unpickler):  # the pure-Python unpickler exposes its stack
+    """Unpickles plain values only; stops before building any object."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise _StopAtClass(f"{module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise _StopAtClass("persistent id")
+
+
+def _peek_joblib_metadata(path: Path) -> dict[str, Any] | None:
+    """The metadata of a joblib model file, read without building any object.
+
+    save_model puts the metadata (plain Python values) before the model in the pickle,
+    so an unpickler that refuses every class reaches them first. None when they cannot
+    be found this way (e.g. a file written by an older skages).
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        fh.seek(0)
+        if head[:1] == b"\x80":  # an uncompressed pickle
+            data = fh.read(8 << 20)
+        elif head[:1] == b"x":  # joblib's zlib compression
+            unzip, parts, size = zlib.decompressobj(), [], 0
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                try:
+                    parts.append(unzip.decompress(block, (8 << 20) - size))
+                except zlib.error:  # damaged: the real load says so, naming the file
+                    break
+                size += len(parts[-1])
+                if size >= 8 << 20 or unzip.unconsumed_tail:
+                    break
+            data = b"".join(parts)
+        else:
+            return None
+    peek = _MetadataPeek(io.BytesIO(data))
+    try:
+        whole = peek.load()  # only plain values: nothing to stop at
+    except _StopAtClass:
+        pass
+    except Exception:  # damage is reported by the real load
+        return None
+    else:
+        meta = whole.get("metadata") if isinstance(whole, dict) else None
+        return meta if isinstance(meta, dict) and "skages_version" in meta else None
+    for stack in [*getattr(peek, "metastack", []), getattr(peek, "stack", [])]:
+        for key, value in itertools.pairwise(stack):
+            if key == "metadata" and isinstance(value, dict) and "skages_version" in value:
+                return value
+    return None
+
+
+def _peek_skops_metadata(path: Path) -> dict[str, Any] | None:
+    """The metadata member save_model adds to a ``.skops`` file (None if absent)."""
+    with zipfile.ZipFile(path) as zf:
+        if _SKOPS_METADATA not in zf.namelist():
+            return None
+        meta = json.loads(zf.read(_SKOPS_METADATA))
+    return meta if isinstance(meta, dict) else None
+
+
+def _damaged(path: Path, fmt: str, exc: BaseException) -> ValueError:
+    return ValueError(
+        f"{path} is not a readable {fmt} model file (damaged, truncated or not written by "
+        f"skages.persistence.save_model): {type(exc).__name__}: {exc}"
+    )
+
+
 def load_model(
     path: str | PathLike, *, format: str | None = None, trusted: list[str] | None = None
 ) -> tuple[Any, dict[str, Any]]:
     """Load a model written by :func:`save_model` and check that it fits this skages.
 
+    The metadata are read and checked first, before any object of the model is built,
+    so a file from another skages version is refused with a clear message rather than
+    failing on a class this version lacks.
+
     Parameters
     ----------
     path : path-like
-        A ``.joblib`` or ``.skops`` file.
+        A ``.joblib`` or ``.skops`` file. A ``.joblib`` file is a pickle: loading it runs
+        any code it holds, so load only files you wrote or whose author you trust.
     format : {"joblib", "skops"}, optional
         Overrides the extension.
     trusted : list of str, optional
-        For skops files: types you trust beyond those of skages and scikit-learn (the
-        encoder stores its network weights as numpy arrays, which skops loads safely).
-        Loading stops with the list of any other type found, so a stranger's file cannot
-        run code you did not approve.
+        For skops files: exact type names to trust beyond those skops trusts by default
+        and :data:`SKOPS_TRUSTED_TYPES`. Loading stops with the list of any other type
+        found, so a stranger's file cannot run code you did not approve.
 
     Returns
     -------
@@ -281,39 +419,65 @@ def load_model(
     Raises
     ------
     ValueError
-        If the file is not a skages model, or was written by an incompatible skages.
+        If the file is damaged, not a skages model, holds types that are not trusted, or
+        was written by an incompatible skages.
+    ImportError
+        For a ``.skops`` file without skops installed.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such model file: {path}")
     fmt = _format(path, format)
+    if trusted is not None and (
+        isinstance(trusted, str) or not all(isinstance(t, str) for t in trusted)
+    ):
+        raise TypeError(f"trusted must be a list of type names (str); got {trusted!r}")
     if fmt == "joblib":
         import joblib
 
-        payload = joblib.load(path)
+        try:
+            meta = _peek_joblib_metadata(path)
+        except OSError as exc:
+            raise _damaged(path, fmt, exc) from exc
+        if meta is not None:
+            _check_metadata(meta, path)
+        load = lambda: joblib.load(path)  # noqa: E731
     else:
-        import skops.io as sio
-
-        untrusted = sio.get_untrusted_types(file=path)
-        allowed = [t for t in untrusted if _is_known_type(t)] + list(trusted or [])
-        unknown = sorted(set(untrusted) - set(allowed))
+        sio = _import_skops(path)
+        try:
+            meta = _peek_skops_metadata(path)
+        except Exception as exc:  # BadZipFile, JSON, zlib, ...
+            raise _damaged(path, fmt, exc) from exc
+        if meta is not None:
+            _check_metadata(meta, path)
+        try:
+            untrusted = sio.get_untrusted_types(file=path)
+        except Exception as exc:  # BadZipFile, JSON, KeyError, ...
+            raise _damaged(path, fmt, exc) from exc
+        allowed = set(SKOPS_TRUSTED_TYPES) | set(trusted or ())
+        unknown = sorted(set(untrusted) - allowed)
         if unknown:
             raise ValueError(
-                f"{path} contains types skages does not trust: {unknown}. If you trust the "
-                "file's author, pass them as load_model(..., trusted=[...])"
+                f"{path} contains types skages does not trust: {unknown}. They can run code "
+                "while the file loads; only if you trust the file's author, pass them as "
+                "load_model(..., trusted=[...]) (skages predict --trust TYPE)"
             )
-        payload = sio.load(path, trusted=allowed)
-        if isinstance(payload, dict) and "routing_requests" in payload:
-            _restore_requests(payload["model"], payload.pop("routing_requests"))
+        load = lambda: sio.load(path, trusted=sorted(set(untrusted)))  # noqa: E731
+    try:
+        payload = load()
+    except (AttributeError, ImportError) as exc:
+        raise ValueError(
+            f"{path} names a class or function that this skages ({__version__}) lacks "
+            f"({exc}); it was written by another skages version or package: retrain the "
+            "model with this version"
+        ) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # zlib.error, EOFError, UnpicklingError, ...
+        raise _damaged(path, fmt, exc) from exc
+    if fmt == "skops" and isinstance(payload, dict) and "routing_requests" in payload:
+        _restore_requests(payload["model"], payload.pop("routing_requests"))
     if not isinstance(payload, dict) or "model" not in payload:
         raise ValueError(f"{path} is not a skages model file (no model/metadata dictionary)")
     meta = _check_metadata(payload.get("metadata"), path)
     return payload["model"], meta
-
-
-_KNOWN_PREFIXES = ("skages.", "sklearn.")
-
-
-def _is_known_type(name: str) -> bool:
-    # functools.partial only wraps callables that are themselves checked by name
-    return name.startswith(_KNOWN_PREFIXES) or name == "functools.partial"

@@ -21,6 +21,7 @@ stay NaN (NaN means masked).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
@@ -322,12 +323,15 @@ def _fit_block(
     bad: np.ndarray | None,
     cont_mask: np.ndarray,
     degree: int,
+    chips: Sequence[slice] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Continuum of a block of stars, all chips; weights only on continuum pixels.
 
-    ``flux`` (b, 7514); ``weight`` (b, n_cont) inverse variances or None (all 1);
-    ``bad`` (b, n_cont) flagged continuum pixels or None. Returns the continuum
-    (b, 7514) float64, NaN for failed stars, and the failed flags (b,).
+    ``flux`` (b, n_pixels); ``weight`` (b, n_cont) inverse variances or None (all 1);
+    ``bad`` (b, n_cont) flagged continuum pixels or None; ``chips`` the pixel ranges
+    fitted separately (APOGEE's three chips of the gap-removed grid by default).
+    Returns the continuum (b, n_pixels) float64, NaN for failed stars, and the failed
+    flags (b,).
     """
     cont_idx = np.flatnonzero(cont_mask)
     flux_c = flux[:, cont_idx].astype(np.float64)
@@ -339,7 +343,7 @@ def _fit_block(
     continuum = np.empty(flux.shape, dtype=np.float64)
     failed = np.zeros(flux.shape[0], dtype=bool)
     col = 0
-    for sl in chip_slices().values():
+    for sl in chip_slices().values() if chips is None else chips:
         chip_mask = cont_mask[sl]
         cols = slice(col, col + int(chip_mask.sum()))
         col = cols.stop
@@ -553,6 +557,26 @@ def continuum_normalize(
     flux, err, bits, cont_mask, degree = _prepare(
         spectra, spectra_err, bitmask, continuum_mask, degree, bad_bits
     )
+    norm, norm_err = _normalize(
+        flux, err, bits, cont_mask, degree, None, bad_bits, fill_value, on_failure
+    )
+    if one_d:
+        return norm[0], None if norm_err is None else norm_err[0]
+    return norm, norm_err
+
+
+def _normalize(
+    flux: np.ndarray,
+    err: np.ndarray | None,
+    bits: np.ndarray | None,
+    cont_mask: np.ndarray,
+    degree: int,
+    chips: Sequence[slice] | None,
+    bad_bits: Iterable[int],
+    fill_value: float,
+    on_failure: str,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`continuum_normalize` on validated 2-D arrays, for any chip layout."""
     cont_idx = np.flatnonzero(cont_mask)
     norm = np.empty(flux.shape, dtype=flux.dtype)
     norm_err = None if err is None else np.empty(flux.shape, dtype=flux.dtype)
@@ -560,7 +584,7 @@ def continuum_normalize(
     for start in range(0, flux.shape[0], _BLOCK):
         rows = slice(start, start + _BLOCK)
         weight, bad_c = _block_inputs(flux, err, bits, rows, cont_idx, bad_bits)
-        continuum, block_failed = _fit_block(flux[rows], weight, bad_c, cont_mask, degree)
+        continuum, block_failed = _fit_block(flux[rows], weight, bad_c, cont_mask, degree, chips)
         with np.errstate(invalid="ignore"):
             block_failed |= np.any(~(continuum > 0), axis=1)
         continuum[block_failed] = np.nan
@@ -585,8 +609,6 @@ def continuum_normalize(
         if on_failure == "raise":
             raise ValueError(msg)
         logger.warning("%s; their normalised spectra are NaN", msg)
-    if one_d:
-        return norm[0], None if norm_err is None else norm_err[0]
     return norm, norm_err
 
 
@@ -595,8 +617,10 @@ class ContinuumNormalizer(TransformerMixin, BaseEstimator):
 
     Stateless: ``transform`` applies :func:`continuum_normalize` to each row
     (star) independently; ``fit`` only checks the input and records
-    ``n_features_in_``. Input spectra may be on the 8575-pixel apStar grid or the
-    7514-pixel gap-removed grid; the output is always on the gap-removed grid.
+    ``n_features_in_``. With the default ``layout="apogee"``, input spectra may be on
+    the 8575-pixel apStar grid or the 7514-pixel gap-removed grid and the output is
+    always on the gap-removed grid. Other layouts take spectra of any width (one chip,
+    another instrument's chips, a spectral window) and return the same width.
 
     Uncertainties and bitmasks are passed to ``fit_transform`` / ``transform`` as
     the keyword arguments ``spectra_err`` and ``bitmask``. Inside a
@@ -623,6 +647,14 @@ class ContinuumNormalizer(TransformerMixin, BaseEstimator):
     on_failure : {"raise", "nan"}, default="raise"
         A star whose continuum cannot be fitted (e.g. an all-NaN spectrum):
         raise a ValueError, or return a row of NaN.
+    layout : {"apogee", "single"} or sequence of int, default="apogee"
+        How the pixels of a row split into chips, each with its own continuum.
+        ``"apogee"``: APOGEE's three chips (8575 or 7514 pixels; ``continuum_mask``
+        of that size, default the DR17 mask). ``"single"``: the whole row is one chip,
+        of any width. A sequence of widths: consecutive chips of those many pixels,
+        which must add up to the row's width. For layouts other than ``"apogee"``,
+        ``continuum_mask`` has the row's width and None makes every pixel a
+        continuum pixel; each chip needs at least ``degree + 1`` of them.
 
     Attributes
     ----------
@@ -652,6 +684,7 @@ class ContinuumNormalizer(TransformerMixin, BaseEstimator):
         "bad_bits": ["array-like"],
         "fill_value": [Real],
         "on_failure": [StrOptions({"raise", "nan"})],
+        "layout": [StrOptions({"apogee", "single"}), "array-like"],
     }
 
     def __init__(
@@ -661,12 +694,14 @@ class ContinuumNormalizer(TransformerMixin, BaseEstimator):
         bad_bits: Sequence[int] = DEFAULT_BAD_BITS,
         fill_value: float = 1.0,
         on_failure: Literal["raise", "nan"] = "raise",
+        layout: str | Sequence[int] = "apogee",
     ) -> None:
         self.continuum_mask = continuum_mask
         self.degree = degree
         self.bad_bits = bad_bits
         self.fill_value = fill_value
         self.on_failure = on_failure
+        self.layout = layout
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -684,9 +719,54 @@ class ContinuumNormalizer(TransformerMixin, BaseEstimator):
             ensure_all_finite="allow-nan",
             ensure_min_features=1,
         )
-        if X.shape[1] not in (N_PIXELS_APSTAR, N_PIXELS):
-            raise _n_pixels_error("X", X.shape, [N_PIXELS_APSTAR, N_PIXELS])
+        if self._apogee():
+            if X.shape[1] not in (N_PIXELS_APSTAR, N_PIXELS):
+                raise _n_pixels_error("X", X.shape, [N_PIXELS_APSTAR, N_PIXELS])
+        else:
+            self._layout_chips(X.shape[1])
         return X
+
+    def _apogee(self) -> bool:
+        return isinstance(self.layout, str) and self.layout == "apogee"
+
+    def _layout_chips(self, n_pixels: int) -> list[slice]:
+        """The chips of a non-APOGEE layout, checked against the row width."""
+        if isinstance(self.layout, str):  # "single"
+            return [slice(0, n_pixels)]
+        widths = np.asarray(self.layout)
+        if widths.ndim != 1 or widths.size == 0 or widths.dtype.kind not in "iu":
+            raise ValueError(
+                f"layout must be 'apogee', 'single' or chip widths; got {self.layout!r}"
+            )
+        if np.any(widths < 1) or int(widths.sum()) != n_pixels:
+            raise ValueError(
+                f"layout chip widths {widths.tolist()} must be positive and add up to the "
+                f"{n_pixels} feature(s) of X"
+            )
+        edges = np.concatenate([[0], np.cumsum(widths)])
+        return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+
+    def _layout_mask(self, chips: list[slice], n_pixels: int) -> np.ndarray:
+        """The continuum mask of a non-APOGEE layout, checked chip by chip."""
+        if self.continuum_mask is None:
+            mask = np.ones(n_pixels, dtype=bool)
+        else:
+            mask = np.asarray(self.continuum_mask)
+            if mask.dtype != bool:
+                raise TypeError(f"continuum_mask must be a boolean array; got dtype {mask.dtype}")
+            if mask.shape != (n_pixels,):
+                raise ValueError(
+                    f"continuum_mask must have the {n_pixels} feature(s) of X; got shape "
+                    f"{mask.shape}"
+                )
+        for k, sl in enumerate(chips):
+            if mask[sl].sum() < self.degree + 1:
+                raise ValueError(
+                    f"the continuum of degree {self.degree} needs at least {self.degree + 1} "
+                    f"continuum pixels in each chip; chip {k} of X's {n_pixels} feature(s) "
+                    f"has {int(mask[sl].sum())}"
+                )
+        return mask
 
     @staticmethod
     def _check_metadata(X: np.ndarray, spectra_err: Any, bitmask: Any) -> None:
@@ -713,8 +793,11 @@ class ContinuumNormalizer(TransformerMixin, BaseEstimator):
         self : ContinuumNormalizer
         """
         self._validate_params()
-        self._validate_X(X, reset=True)
-        _check_continuum_mask(self.continuum_mask, self.degree)
+        X = self._validate_X(X, reset=True)
+        if self._apogee():
+            _check_continuum_mask(self.continuum_mask, self.degree)
+        else:
+            self._layout_mask(self._layout_chips(X.shape[1]), X.shape[1])
         _bit_value(self.bad_bits)
         return self
 
@@ -740,6 +823,8 @@ class ContinuumNormalizer(TransformerMixin, BaseEstimator):
         self._validate_params()
         X = self._validate_X(X, reset=False)
         self._check_metadata(X, spectra_err, bitmask)
+        if not self._apogee():
+            return self._transform_layout(X, spectra_err, bitmask)
         flux, _ = continuum_normalize(
             X,
             spectra_err,
@@ -749,6 +834,28 @@ class ContinuumNormalizer(TransformerMixin, BaseEstimator):
             bad_bits=self.bad_bits,
             fill_value=self.fill_value,
             on_failure=self.on_failure,
+        )
+        return flux
+
+    def _transform_layout(self, X: np.ndarray, spectra_err: Any, bitmask: Any) -> np.ndarray:
+        chips = self._layout_chips(X.shape[1])
+        mask = self._layout_mask(chips, X.shape[1])
+        err = None if spectra_err is None else np.asarray(spectra_err, dtype=X.dtype)
+        if err is not None and np.any(err < 0):
+            raise ValueError("spectra_err must be non-negative (1-σ uncertainties)")
+        bits = None if bitmask is None else np.asarray(bitmask)
+        if bits is not None:
+            bad_pixel_mask(bits[..., :1], self.bad_bits)  # type check only
+        flux, _ = _normalize(
+            X,
+            err,
+            bits,
+            mask,
+            int(self.degree),
+            chips,
+            self.bad_bits,
+            self.fill_value,
+            self.on_failure,
         )
         return flux
 
@@ -785,6 +892,8 @@ class ContinuumNormalizer(TransformerMixin, BaseEstimator):
         ndarray of str of shape (7514,)
         """
         names = _check_feature_names_in(self, input_features)
+        if not self._apogee():
+            return names
         if names.shape[0] == N_PIXELS_APSTAR:
             return names[_APSTAR_KEEP]
         if names.shape[0] == N_PIXELS:

@@ -181,7 +181,8 @@ def test_predict_writes_the_catalogue(files, tmp_path, capsys):
     _, _, model, survey = files
     out = tmp_path / "ages.parquet"
     argv = ["-q", "predict", "--model", str(model), "--spectra", str(survey), "-o", str(out)]
-    argv += ["--chunk-size", "500", "--cuts", "latent_snr_min=60", "age_logg_min=none"]
+    argv += ["--trust-joblib", "--chunk-size", "500"]
+    argv += ["--cuts", "latent_snr_min=60", "age_logg_min=none"]
     assert main(argv) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.endswith(str(out)) and "1200 stars" in line
@@ -211,7 +212,7 @@ def test_predict_errors_are_one_clear_line(files, tmp_path, capsys, extra, needl
     args = {"--model": str(model), "--spectra": str(survey), "--output": str(tmp_path / "a.fits")}
     for key, value in zip(extra[::2], extra[1::2], strict=True):
         args[key] = value.format(**fill)
-    argv = ["-q", "predict", *[x for kv in args.items() for x in kv]]
+    argv = ["-q", "predict", "--trust-joblib", *[x for kv in args.items() for x in kv]]
     assert main(argv) == 1
     _one_line_error(capsys.readouterr().err, *needles)
 
@@ -222,6 +223,7 @@ def test_predict_killed_with_sigkill_resumes_where_it_stopped(files, tmp_path):
     progress = tmp_path / "ages.fits.progress"
     cmd = [sys.executable, "-m", "skages.cli", "predict", "--model", str(model)]
     cmd += ["--spectra", str(survey), "-o", str(out), "--chunk-size", "8", "--keep-progress"]
+    cmd += ["--trust-joblib"]
     n_chunks = math.ceil(1200 / 8)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

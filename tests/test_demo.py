@@ -60,7 +60,7 @@ def test_held_out_split_refuses_other_survey_or_missing_split(small_survey):
 def test_evaluate_command_writes_report_on_held_out_stars(trained, capsys):
     out = trained / "report"
     code = main(
-        ["-q", "evaluate", "--model", str(trained / "model.joblib"),
+        ["-q", "evaluate", "--trust-joblib", "--model", str(trained / "model.joblib"),
          "--survey", str(trained / "train.h5"), "--output", str(out), "--no-baselines"]
     )  # fmt: skip
     assert code == 0
@@ -78,7 +78,7 @@ def test_evaluate_command_explains_a_model_without_held_out_stars(
     (trained / "all.toml").write_text(toml)
     assert main(["-q", "train", "--config", str(trained / "all.toml")]) == 0
     code = main(
-        ["-q", "evaluate", "--model", str(trained / "all.joblib"),
+        ["-q", "evaluate", "--trust-joblib", "--model", str(trained / "all.joblib"),
          "--survey", str(trained / "train.h5"), "--output", str(tmp_path / "r")]
     )  # fmt: skip
     assert code == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 
 import joblib
@@ -704,8 +705,12 @@ def test_verbose_logs_and_never_prints(pairs, capsys, caplog):
         SpectrumToPSDEncoder(**TINY, max_epochs=2, verbose=1, random_state=0).fit(X, psd=psd)
     captured = capsys.readouterr()
     assert captured.out == ""
-    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
-    assert len(epochs) == 2 and "train_loss" in epochs[-1]
+    messages = [r.getMessage() for r in caplog.records]
+    epochs = [m for m in messages if m.startswith("epoch ")]
+    assert len(epochs) == 2
+    # plain words, not a dict repr: "epoch 2/2  loss 273.5  lr 5e-4  (0.1 s)"
+    assert re.fullmatch(r"epoch 2/2  loss [0-9.]+  lr 5e-4  \([0-9.]+ s\)", epochs[-1])
+    assert sum(m.startswith("loss: ") for m in messages) == 1  # the loss explained once
 
 
 # ----------------------------------------------------------------------------------------

@@ -134,3 +134,181 @@ def test_latent_regression_and_classification_learn_signal():
     states = np.where(z[:, 1] > 0, "RC", "RGB")
     cls = latent_classification(z[:600], states[:600], z[600:], states[600:])
     assert cls["accuracy"] > 0.9 and cls["labels"] == ["RGB", "RC"]
+
+
+# ------------------------------------------------------------ the report as read
+
+
+def _render_tables(markdown: str):
+    """Each rendered table of a Markdown text: a list of rows of cell texts."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(markdown)
+    tables, rows, row, inline = [], None, None, False
+    for tok in tokens:
+        if tok.type == "table_open":
+            rows = []
+        elif tok.type == "table_close":
+            tables.append(rows)
+        elif tok.type == "tr_open":
+            row = []
+        elif tok.type == "tr_close":
+            rows.append(row)
+        elif tok.type in ("th_open", "td_open"):
+            inline = True
+        elif tok.type == "inline" and inline:
+            row.append(tok.content.replace("\\|", "|").replace("\\\\", "\\"))
+            inline = False
+    return tables
+
+
+def test_rendered_report_tables_are_whole_and_first_compare_with_the_paper(report):
+    pytest.importorskip("markdown_it")
+    from markdown_it import MarkdownIt
+
+    rep = report[0]
+    text = rep.to_markdown()
+    tables = _render_tables(text)
+    assert len(tables) >= 6
+    for table in tables:  # every row has every column (an unescaped | would add or drop some)
+        assert len({len(row) for row in table}) == 1, table
+    # the first table, right after the title, is this model against the paper
+    headings = [t.content for t in MarkdownIt("commonmark").parse(text) if t.type == "inline"]
+    assert headings[2] == "This model vs the paper"
+    paper = tables[0]
+    assert paper[0] == ["quantity", "this model", "Leung et al. (2023)"]
+    m = rep.metrics
+    expected = {
+        "RGB age scatter": (f"{m['ages']['latent']['RGB']['scatter_pct']:.3g} %", "22 %"),
+        "RC age scatter": (f"{m['ages']['latent']['RC']['scatter_pct']:.3g} %", "11 %"),
+        "RC vs RGB accuracy from the latent space": (
+            f"{100 * m['state']['accuracy']:.3g} %",
+            "94 %",
+        ),
+        "νmax scatter from the latent space": (
+            f"{m['seismic']['numax']['scatter']:.3g} %",
+            "10 %",
+        ),
+        "Δν scatter from the latent space": (f"{m['seismic']['dnu']['scatter']:.3g} %", "7 %"),
+        "age z-score width": (f"{m['ages']['latent']['all']['z_width']:.3g}", "0.75"),
+    }
+    assert {row[0]: tuple(row[1:]) for row in paper[1:]} == expected
+    # the goals whose names hold a | keep their target and met columns
+    goals = next(t for t in tables if t[0] == ["goal", "value", "target", "met"])
+    leakage = [row for row in goals if "|d log age / d[α/M]|" in row[0]]
+    assert len(leakage) == 2 and all(row[3] in ("yes", "no") for row in leakage)
+
+
+def test_report_speaks_in_labels_and_tabulates_the_confusion(report):
+    pytest.importorskip("markdown_it")
+    rep = report[0]
+    text = rep.to_markdown()
+    for code in ("fe_h", "alpha_m", "c_n", "excess_dnu", "latent_vs_true_age", "rows true"):
+        assert code not in text
+    tables = _render_tables(text)
+    latent = next(t for t in tables if t[0] == ["quantity", "R²", "scatter"])
+    assert [row[0] for row in latent[1:]] == [
+        "[Fe/H]",
+        "[α/M]",
+        "[C/N]",
+        "νmax",
+        "Δν",
+        "excess Δν",
+    ]
+    confusion = next(t for t in tables if t[0][0] == "true \\ predicted")
+    assert confusion[0][1:] == ["RGB", "RC"]
+    counts = [[int(c) for c in row[1:]] for row in confusion[1:]]
+    assert counts == rep.metrics["state"]["confusion"]
+
+
+def test_each_missed_goal_and_figure_miss_gets_a_sentence(report):
+    import copy
+
+    from skages.evaluation import EvaluationReport
+
+    metrics = copy.deepcopy(report[0].metrics)
+    for goal in metrics["goal_checks"].values():
+        goal["met"] = True
+    metrics["psd_from_latent"] = {"stated": [10.0, 100.0], "obtained": [10.5, 99.0], "n": [5, 5]}
+    metrics["z_score_median"] = 0.02
+    for state in ("RGB", "RC"):
+        metrics["ages"]["latent"][state]["bias_pct"] = 1.0
+    quiet = EvaluationReport(metrics).figure_notes()
+    assert not any("Missed" in n or "missed" in n for n in quiet)
+    metrics["goal_checks"]["RC vs RGB accuracy"]["met"] = False
+    metrics["psd_from_latent"]["obtained"] = [30.0, 40.0]
+    metrics["z_score_median"] = -0.4
+    notes = EvaluationReport(metrics).figure_notes()
+    assert any(n.startswith("Missed (state_confusion.png): RC vs RGB accuracy") for n in notes)
+    assert any("psd_from_latent.png" in n and "(missed)" in n for n in notes)
+    assert any("z_scores.png" in n and "-0.40" in n and "younger" in n for n in notes)
+    assert "What the figures show" in EvaluationReport(metrics).to_markdown()
+
+
+class _EnvelopeDecoder:
+    """A stand-in encoder whose decoded PSD has its envelope at νmax = 10**z[0] µHz."""
+
+    def decode(self, z):
+        from skages.seismology import frequency_grid
+
+        f = frequency_grid()
+        numax = 10 ** np.asarray(z)[:, :1]
+        width = 0.66 * numax**0.88 / 2.355
+        return np.log1p(3 * np.exp(-0.5 * ((f - numax) / width) ** 2))
+
+
+def test_latent_numax_track_states_and_finds_the_numax_of_each_bin():
+    from skages.evaluation import latent_numax_track
+
+    rng = np.random.default_rng(0)
+    numax = 10 ** rng.uniform(1, 2.3, 400)
+    z = np.column_stack([np.log10(numax), rng.normal(size=400)])
+    track = latent_numax_track(_EnvelopeDecoder(), z, numax, n_points=5)
+    stated, got = np.array(track["stated"]), np.array(track["obtained"])
+    assert len(stated) == 5 and sum(track["n"]) >= 390
+    assert stated[0] < 15 and stated[-1] > 120  # spans the data's range, not its middle
+    np.testing.assert_allclose(got, stated, rtol=0.1)
+    # a latent space blind to νmax decodes one envelope everywhere
+    blind = latent_numax_track(_EnvelopeDecoder(), np.zeros_like(z) + 1.5, numax, n_points=5)
+    assert np.ptp(blind["obtained"]) < 1 and np.ptp(blind["stated"]) > 100
+
+
+def test_figures_carry_labels_units_and_no_duplicate(report):
+    from matplotlib.colors import LogNorm
+
+    rep = report[0]
+    figs = rep.figures
+    assert {"latent_pairs_state", "latent_pairs_numax"} <= set(figs)
+    ablation_names = [t.get_text() for t in figs["ablation"].axes[0].get_yticklabels()]
+    assert len(ablation_names) == len(set(ablation_names))
+    assert sum("latent + Teff + [Fe/H]" in n and "[α/M]" not in n for n in ablation_names) == 1
+    ages = figs["ages"].axes
+    assert [ax.get_title() for ax in ages] == ["RGB and RC", "RGB", "RC"]
+    for ax in ages:
+        assert all("bias" in t.get_text() for t in ax.get_legend().get_texts())
+        assert len(ax.xaxis.get_minorticklocs()) > 5
+    numax_panel = next(ax for ax in figs["latent_space"].axes if ax.get_title() == "νmax (µHz)")
+    assert isinstance(numax_panel.collections[0].norm, LogNorm)
+    for name in ("latent_abundances", "latent_seismic"):
+        for ax in figs[name].axes:
+            assert ax.get_xlabel().endswith(("(dex)", "(µHz)")), ax.get_xlabel()
+    legend = [t.get_text() for t in figs["psd_from_latent"].axes[0].get_legend().get_texts()]
+    assert all(t.startswith("meant ") and ", has " in t for t in legend)
+
+
+def test_z_score_bins_are_regular_and_centred_on_zero():
+    from skages.plotting import plot_z_scores
+
+    rng = np.random.default_rng(3)
+    t = rng.normal(0.6, 0.2, 300)
+    ax = plot_z_scores(t, t + rng.normal(0.05, 0.1, 300), np.full(300, 0.1))
+    patches = ax.patches
+    widths = np.array([p.get_width() for p in patches])
+    lefts = np.array([p.get_x() for p in patches])
+    np.testing.assert_allclose(widths, widths[0])
+    centres = lefts + widths / 2
+    assert np.min(np.abs(centres)) < 1e-9  # one bin centred on z = 0
+    assert centres[0] == pytest.approx(-centres[-1])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    median = next(label for label in labels if label.startswith("median "))
+    assert float(median.split()[1]) == pytest.approx(0.5, abs=0.15) and "biased high" in median

@@ -427,3 +427,40 @@ def test_common_check_semantics_on_apogee_sized_data():
     assert norm.transform(ints).dtype == np.float64
     with pytest.raises(ValueError, match="Expected 2D array"):
         norm.transform(raw[0])
+
+
+def test_layouts_other_than_apogee_fit_the_same_continuum_on_any_width():
+    raw, err, profile = _raw_batch(12)
+    flux, sigma = remove_gaps(raw), remove_gaps(err)
+    apogee = ContinuumNormalizer().fit_transform(flux, spectra_err=sigma)
+    # APOGEE's three chips given as widths, with its mask: the very same numbers
+    widths = [sl.stop - sl.start for sl in chip_slices().values()]
+    same = ContinuumNormalizer(layout=widths, continuum_mask=load_continuum_mask())
+    np.testing.assert_array_equal(same.fit_transform(flux, spectra_err=sigma), apogee)
+    # one window of 1000 pixels of the green chip, with its part of the mask: its
+    # continuum (a quadratic in pixel there too) is found exactly
+    green = chip_slices()["green"]
+    chip = slice(green.start, green.start + 1000)
+    mask = load_continuum_mask()[chip]
+    single = ContinuumNormalizer(layout="single", continuum_mask=mask).fit(flux[:, chip])
+    out = single.transform(flux[:, chip], spectra_err=sigma[:, chip])
+    assert out.shape == (5, 1000) and single.n_features_in_ == 1000
+    np.testing.assert_allclose(out, profile[:, chip], rtol=1e-9)
+    # without a mask every pixel counts as continuum, and the lines pull the fit down
+    unmasked = ContinuumNormalizer(layout="single").fit_transform(flux[:, chip])
+    assert np.median(unmasked[profile[:, chip] == 1]) > 1.001
+    assert list(single.get_feature_names_out()) == [f"x{i}" for i in range(1000)]
+
+
+def test_layout_errors_name_the_problem():
+    X = np.ones((2, 10))
+    with pytest.raises(ValueError, match=r"add up to the 10 feature\(s\)"):
+        ContinuumNormalizer(layout=[4, 5]).fit(X)
+    with pytest.raises(ValueError, match=r"needs at least 3 continuum pixels.*chip 1"):
+        ContinuumNormalizer(layout=[8, 2]).fit(X)
+    with pytest.raises(ValueError, match=r"continuum_mask must have the 10 feature\(s\)"):
+        ContinuumNormalizer(layout="single", continuum_mask=np.ones(7, bool)).fit(X)
+    with pytest.raises(InvalidParameterError, match="layout"):
+        ContinuumNormalizer(layout="three chips").fit(X)
+    with pytest.raises(ValueError, match="8575 or 7514 pixels"):
+        ContinuumNormalizer().fit(X)  # the APOGEE layout still wants APOGEE spectra

@@ -12,6 +12,7 @@ __all__ = [
     "bundled_path",
     "load_continuum_mask",
     "load_example_lightcurve",
+    "load_kic_2mass_crossmatch",
     "load_reference_spectrum",
 ]
 
@@ -77,3 +78,34 @@ def load_continuum_mask() -> np.ndarray:
         True on the 532 continuum pixels.
     """
     return np.load(bundled_path("dr17_contmask.npy")).astype(bool)
+
+
+@cache
+def _kic_2mass() -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    frame = pd.read_csv(
+        bundled_path("id_xmatch_apokasc.csv.gz"), dtype={"KEPLER_INT": np.int64, "2MASS_ID": str}
+    )
+    kic = frame["KEPLER_INT"].to_numpy(np.int64)
+    ids = frame["2MASS_ID"].str.strip().to_numpy(dtype=object)
+    kic.setflags(write=False)
+    ids.setflags(write=False)
+    return kic, ids
+
+
+def load_kic_2mass_crossmatch() -> tuple[np.ndarray, np.ndarray]:
+    """The KIC <-> 2MASS id (= APOGEE_ID) cross-match of Kepler targets observed by APOGEE.
+
+    23,363 stars, one row each (no KIC or id repeats), from the APOGEE team's
+    ``data/apokasc/id_xmatch_apokasc.csv`` (GitHub sdss/apogee, BSD-3-Clause).
+
+    Returns
+    -------
+    kic : ndarray of int64, shape (23363,)
+        Kepler Input Catalogue numbers.
+    apogee_id : ndarray of str (object), shape (23363,)
+        The matching 2MASS ids, e.g. ``"2M19241533+3638089"``.
+    """
+    kic, ids = _kic_2mass()
+    return kic.copy(), ids.copy()

@@ -657,6 +657,7 @@ def write_apokasc(
     n_jobs: int | None = None,
     verbose: int = 0,
     random_state: int | np.random.Generator | None = None,
+    restart: bool = False,
 ) -> Path:
     """Write a simulated survey to a skages HDF5 survey collection, chunk by chunk.
 
@@ -684,6 +685,9 @@ def write_apokasc(
         Continue ``<path>.partial`` if it exists.
     random_state : int, numpy.random.Generator or None
         Seed of the survey.
+    restart : bool, default=False
+        Discard an existing ``<path>.partial`` and start again. Without ``resume`` or
+        ``restart`` an existing partial file is an error, never silently truncated.
 
     Returns
     -------
@@ -694,6 +698,8 @@ def write_apokasc(
     ------
     ValueError
         When resuming a file written with other options or another seed.
+    FileExistsError
+        If ``<path>.partial`` exists and neither ``resume`` nor ``restart`` is set.
     """
     from skages.io import SurveyWriter
     from skages.seismology import frequency_grid
@@ -713,6 +719,13 @@ def write_apokasc(
         "bad_pixel_fill": None if np.isnan(bad_pixel_fill) else float(bad_pixel_fill),
         "block_size": BLOCK_SIZE,
     }
+    if resume and restart:
+        raise ValueError("pass resume=True or restart=True, not both")
+    if partial.exists() and not (resume or restart):
+        raise FileExistsError(
+            f"{partial} holds the stars of an interrupted run; pass resume=True (--resume) to "
+            "continue it or restart=True (--restart) to discard it"
+        )
     if resume and partial.exists():
         stored = _stored_metadata(partial)
         stored_settings = stored.get("settings", {})

@@ -4,7 +4,10 @@ cross-matches, and the skages HDF5 survey collection format.
 One module per kind of file:
 
 * :mod:`skages.io.apogee`: apStar, aspcapStar (one file or a folder) and allStar;
-* :mod:`skages.io.tables`: APOKASC-2 and the cross-match of a training sample by id;
+* :mod:`skages.io.kepler`: Kepler light-curve files of many stars (grouping per KIC,
+  a fast reader equal to lightkurve's default, the batch to a PSD survey);
+* :mod:`skages.io.tables`: APOKASC-2 and other age tables as published, the KIC <-> 2MASS
+  cross-match, and the training sample (matches and the paper's cuts, counted);
 * :mod:`skages.io.survey`: the HDF5 survey collection (resumable writer, chunked reader).
 
 Every public name is re-exported here, so ``from skages.io import read_apstar`` works
@@ -20,6 +23,16 @@ from skages.io.apogee import (
     read_apogee_spectra,
     read_apstar,
     read_aspcapstar,
+    read_normalized_spectra,
+    spectra_to_survey,
+)
+from skages.io.kepler import (
+    KEPLER_DEFAULT_BITMASK,
+    LightCurveFlag,
+    find_lightcurve_files,
+    group_kepler_files,
+    lightcurves_to_survey,
+    read_kepler_star,
 )
 from skages.io.survey import (
     SURVEY_FORMAT_VERSION,
@@ -28,20 +41,43 @@ from skages.io.survey import (
     read_survey,
     write_survey,
 )
-from skages.io.tables import crossmatch_training_sample, read_apokasc2
+from skages.io.tables import (
+    AGE_TABLE_FORMATS,
+    TrainingCuts,
+    add_crossmatch_ids,
+    crossmatch_training_sample,
+    load_kic_2mass_crossmatch,
+    read_age_table,
+    read_apokasc2,
+    training_sample,
+)
 
 __all__ = [
+    "AGE_TABLE_FORMATS",
     "ALLSTAR_COLUMNS",
+    "KEPLER_DEFAULT_BITMASK",
     "SURVEY_FORMAT_VERSION",
     "ApogeeSpectrum",
+    "LightCurveFlag",
     "SurveyReader",
     "SurveyWriter",
+    "TrainingCuts",
+    "add_crossmatch_ids",
     "crossmatch_training_sample",
+    "find_lightcurve_files",
+    "group_kepler_files",
+    "lightcurves_to_survey",
+    "load_kic_2mass_crossmatch",
+    "read_age_table",
     "read_allstar",
     "read_apogee_spectra",
     "read_apokasc2",
     "read_apstar",
     "read_aspcapstar",
+    "read_kepler_star",
+    "read_normalized_spectra",
     "read_survey",
+    "spectra_to_survey",
+    "training_sample",
     "write_survey",
 ]

@@ -9,8 +9,10 @@ stacked in a :class:`~sklearn.utils.Bunch`. :func:`read_allstar` returns an
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from sklearn.utils import Bunch
 
 from skages.spectra import N_PIXELS_APSTAR, apogee_wavelength
@@ -33,6 +36,37 @@ PathLike = str | os.PathLike
 
 #: TELESCOP values of APOGEE spectra (2.5-m at APO and LCO, 1-m at APO).
 _APOGEE_TELESCOPES = {"apo25m", "lco25m", "apo1m"}
+
+
+def _names_the_file(what: str):
+    """Make every failure of reading the file one ``ValueError`` that names the file.
+
+    A truncated or damaged FITS file fails in many ways (astropy's ``TypeError: buffer
+    is too small``, ``OSError``, ``KeyError``, ``IndexError``, zlib errors of a bad
+    ``.gz``, ...); the caller sees one error type with the path. A missing file stays a
+    ``FileNotFoundError``.
+    """
+
+    def decorate(read):
+        @functools.wraps(read)
+        def wrapper(path, *args, **kwargs):
+            try:
+                return read(path, *args, **kwargs)
+            except (FileNotFoundError, MemoryError):
+                raise
+            except ValueError as exc:
+                if str(path) in str(exc):
+                    raise
+                raise ValueError(f"{path}: {exc}") from exc
+            except Exception as exc:
+                raise ValueError(
+                    f"{path} is not a readable {what} file (damaged or truncated?): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+        return wrapper
+
+    return decorate
 
 
 def _fits_open(path: PathLike, what: str):
@@ -203,6 +237,7 @@ def _native(arr: np.ndarray, dtype: Any) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("="))
 
 
+@_names_the_file("apStar")
 def read_apstar(
     path: PathLike, *, visit: Literal["combined", "global"] | int = "combined"
 ) -> ApogeeSpectrum:
@@ -228,9 +263,9 @@ def read_apstar(
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it is not FITS, comes from another survey (e.g. a Kepler light
-        curve), lacks the flux / uncertainty / bitmask HDUs, has the wrong pixel
-        count, or is an aspcapStar file.
+        If it is not FITS, is damaged or truncated, comes from another survey (e.g. a
+        Kepler light curve), lacks the flux / uncertainty / bitmask HDUs, has the wrong
+        pixel count, or is an aspcapStar file. The message names the file.
     """
     path = Path(path)
     with _fits_open(path, "apStar") as hdul:
@@ -275,6 +310,7 @@ def read_apstar(
         )
 
 
+@_names_the_file("aspcapStar")
 def read_aspcapstar(path: PathLike) -> ApogeeSpectrum:
     """Read an APOGEE aspcapStar file (ASPCAP's normalised spectrum of one star).
 
@@ -295,8 +331,9 @@ def read_aspcapstar(path: PathLike) -> ApogeeSpectrum:
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it is not FITS, comes from another survey, lacks HDUs 1-3, has the
-        wrong pixel count, or is an apStar file.
+        If it is not FITS, is damaged or truncated, comes from another survey, lacks
+        HDUs 1-3, has the wrong pixel count, or is an apStar file. The message names the
+        file.
     """
     path = Path(path)
     with _fits_open(path, "aspcapStar") as hdul:
@@ -346,6 +383,7 @@ def read_aspcapstar(path: PathLike) -> ApogeeSpectrum:
         )
 
 
+@_names_the_file("APOGEE spectrum")
 def _detect_kind(path: Path) -> str:
     with _fits_open(path, "APOGEE spectrum") as hdul:
         if len(hdul) > 3 and hdul[3].is_image and hdul[3].data is not None:
@@ -415,10 +453,10 @@ def read_apogee_spectra(
             spec = (
                 read_apstar(path, visit=visit) if this_kind == "apStar" else read_aspcapstar(path)
             )
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # the readers name the file; anything else, too
             if on_error == "raise":
                 raise
-            out.errors[i] = str(exc)
+            out.errors[i] = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             logger.warning("could not read %s: %s", path, exc)
             continue
         out.flux[i] = spec.flux
@@ -433,6 +471,410 @@ def read_apogee_spectra(
     if out.errors:
         logger.warning("%d of %d spectrum files could not be read", len(out.errors), n)
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Folders of spectra, DR17 normalisation: the one reading path of ``skages predict``'s
+# folder input and of ``skages spectra``
+# --------------------------------------------------------------------------------------
+
+_ID_IN_NAME = re.compile(r"(?:^|-)((?:2M|AP)\d{8}[+-]\d{7})$")
+_TELESCOPES = ("apo25m", "lco25m", "apo1m")
+
+
+def _scan_spectrum_folder(folder: Path) -> pd.DataFrame:
+    """apStar / aspcapStar files under ``folder`` with their APOGEE_ID, telescope, field."""
+    rows = []
+    for path in sorted(folder.rglob("*.fits")) + sorted(folder.rglob("*.fits.gz")):
+        name = path.name.removesuffix(".gz").removesuffix(".fits")
+        kind = (
+            "aspcapStar"
+            if name.startswith("aspcapStar")
+            else "apStar"
+            if name.startswith("apStar")
+            else None
+        )
+        if kind is None:
+            continue
+        match = _ID_IN_NAME.search(name)
+        apogee_id, telescope, field = (match.group(1) if match else ""), "", ""
+        parts = path.relative_to(folder).parts
+        if len(parts) >= 3 and parts[-3] in _TELESCOPES:
+            telescope, field = parts[-3], parts[-2]
+        if not apogee_id or not telescope:
+            try:
+                from astropy.io import fits
+
+                header = fits.getheader(path)
+                apogee_id = apogee_id or str(header.get("APOGEE_ID") or header.get("OBJID") or "")
+                telescope = telescope or str(header.get("TELESCOP") or "")
+                field = field or str(header.get("FIELD") or "")
+            except Exception as exc:  # any damage: astropy raises many kinds
+                if not apogee_id:  # no star to attach it to
+                    logger.warning("cannot read the header of %s (%s); file skipped", path, exc)
+                    continue
+                # the star is known from the name: reading the file later flags the row
+        rows.append((apogee_id.strip(), telescope.strip(), field.strip(), kind, str(path)))
+    frame = pd.DataFrame(rows, columns=["APOGEE_ID", "TELESCOPE", "FIELD", "kind", "path"])
+    # an apStar and an aspcapStar file of the same star and field are one observation:
+    # keep the apStar (raw flux, normalised here as for DR17)
+    frame["rank"] = (frame["kind"] != "apStar").astype(int)
+    frame = frame.sort_values(["APOGEE_ID", "FIELD", "rank", "path"], kind="stable")
+    n_files = len(frame)
+    frame = frame.drop_duplicates(["APOGEE_ID", "FIELD"], keep="first")
+    if len(frame) < n_files:
+        logger.info("%s: %d duplicate spectrum files ignored", folder, n_files - len(frame))
+    return frame.drop(columns="rank").reset_index(drop=True)
+
+
+def _keys(frame: pd.DataFrame, cols: Sequence[str]) -> tuple[pd.Series, np.ndarray]:
+    """Joined key strings of some columns, and whether every part is known."""
+    parts = [frame[c].astype(str) for c in cols]
+    known = np.logical_and.reduce([(p != "").to_numpy() for p in parts])
+    key = parts[0].str.cat(parts[1:], sep="\x00") if len(parts) > 1 else parts[0]
+    return key.reset_index(drop=True), known
+
+
+def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np.ndarray:
+    """For each catalogue row, the row of ``spectra`` of the same star (-1: none).
+
+    Stars are matched on APOGEE_ID, telescope and field where both sides know them,
+    then on APOGEE_ID and telescope, then on APOGEE_ID alone where the spectra hold
+    only one observation of that star.
+    """
+    out = np.full(len(catalogue), -1, dtype=np.int64)
+    for cols in (["APOGEE_ID", "TELESCOPE", "FIELD"], ["APOGEE_ID", "TELESCOPE"], ["APOGEE_ID"]):
+        spec_key, spec_known = _keys(spectra, cols)
+        cat_key, cat_known = _keys(catalogue, cols)
+        if len(cols) == 1:  # a star observed more than once cannot be told apart by id
+            spec_known &= ~spec_key.duplicated(keep=False).to_numpy()
+        todo = np.flatnonzero((out < 0) & cat_known)
+        if todo.size == 0 or not spec_known.any():
+            continue
+        positions = pd.Series(np.flatnonzero(spec_known), index=spec_key[spec_known].to_numpy())
+        positions = positions[~positions.index.duplicated(keep="first")]
+        found = positions.index.get_indexer(cat_key.to_numpy()[todo])
+        hit = found >= 0
+        out[todo[hit]] = positions.to_numpy()[found[hit]]
+    logger.info(
+        "%s: %d of %d catalogue rows have a spectrum", what, int((out >= 0).sum()), len(out)
+    )
+    return out
+
+
+def read_normalized_spectra(paths: Sequence[PathLike], *, bad_pixel_fill: float = np.nan) -> Bunch:
+    """Read apStar / aspcapStar files and continuum-normalise them as for APOGEE DR17.
+
+    Each file is read with :func:`read_apogee_spectra` (``on_error="nan"``: a file that
+    cannot be read becomes a NaN row, named in the log and in ``errors``); flux <= 0 is
+    masked; the spectra are normalised with :func:`skages.spectra.continuum_normalize`
+    (apStar with their PIXMASK, aspcapStar without) and the gaps removed. This is the
+    path both ``skages predict`` (a folder of files) and :func:`spectra_to_survey` read
+    spectra through.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Files, in the order of the output rows.
+    bad_pixel_fill : float, default=NaN
+        Value of pixels whose PIXMASK marks them bad, in flux and error (NaN: masked).
+
+    Returns
+    -------
+    Bunch
+        ``spectra``, ``spectra_err`` float32 (n, 7514), continuum-normalised
+        (dimensionless; NaN where masked or unreadable); ``bitmask`` int32 (n, 7514),
+        APOGEE_PIXMASK without the gaps (0 for aspcapStar and failed files);
+        ``apogee_id``, ``telescope``, ``field``, ``kind`` (object arrays), ``snr``,
+        ``paths`` and ``errors`` (dict row -> message) from :func:`read_apogee_spectra`.
+    """
+    from skages.spectra import continuum_normalize, remove_gaps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy FITS header chatter
+        data = read_apogee_spectra(list(paths), on_error="nan")
+    n = len(data.paths)
+    flux = data.flux.copy()
+    with np.errstate(invalid="ignore"):
+        flux[flux <= 0] = np.nan  # ASPCAP's zeros and negative flux are not data
+    bitmask = remove_gaps(data.bitmask)
+    width = bitmask.shape[-1]
+    spectra = np.full((n, width), np.nan, dtype=np.float32)
+    spectra_err = np.full((n, width), np.nan, dtype=np.float32)
+    is_ap = data.kind == "apStar"
+    for select, mask in ((is_ap, data.bitmask), (~is_ap, None)):
+        if not select.any():
+            continue
+        norm, err = continuum_normalize(
+            flux[select],
+            data.flux_err[select],
+            None if mask is None else mask[select],
+            fill_value=bad_pixel_fill,
+            on_failure="nan",
+        )
+        spectra[select] = norm
+        spectra_err[select] = err
+    out = Bunch(**{k: v for k, v in data.items() if k not in ("flux", "flux_err", "bitmask")})
+    out.update(spectra=spectra, spectra_err=spectra_err, bitmask=bitmask.astype(np.int32))
+    return out
+
+
+#: Bits of the ``spectrum_flag`` label of a spectra survey (0: nothing to report).
+SPECTRUM_FILE_FAILED = 1
+#: the allStar row has no spectrum file in the folder (NaN spectrum)
+SPECTRUM_NO_FILE = 2
+#: the file was read but its continuum could not be fitted (NaN spectrum)
+SPECTRUM_NOT_NORMALISED = 4
+
+
+def _spectra_chunk(paths: Sequence[str], bad_pixel_fill: float) -> Bunch:
+    """Read and normalise some files; failures are returned (the caller logs them)."""
+    have = [i for i, p in enumerate(paths) if p]
+    logger.disabled = True  # in a worker process its records would reach no handler
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unfitted continua are flagged per row
+            data = read_normalized_spectra([paths[i] for i in have], bad_pixel_fill=bad_pixel_fill)
+    finally:
+        logger.disabled = False
+    n = len(paths)
+    width = data.spectra.shape[1] if have else 7514
+    out = Bunch(
+        spectra=np.full((n, width), np.nan, np.float32),
+        spectra_err=np.full((n, width), np.nan, np.float32),
+        bitmask=np.zeros((n, width), np.int32),
+        apogee_id=np.full(n, "", dtype=object),
+        telescope=np.full(n, "", dtype=object),
+        field=np.full(n, "", dtype=object),
+        snr=np.full(n, np.nan),
+        flag=np.where([bool(p) for p in paths], 0, SPECTRUM_NO_FILE).astype(np.int64),
+        errors={},
+    )
+    if have:
+        idx = np.asarray(have)
+        for name in ("spectra", "spectra_err", "bitmask", "apogee_id", "telescope", "field"):
+            out[name][idx] = data[name]
+        out.snr[idx] = data.snr
+        for i, message in data.errors.items():
+            out.flag[idx[i]] |= SPECTRUM_FILE_FAILED
+            out.errors[paths[idx[i]]] = message
+        unfitted = np.isnan(data.spectra).all(axis=1) & ~np.isin(
+            np.arange(len(have)), list(data.errors)
+        )
+        out.flag[idx[unfitted]] |= SPECTRUM_NOT_NORMALISED
+    return out
+
+
+def spectra_to_survey(
+    spectra: PathLike | Sequence[PathLike],
+    output: PathLike,
+    *,
+    allstar: PathLike | None = None,
+    bad_pixel_fill: float = np.nan,
+    n_jobs: int | None = None,
+    chunk_size: int = 256,
+    resume: bool = True,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> Bunch:
+    """A folder of APOGEE apStar / aspcapStar files -> an HDF5 spectra survey.
+
+    Spectra are read and normalised as for DR17 by :func:`read_normalized_spectra` (the
+    reading path of ``skages predict``), in parallel, and written ``chunk_size`` stars
+    at a time with :class:`~skages.io.SurveyWriter`: arrays ``spectra``,
+    ``spectra_err`` (continuum-normalised, NaN = masked) and ``bitmask``; a killed run
+    resumes from its last written chunk.
+
+    With ``allstar``, rows follow the allStar file: each allStar row that has a file
+    in the folder (matched on APOGEE_ID, telescope and field, as ``skages predict``
+    does), in allStar order, with the allStar labels (``apogee_id``, ``telescope``,
+    ``field``, ``teff``, ``logg``, ``fe_h``, ``alpha_m`` and their errors, ``snrev``,
+    ``starflag``, ``aspcapflag``) and the file's header ``snr``. Without it, rows
+    follow the sorted file names, with the labels of the headers (``apogee_id``,
+    ``telescope``, ``field``, ``snr``). A ``spectrum_flag`` label says what went wrong
+    (1: unreadable file, named in the log; 4: continuum not fitted); such rows are NaN.
+
+    Parameters
+    ----------
+    spectra : folder or sequence of paths
+        A DR17-layout folder (``<telescope>/<field>/apStar-*.fits``, any depth) or files.
+    output : path-like
+        The survey file (``*.h5``).
+    allstar : path-like, optional
+        APOGEE allStar FITS file (:func:`read_allstar`).
+    bad_pixel_fill : float, default=NaN
+        Value of the pixels PIXMASK marks bad.
+    n_jobs : int, optional
+        Worker processes (joblib); None means 1. The output does not depend on it.
+    chunk_size : int, default=256
+        Stars per written chunk.
+    resume : bool, default=True
+        Continue ``<output>.partial`` of an interrupted run with the same input.
+    overwrite : bool, default=False
+        Replace an existing complete ``output``.
+    verbose : bool, default=False
+        Progress bar (tqdm, stderr).
+
+    Returns
+    -------
+    Bunch
+        ``path``, ``n_stars``, ``n_failed`` (NaN rows written in this run),
+        ``errors`` (dict file -> message), ``n_resumed``, ``n_allstar_without_file``,
+        ``n_files_not_in_allstar``.
+    """
+    import h5py
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    from skages.io.survey import SurveyWriter
+
+    output = Path(output)
+    if isinstance(spectra, (str, os.PathLike)) and Path(spectra).is_dir():
+        files = _scan_spectrum_folder(Path(spectra))
+        if files.empty:
+            raise ValueError(f"{spectra} holds no apStar*.fits or aspcapStar*.fits files")
+    else:
+        items = [spectra] if isinstance(spectra, (str, os.PathLike)) else list(spectra)
+        for item in items:
+            if not Path(item).is_file():
+                raise FileNotFoundError(f"no such spectrum file or folder: {item}")
+        files = pd.DataFrame(
+            {"APOGEE_ID": "", "TELESCOPE": "", "FIELD": "", "path": [str(p) for p in items]}
+        )
+    n_not_in_allstar = n_no_file = 0
+    if allstar is not None:
+        table = read_allstar(allstar)
+        labels = table.to_pandas()
+        for c in ("apogee_id", "telescope", "field"):
+            labels[c] = [str(v).strip() for v in table[c]]
+        keys = pd.DataFrame(
+            {c.upper(): labels[c].to_numpy() for c in ("apogee_id", "telescope", "field")}
+        )
+        match = _match_rows(keys, files, str(spectra))
+        n_no_file = int((match < 0).sum())
+        n_not_in_allstar = int(len(files) - np.unique(match[match >= 0]).size)
+        keep = np.flatnonzero(match >= 0)
+        labels = labels.iloc[keep].reset_index(drop=True)
+        paths = files["path"].to_numpy()[match[keep]].astype(str)
+        if n_no_file:
+            logger.info("%s: %d allStar rows have no spectrum file", allstar, n_no_file)
+        if n_not_in_allstar:
+            logger.warning(
+                "%s: %d spectrum file(s) match no allStar row and are left out",
+                spectra,
+                n_not_in_allstar,
+            )
+        if keep.size == 0:
+            raise ValueError(f"no spectrum file in {spectra} matches a row of {allstar}")
+    else:
+        labels = None
+        paths = files["path"].to_numpy().astype(str)
+    ids = (
+        labels["apogee_id"].to_numpy().astype(str)
+        if labels is not None
+        else np.array([Path(p).name for p in paths])
+    )
+    key_name = "apogee_id" if labels is not None else "file"
+    partial = output.with_name(output.name + ".partial")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} already exists; pass overwrite=True to replace it")
+    if resume and partial.exists():
+        try:
+            with h5py.File(partial, "r") as h5:
+                n = int(h5.attrs.get("n_stars", 0))
+                stored = h5[f"labels/{key_name}"][:n].astype(str) if n else np.zeros(0, str)
+        except (OSError, KeyError) as exc:
+            raise ValueError(
+                f"cannot resume {partial} ({exc}); delete it and start again"
+            ) from exc
+        if stored.size > ids.size or not np.array_equal(stored, ids[: stored.size]):
+            raise ValueError(
+                f"cannot resume {partial}: its {stored.size} stars are not the first stars of "
+                "this input (different files or allStar?); delete it or give the same input"
+            )
+    units = {"snr": ""}
+    if labels is not None:
+        units.update({c: str(table[c].unit) for c in table.colnames if table[c].unit is not None})
+    writer = SurveyWriter(
+        output,
+        units=units,
+        metadata={
+            "spectra": str(spectra)[:500],
+            "allstar": None if allstar is None else str(allstar),
+            "normalisation": "skages.spectra.continuum_normalize (APOGEE DR17)",
+            "n_stars_planned": int(paths.size),
+        },
+        overwrite=overwrite,
+        resume=resume,
+    )
+    done = writer.n_stars
+    step = max(1, min(32, chunk_size))
+    tasks = [(a, min(a + step, paths.size)) for a in range(done, paths.size, step)]
+    errors: dict[str, str] = {}
+    n_failed = 0
+    pending: list[tuple[int, Bunch]] = []
+
+    def flush() -> None:
+        nonlocal n_failed
+        if not pending:
+            return
+        a = pending[0][0]
+        parts = [b for _, b in pending]
+        b = a + sum(len(p.flag) for p in parts)
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "errors"}
+        if labels is not None:
+            rows = labels.iloc[a:b].reset_index(drop=True).copy()
+            rows["snr"] = cat["snr"]
+        else:  # the header's ids, else those of the file name and folder
+            found = files.iloc[a:b]
+            rows = pd.DataFrame({"file": ids[a:b]})
+            for col in ("apogee_id", "telescope", "field"):
+                read = cat[col].astype(str)
+                rows[col] = np.where(read != "", read, found[col.upper()].to_numpy(str))
+            rows["snr"] = cat["snr"]
+        rows["spectrum_flag"] = cat["flag"]
+        writer.append(
+            labels=rows,
+            spectra=cat["spectra"],
+            spectra_err=cat["spectra_err"],
+            bitmask=cat["bitmask"],
+        )
+        n_failed += int((cat["flag"] != 0).sum())
+        pending.clear()
+
+    # absolute paths: reused worker processes keep the working folder they started in
+    absolute = [os.path.abspath(p) for p in paths]
+    bar = tqdm(total=paths.size, initial=done, disable=not verbose, desc="spectra", unit="star")
+    try:
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_spectra_chunk)(absolute[a:b], bad_pixel_fill) for a, b in tasks
+        )
+        for (a, _), part in zip(tasks, results, strict=True):
+            errors.update(part.errors)
+            for file, message in part.errors.items():
+                logger.warning("could not read %s: %s", file, message)
+            pending.append((a, part))
+            if sum(len(p.flag) for _, p in pending) >= chunk_size:
+                flush()
+            bar.update(len(part.flag))
+        flush()
+    except BaseException:
+        bar.close()
+        writer.abort()
+        raise
+    bar.close()
+    path = writer.close()
+    if errors:
+        logger.warning("%s: %d spectrum file(s) could not be read (NaN rows)", output, len(errors))
+    return Bunch(
+        path=path,
+        n_stars=int(paths.size),
+        n_failed=n_failed,
+        errors=errors,
+        n_resumed=done,
+        n_allstar_without_file=n_no_file,
+        n_files_not_in_allstar=n_not_in_allstar,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -466,6 +908,7 @@ def _as_str_array(values: Any) -> np.ndarray:
     return np.char.strip(arr.astype(str))
 
 
+@_names_the_file("allStar")
 def read_allstar(
     path: PathLike, *, columns: Sequence[str] | Literal["all"] | None = None, hdu: int = 1
 ):
@@ -497,7 +940,8 @@ def read_allstar(
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it is not FITS, HDU ``hdu`` is not a table, or required columns are missing.
+        If it is not FITS, is damaged, HDU ``hdu`` is not a table, or required columns
+        are missing. The message names the file.
     """
     from astropy.table import Table
 

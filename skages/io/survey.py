@@ -537,12 +537,28 @@ class SurveyReader:
             raise ValueError(
                 f"{self.path} is not an HDF5 file (expected a skages survey collection)"
             )
-        self._file = h5py.File(self.path, "r")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except Exception as exc:  # h5py raises OSError, RuntimeError, ... for damage
+            raise ValueError(
+                f"{self.path} cannot be opened as HDF5 (damaged or truncated?): {exc}"
+            ) from exc
         try:
             _check_survey_attrs(self._file, self.path)
+            self._open_structure(h5py)
         except ValueError:
             self._file.close()
             raise
+        except Exception as exc:  # a damaged file fails in many ways: name it once
+            self._file.close()
+            raise ValueError(
+                f"{self.path} is not a readable skages survey collection (damaged?): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self._labels: pd.DataFrame | None = None
+
+    def _open_structure(self, h5py: Any) -> None:
+        """Read the layout and check that it is whole: every array has a row per star."""
         attrs = self._file.attrs
         self.n_stars = int(attrs["n_stars"])
         self.skages_version = str(attrs.get("skages_version", ""))
@@ -552,8 +568,36 @@ class SurveyReader:
         )
         self.frequency = self._file["frequency"][()] if "frequency" in self._file else None
         self.wavelength = self._file["wavelength"][()] if "wavelength" in self._file else None
-        self.label_columns = list(json.loads(self._file[_LABELS].attrs["columns"]))
-        self._labels: pd.DataFrame | None = None
+        group = self._file.get(_LABELS)
+        if not isinstance(group, h5py.Group):
+            raise ValueError(
+                f"{self.path} has no {_LABELS!r} group: not a whole skages survey collection "
+                "(write it with skages.io.SurveyWriter)"
+            )
+        self.label_columns = list(json.loads(group.attrs.get("columns", "[]")))
+        missing = [name for name in self.label_columns if name not in group]
+        if missing:
+            raise ValueError(
+                f"{self.path}: the label table lists column(s) {missing} that the file lacks"
+            )
+        short = {
+            name: int(self._file[name].shape[0])
+            for name in self.arrays
+            if self._file[name].shape[:1] != (self.n_stars,)
+        }
+        short.update(
+            {
+                f"labels/{name}": int(group[name].shape[0])
+                for name in self.label_columns
+                if group[name].shape[:1] != (self.n_stars,)
+            }
+        )
+        if short:
+            rows = ", ".join(f"{name} has {n}" for name, n in short.items())
+            raise ValueError(
+                f"{self.path} records {self.n_stars} stars, but {rows} rows: the file is "
+                "damaged or was edited; write it again"
+            )
 
     def __len__(self) -> int:
         return self.n_stars
