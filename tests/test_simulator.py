@@ -604,3 +604,23 @@ def test_iterator_and_lightcurve_reject_bad_arguments(survey, tmp_path):
     (tmp_path / "x.h5").write_bytes(b"")
     with pytest.raises(FileExistsError):
         write_apokasc(tmp_path / "x.h5", 4, psd=False, random_state=0)
+
+
+def test_extreme_deconvolution_recovers_the_noise_free_distribution():
+    from skages.datasets._deconvolve import fit_xd, sample_posterior
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0.0, 0.1, 3000), rng.normal(0.5, 0.2, 1000)])
+    s = rng.uniform(0.05, 0.3, x.size)  # per-point errors comparable to the spreads
+    y = x + s * rng.standard_normal(x.size)
+    w, mu, var = fit_xd(y, s, 2)
+    # 4,000 points: weights, means and widths within a few sampling errors
+    np.testing.assert_allclose(w, [0.75, 0.25], atol=0.04)
+    np.testing.assert_allclose(mu, [0.0, 0.5], atol=0.04)
+    np.testing.assert_allclose(np.sqrt(var), [0.1, 0.2], atol=0.03)
+    # posterior draws are distributed as the noise-free values, not as the noisy ones
+    draws = sample_posterior(rng, y, s, w, mu, var)
+    assert abs(draws.std() / x.std() - 1) < 0.04 and y.std() / x.std() > 1.2
+    assert abs(draws.mean() - x.mean()) < 0.01
+    with pytest.raises(ValueError, match="finite"):
+        fit_xd(y, np.zeros_like(s))
