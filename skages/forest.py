@@ -146,14 +146,16 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
 
     The method of Leung et al. (2023, §3.2), built on scikit-learn trees:
 
-    1. for every tree, each star's inputs are drawn from N(X, X_err) and (if
-       ``perturb_target``) its target from N(y, y_err), afresh;
+    1. for every tree, each star's target is drawn from N(y, y_err) (if ``perturb_target``)
+       and, with ``perturb_inputs="fit_and_predict"`` (the paper), its inputs from
+       N(X, X_err), afresh;
     2. the tree is grown on a bootstrap sample in which a star is drawn with probability
        proportional to its weight (``sample_weight`` times the ``target_weighting`` of its
        ``y_err``), the same weighted bootstrap as scikit-learn's random forest;
     3. a prediction is the mean over trees; its uncertainty is the spread of the trees
        (``spread``), each tree predicting on its own draw of N(X, X_err) so that input errors
-       widen σ;
+       widen σ. With ``perturb_inputs="sigma"`` (default) the mean is taken on X itself and
+       the draws only widen σ;
     4. (beyond the paper, ``calibration="oob"``) the spread is calibrated on out-of-bag
        residuals so that σ is the error of the prediction about the *true* value: held-out
        z-scores (:func:`z_score_width`) have unit width.
@@ -210,12 +212,23 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
     perturb_target : bool, default=True
         Draw each tree's targets from N(y, y_err) (the paper). False keeps y as given (the
         published code). Has no effect without ``y_err``.
-    target_weighting : {"inverse_variance", "inverse_std"} or None, default="inverse_variance"
+    perturb_inputs : {"sigma", "fit_and_predict"}, default="sigma"
+        Where the input errors act. "fit_and_predict" (the paper): every tree is grown on a
+        draw of N(X, X_err) and the prediction is the mean over trees each predicting on its
+        own draw. Inputs that are already measured with these errors are then blurred twice,
+        which costs accuracy on precise inputs. "sigma": the trees are grown on X as given
+        and the prediction is the mean of the trees on X itself (as a plain random forest);
+        the draws of N(X, X_err) only give the spread, so input errors still widen σ.
+        No effect without input errors.
+    target_weighting : {"inverse_variance", "inverse_std"} or None, default=None
         Weight of a star from its target uncertainty: 1/y_err² (the published code),
-        1/y_err, or None for no weighting. Multiplies ``sample_weight``; the product is the
-        star's bootstrap probability (or its tree weight when ``bootstrap=False``). Needs
-        strictly positive ``y_err``; no effect without ``y_err``. 1/y_err² concentrates the
-        bootstrap on the most precise stars when errors span a wide range.
+        1/y_err, or None for no weighting (default: every star counts alike, as in a plain
+        random forest; 1/y_err² costs accuracy when the precise stars are not spread like
+        the rest, e.g. when age errors grow with mass). Multiplies ``sample_weight``; the
+        product is the star's bootstrap probability (or its tree weight when
+        ``bootstrap=False``). Needs strictly positive ``y_err``; no effect without
+        ``y_err``. 1/y_err² concentrates the bootstrap on the most precise stars when errors
+        span a wide range.
     bias_correction : {"oob", "train"} or None, default=None
         Add a linear model of the residual ``y - prediction`` on the value features,
         weighted by the star weights. "oob" fits it on out-of-bag residuals (honest; needs
@@ -341,6 +354,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         ],
         "error_columns": [None, StrOptions({"auto"}), dict, list, tuple],
         "perturb_target": ["boolean"],
+        "perturb_inputs": [StrOptions({"sigma", "fit_and_predict"})],
         "target_weighting": [StrOptions({"inverse_variance", "inverse_std"}), None],
         "bias_correction": [StrOptions({"oob", "train"}), None],
         "spread": [StrOptions({"std", "mad_std"})],
@@ -369,7 +383,8 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         max_samples: int | float | None = None,
         error_columns: Any = None,
         perturb_target: bool = True,
-        target_weighting: str | None = "inverse_variance",
+        perturb_inputs: str = "sigma",
+        target_weighting: str | None = None,
         bias_correction: str | None = None,
         spread: str = "std",
         calibration: str | None = "oob",
@@ -393,6 +408,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         self.max_samples = max_samples
         self.error_columns = error_columns
         self.perturb_target = perturb_target
+        self.perturb_inputs = perturb_inputs
         self.target_weighting = target_weighting
         self.bias_correction = bias_correction
         self.spread = spread
@@ -488,6 +504,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
                 y_pert,
                 weights,
                 n_bootstrap,
+                self.perturb_inputs == "fit_and_predict",
             )
             for seed in tree_seeds
         )
@@ -586,8 +603,10 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples, n_estimators)
-            Prediction of each tree, units of y. Its row means equal :meth:`predict`; its
-            row spreads are the uncalibrated σ.
+            Prediction of each tree, units of y. Its row spreads are the uncalibrated σ;
+            its row means equal :meth:`predict` with ``perturb_inputs="fit_and_predict"``
+            or without input errors (with ``"sigma"``, :meth:`predict` averages the trees on
+            X itself).
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
@@ -775,15 +794,17 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
     def _oob_summary(self, results, n_samples: int) -> _Stats:
         """Out-of-bag mean, tree variance and number of trees of each training star."""
         oob = np.full((len(results), n_samples), np.nan)
-        for t, (_, rows, pred) in enumerate(results):
+        drawn = np.full((len(results), n_samples), np.nan)
+        for t, (_, rows, pred, pred_drawn) in enumerate(results):
             oob[t, rows] = pred
+            drawn[t, rows] = pred_drawn
         count = np.sum(~np.isnan(oob), axis=0)
         mean, var = np.full((2, n_samples), np.nan)
         seen = count > 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean[seen] = np.nanmean(oob[:, seen], axis=0)
-            var[seen] = _spread(oob[:, seen], self.spread, nan=True) ** 2
+            var[seen] = _spread(drawn[:, seen], self.spread, nan=True) ** 2
         n_never = int((~seen).sum())
         if n_never:
             # one star in thousands: it only drops out of the out-of-bag bias and calibration fits
@@ -818,6 +839,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             "bias": self.bias_model_,
             "spread": self.spread,
             "need_var": need_var,
+            "clean_mean": self.perturb_inputs == "sigma",
         }
         jobs = (
             delayed(func)(
@@ -879,15 +901,20 @@ def _drop_missing_targets(X, y, X_err, y_err, sample_weight):
     return take(X, keep), y[keep], rows(X_err), rows(y_err), rows(sample_weight)
 
 
-def _fit_tree(tree, seed, X32, y, errors, err_cols, y_err, weights, n_bootstrap):
-    """Grow one tree; return it with its out-of-bag rows and their predictions, each made
-    on a draw of N(X, X_err)."""
+def _fit_tree(tree, seed, X32, y, errors, err_cols, y_err, weights, n_bootstrap, blur_fit=True):
+    """Grow one tree; return it with its out-of-bag rows, their predictions for the mean and
+    their predictions on a draw of N(X, X_err) for the spread.
+
+    With ``blur_fit`` (perturb_inputs="fit_and_predict") the tree grows on a draw of
+    N(X, X_err) and both predictions are the drawn ones; otherwise it grows on X and the
+    mean comes from X itself.
+    """
     rng = np.random.default_rng([seed, _STREAM_FIT])
-    X_tree = _perturb(X32, errors, err_cols, rng)
+    X_tree = _perturb(X32, errors, err_cols, rng) if blur_fit else X32
     y_tree = y if y_err is None else y + rng.standard_normal(y.shape[0]) * y_err
     if n_bootstrap is None:
         tree.fit(X_tree, y_tree, sample_weight=weights, check_input=False)
-        return tree, np.empty(0, np.intp), np.empty(0)
+        return tree, np.empty(0, np.intp), np.empty(0), np.empty(0)
     # Same draw as scikit-learn's forest for a tree of this seed: uniform, or weighted.
     state = np.random.RandomState(seed)
     n = X32.shape[0]
@@ -899,14 +926,17 @@ def _fit_tree(tree, seed, X32, y, errors, err_cols, y_err, weights, n_bootstrap)
     tree.fit(X_tree, y_tree, sample_weight=counts, check_input=False)
     oob_rows = np.flatnonzero(counts == 0)
     if oob_rows.size == 0:
-        return tree, oob_rows, np.empty(0)
+        return tree, oob_rows, np.empty(0), np.empty(0)
     X_oob = _perturb(
         X32[oob_rows],
         None if errors is None else errors[oob_rows],
         err_cols,
         np.random.default_rng([seed, _STREAM_OOB]),
     )
-    return tree, oob_rows, tree.predict(X_oob, check_input=False)
+    drawn = tree.predict(X_oob, check_input=False)
+    if blur_fit or X_oob is X32 or errors is None or not err_cols.any():
+        return tree, oob_rows, drawn, drawn
+    return tree, oob_rows, tree.predict(X32[oob_rows], check_input=False), drawn
 
 
 def _iter_tree_predictions(ctx, X_values, errors, rng):
@@ -954,6 +984,15 @@ def _chunk_trees(ctx, X_values, errors, rng):
 def _chunk_stats(ctx, X_values, errors, rng):
     """Mean over trees and variance of the trees' predictions for one chunk of rows."""
     n_trees = len(ctx["trees"])
+    blurred = errors is not None and ctx["err_cols"].any()
+    if ctx["clean_mean"] and blurred:
+        # perturb_inputs="sigma": the mean of the trees on X itself, the spread from draws
+        clean = dict(ctx, need_var=False)
+        mean, _ = _chunk_stats(clean, X_values, None, rng)
+        if not ctx["need_var"]:
+            return mean, None
+        _, var = _chunk_stats(dict(ctx, clean_mean=False), X_values, errors, rng)
+        return mean, var
     if not ctx["need_var"]:
         total = np.zeros(X_values.shape[0])
         for pred in _iter_tree_predictions(ctx, X_values, errors, rng):

@@ -48,10 +48,14 @@ def _no_torch_thread_oversubscription():
 
 @pytest.fixture(scope="session")
 def small_survey():
-    """A small seeded simulated survey (300 stars), shared by the pipeline tests."""
+    """A small seeded simulated survey (300 stars), shared by the pipeline tests.
+
+    The seed gives precise reference ages to at least three held-out stars of each state
+    (the evaluation report needs them per state).
+    """
     from skages.datasets import make_apokasc
 
-    return make_apokasc(300, random_state=7)
+    return make_apokasc(300, random_state=1)
 
 
 @pytest.fixture

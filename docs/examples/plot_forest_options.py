@@ -36,21 +36,25 @@ et = train.labels.log_age_err[use].to_numpy()
 Xs, ys = frame(test.labels[ref]), test.labels.log_age[ref].to_numpy()
 es = test.labels.log_age_err[ref].to_numpy()
 
+paper = {"perturb_inputs": "fit_and_predict", "target_weighting": "inverse_variance"}
 options = {
-    "skages default (paper + calibration)": {},
-    "paper (no calibration)": {"calibration": None},
+    "skages default": {},
+    "paper + calibration": paper,
+    "paper (no calibration)": {**paper, "calibration": None},
     "published code": {
+        **paper,
         "perturb_target": False,
         "bias_correction": "train",
         "spread": "mad_std",
         "calibration": None,
     },
     "published code + calibration": {
+        **paper,
         "perturb_target": False,
         "bias_correction": "train",
         "spread": "mad_std",
     },
-    "no target weighting": {"target_weighting": None},
+    "1/σ² weighting": {"target_weighting": "inverse_variance"},
     "1/σ weighting": {"target_weighting": "inverse_std"},
     "out-of-bag bias correction": {"bias_correction": "oob"},
 }

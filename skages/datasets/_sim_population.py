@@ -1,13 +1,18 @@
-"""The simulated population: APOKASC-2 red giants resampled with jitter, and their labels.
+"""The simulated population: a true population free of catalogue noise, and its labels.
 
-Every simulated star is a real APOKASC-2 RGB or RC star (Pinsonneault et al.
-2018) moved by a small jitter, so Teff, [Fe/H], [α/Fe], νmax, mass, state and
-age keep their real joint distribution. Δν, radius and log g are then derived
-from the jittered values with the scaling relations, so that the seismic
-quantities are exactly consistent; [C/N], S/N, Kepler magnitude and the
-oscillation-spectrum parameters are drawn from the models documented in
-``docs/user_guide/simulator.rst``. Observed labels are the true ones plus
-Gaussian noise of the stated uncertainty.
+The composition (evolutionary state, [α/M] sequence) is that of APOKASC-2
+(Pinsonneault et al. 2018). Masses are deconvolved from the catalogues' stated
+errors: α-poor stars in the mass range of APOKASC-3 Gold (0.9-1.8 M☉) are
+APOKASC-3 Gold stars (Pinsonneault et al. 2025; 4 % masses), the rest come from
+APOKASC-2, each mass drawn from its posterior under an extreme-deconvolution
+prior. log g (seismic), [Fe/H] and [α/M] come with the source star; Teff, [C/N],
+the Δν correction factor and the age follow smooth relations fitted once to the
+real tables (``tools/fit_sim_population.py``, coefficients vendored in
+``skages/_data/data/sim_population.json``) plus the intrinsic scatter left after
+the measurement noise. Observed labels are the true ones plus DR17-like noise.
+Reference ages are made as a seismic pipeline makes them: the same age relation
+applied to the *observed* νmax, Δν, Teff, [Fe/H] and [α/M], plus the relation's
+model scatter, with the uncertainty such a pipeline quotes.
 """
 
 from __future__ import annotations
@@ -17,31 +22,30 @@ from functools import cache
 
 import numpy as np
 
+from skages.datasets._deconvolve import sample_posterior
 from skages.seismology import SOLAR_DNU, SOLAR_NUMAX, SOLAR_TEFF, excess_dnu
 
 #: log10 of the solar surface gravity (cgs), IAU nominal.
 SOLAR_LOGG = 4.438
 
-#: Jitter (1-σ) added to each resampled star: Teff (K), [Fe/H] (dex), [α/Fe] (dex),
-#: ln νmax, ln mass, log10 age beyond the mass term (dex), fdnu.
-_JITTER = {
-    "teff": 30.0,
-    "fe_h": 0.02,
-    "alpha_m": 0.01,
-    "ln_numax": 0.01,
-    "ln_mass": 0.03,
-    "log_age": 0.02,
-    "fdnu": 0.002,
-}
+#: Jitter (1-σ) that keeps resampled stars distinct: log g (dex), [Fe/H] (dex), [α/M] (dex).
+_JITTER = {"logg": 0.005, "fe_h": 0.01, "alpha_m": 0.005}
 
-#: Uncertainties of the spectroscopic labels that the source table lacks (dex).
-LOGG_ERR = 0.03
-C_N_ERR = 0.03
-#: Intrinsic scatter of [C/N] at fixed mass and abundances (dex): birth variations and
-#: mixing; with C_N_ERR it limits [C/N] masses to ~14 %, as found by Martig et al. (2016).
-C_N_SCATTER = 0.07
-#: Systematic floor added in quadrature to APOKASC-2 age errors of non-precise stars (dex).
+#: DR17-like 1-σ uncertainties of the observed spectroscopic labels: Teff (K), [Fe/H],
+#: [α/M], [C/N] (dex). The calibrated log g error is per state (``logg_error``), measured
+#: as the robust scatter of calibrated ASPCAP minus seismic log g.
+TEFF_ERR = (20.0, 20.0)
+FE_H_ERR = 0.02
+ALPHA_M_ERR = 0.015
+C_N_ERR = 0.04
+#: Reference ages: "pipeline" (from the observed seismology) or "independent" (the true age
+#: plus independent noise of the stated error, the simulator's former model).
+REFERENCE_AGE_MODES = ("pipeline", "independent")
+#: Systematic floor added in quadrature to APOKASC-2 age errors of non-precise stars in
+#: the "independent" reference-age mode (dex).
 AGE_ERROR_FLOOR = 0.10
+#: Oldest age (Gyr) of the age relation: nothing is older than the Universe.
+MAX_AGE = 13.8
 #: Log-normal spread (dex of ln) of individual precise-age errors about their typical value.
 _PRECISE_ERR_SPREAD = 0.2
 
@@ -109,6 +113,110 @@ class PopulationConfig:
     precise_age_error_rc: float = 0.10
     precise_age_error_rgb: float = 0.20
     snr_median: float = 150.0
+    reference_ages: str = "pipeline"
+
+
+@cache
+def relations() -> dict:
+    """The vendored fits of ``tools/fit_sim_population.py`` (``sim_population.json``)."""
+    import json
+
+    from skages._data import bundled_path
+
+    return json.loads(bundled_path("sim_population.json").read_text())
+
+
+@dataclass(frozen=True)
+class _Gold:
+    kic: np.ndarray
+    is_rc: np.ndarray
+    ln_mass: np.ndarray
+    ln_mass_err: np.ndarray
+    logg: np.ndarray
+    fe_h: np.ndarray
+    alpha_m: np.ndarray
+
+
+@cache
+def gold_population() -> _Gold:
+    """The APOKASC-3 Gold (α-poor) stars the simulator resamples (vendored, trimmed)."""
+    import pandas as pd
+
+    from skages._data import bundled_path
+
+    g = pd.read_csv(bundled_path("APOKASC3_Table4_Gold_trimmed.csv.gz"))
+    return _Gold(
+        kic=g["KIC"].to_numpy(np.int64),
+        is_rc=(g["Evol_State"] == "RC").to_numpy(),
+        ln_mass=np.log(g["Mass"].to_numpy(float)),
+        ln_mass_err=(g["S_Mass"] / g["Mass"]).to_numpy(float),
+        logg=g["Logg_Seis"].to_numpy(float),
+        fe_h=g["[Fe/H]"].to_numpy(float),
+        alpha_m=g["[Alp/Fe]"].to_numpy(float),
+    )
+
+
+def _poly(name: str, is_rc: np.ndarray, terms: list[np.ndarray]) -> np.ndarray:
+    fit = relations()[name]
+    a, b = np.asarray(fit["RGB"]["coef"]), np.asarray(fit["RC"]["coef"])
+    design = np.column_stack(terms)
+    return np.where(is_rc, design @ b, design @ a)
+
+
+def _scatter(name: str, is_rc: np.ndarray) -> np.ndarray:
+    fit = relations()[name]
+    return np.where(is_rc, fit["RC"]["residual_mad_std"], fit["RGB"]["residual_mad_std"])
+
+
+def _alpha_in_gold(alpha_m):
+    # the Teff and [C/N] relations are fitted on α-poor stars: [α/M] is held inside
+    # their range (-0.07 to 0.14 dex) rather than extrapolated linearly
+    return np.clip(alpha_m, -0.07, 0.14)
+
+
+def teff_relation(logg, fe_h, mass, alpha_m, is_rc) -> np.ndarray:
+    """Mean Teff (K) at log g (dex), [Fe/H], M (M☉) and [α/M] (fit to APOKASC-3 Gold)."""
+    x = np.asarray(logg, float) - 2.5
+    one = np.ones_like(x)
+    terms = [one, x, x**2, np.asarray(fe_h, float), np.log(mass), _alpha_in_gold(alpha_m)]
+    return _poly("teff", np.asarray(is_rc), terms)
+
+
+def age_relation(mass, fe_h, alpha_m, is_rc) -> np.ndarray:
+    """log10 age (Gyr) at M (M☉), [Fe/H] and [α/M] (dex): the fit to APOKASC-2 ages.
+
+    ``log10 τ = c0 + c1 ln M + c2 (ln M)² + c3 [Fe/H] + c4 [α/M] + c5 ln M [Fe/H]`` per
+    state, capped at :data:`MAX_AGE`.
+    """
+    lnm, feh = np.log(mass), np.asarray(fe_h, float)
+    terms = [np.ones_like(lnm), lnm, lnm**2, feh, np.asarray(alpha_m, float), lnm * feh]
+    return np.minimum(_poly("log_age", np.asarray(is_rc), terms), np.log10(MAX_AGE))
+
+
+def _age_gradient(mass, fe_h, is_rc):
+    """d log10 τ / d ln M, d / d[Fe/H], d / d[α/M] of :func:`age_relation` (uncapped)."""
+    fit = relations()["log_age"]
+    c = np.where(np.asarray(is_rc)[:, None], fit["RC"]["coef"], fit["RGB"]["coef"])
+    lnm = np.log(mass)
+    return c[:, 1] + 2 * c[:, 2] * lnm + c[:, 5] * fe_h, c[:, 3] + c[:, 5] * lnm, c[:, 4]
+
+
+def logg_error(is_rc) -> np.ndarray:
+    """DR17-like uncertainty (dex) of calibrated log g: 0.069 (RGB), 0.044 (RC)."""
+    off = relations()["logg_offset"]
+    return np.where(
+        is_rc,
+        off["RC"]["calibrated_minus_seismic_mad_std"],
+        off["RGB"]["calibrated_minus_seismic_mad_std"],
+    )
+
+
+def spectroscopic_logg(logg, is_rc) -> np.ndarray:
+    """The log g a spectrum shows (ASPCAP raw): seismic log g + 0.20 (RGB) / + 0.33 (RC) dex."""
+    off = relations()["logg_offset"]
+    return np.asarray(logg, float) + np.where(
+        is_rc, off["RC"]["raw_minus_seismic_median"], off["RGB"]["raw_minus_seismic_median"]
+    )
 
 
 @dataclass(frozen=True)
@@ -126,14 +234,15 @@ class _Source:
     dnu_frac_err: np.ndarray
     fdnu: np.ndarray
     mass: np.ndarray
+    mass_frac_err: np.ndarray
+    logg: np.ndarray
     log_age: np.ndarray
     log_age_err: np.ndarray
-    age_mass_slope: tuple[float, float]  # d log10(age) / d log10(mass): (RGB, RC)
 
 
 @cache
 def source_population() -> _Source:
-    """The APOKASC-2 RGB and RC stars with every quantity the simulator resamples."""
+    """The APOKASC-2 RGB and RC stars: the composition and the stars outside Gold."""
     from skages.io import read_apokasc2
 
     t = read_apokasc2()
@@ -141,39 +250,18 @@ def source_population() -> _Source:
     cols = {
         name: np.asarray(t[name], dtype=float)
         for name in (
-            "teff",
-            "teff_err",
-            "fe_h",
-            "fe_h_err",
-            "alpha_fe",
-            "alpha_fe_err",
-            "numax",
-            "numax_err",
-            "dnu",
-            "dnu_err",
-            "fdnu",
-            "mass",
-            "log_age",
+            "teff", "teff_err", "fe_h", "fe_h_err", "alpha_fe", "alpha_fe_err", "numax",
+            "numax_err", "dnu", "dnu_err", "fdnu", "mass", "mass_err", "logg_seis", "log_age",
             "log_age_err",
         )
-    }
+    }  # fmt: skip
     keep = np.isin(state, ["RGB", "RC"])
     for values in cols.values():
         keep &= np.isfinite(values)
-    is_rc = state[keep] == "RC"
     c = {k: v[keep] for k, v in cols.items()}
-    log_mass = np.log10(c["mass"])
-    slopes = []
-    for rc in (False, True):
-        sel = is_rc == rc
-        design = np.column_stack(
-            [np.ones(sel.sum()), log_mass[sel], c["fe_h"][sel], c["alpha_fe"][sel]]
-        )
-        coef = np.linalg.lstsq(design, c["log_age"][sel], rcond=None)[0]
-        slopes.append(float(coef[1]))
     return _Source(
         kic=np.asarray(t["kic"], dtype=np.int64)[keep],
-        is_rc=is_rc,
+        is_rc=state[keep] == "RC",
         teff=c["teff"],
         teff_err=c["teff_err"],
         fe_h=c["fe_h"],
@@ -185,10 +273,23 @@ def source_population() -> _Source:
         dnu_frac_err=c["dnu_err"] / c["dnu"],
         fdnu=c["fdnu"],
         mass=c["mass"],
+        mass_frac_err=c["mass_err"] / c["mass"],
+        logg=c["logg_seis"],
         log_age=c["log_age"],
         log_age_err=c["log_age_err"],
-        age_mass_slope=(slopes[0], slopes[1]),
     )
+
+
+def _posterior_ln_mass(rng, ln_mass, ln_mass_err, is_rc, prefix) -> np.ndarray:
+    priors = relations()["mass_prior"]
+    out = np.empty(ln_mass.size)
+    for rc, state in ((False, "RGB"), (True, "RC")):
+        p = priors[f"{prefix}_{state}"]
+        draw = sample_posterior(
+            rng, ln_mass, ln_mass_err, p["weights"], p["means"], p["variances"]
+        )
+        out = np.where(is_rc == rc, draw, out)
+    return out
 
 
 def scaling_dnu(mass, numax, teff):
@@ -202,15 +303,22 @@ def seismic_logg(numax, teff):
 
 
 def carbon_to_nitrogen(mass, fe_h, alpha_m, logg, is_rc, noise):
-    """[C/N] (dex): birth value + first dredge-up + extra mixing + scatter.
+    """[C/N] (dex): the per-state fit to APOKASC-3 Gold, plus ``noise``.
 
-    ``[C/N] = 0.03 − 0.15 [Fe/H] + 0.5 ([α/M] − 0.05)`` (birth: Galactic chemical evolution)
-    ``− 0.22 − 0.45 tanh(1.2 ln M)`` (first dredge-up) ``− 0.10 x`` (thermohaline mixing,
-    ``x`` = :func:`mixing_index`) ``+ noise``.
+    ``[C/N] = c0 + c1 tanh(1.2 ln M) + c2 [Fe/H] + c3 [α/M] + c4 x + noise``, with the
+    first dredge-up in the ``tanh`` term (it saturates at high mass) and ``x`` the
+    thermohaline extra-mixing index (:func:`mixing_index`); [α/M] is held within the
+    Gold range (-0.07 to 0.14 dex).
     """
-    birth = 0.03 - 0.15 * fe_h + 0.5 * (alpha_m - 0.05)
-    dredge_up = -0.22 - 0.45 * np.tanh(1.2 * np.log(mass))
-    return birth + dredge_up - 0.10 * mixing_index(mass, logg, is_rc) + noise
+    is_rc = np.asarray(is_rc)
+    terms = [
+        np.ones(np.shape(mass)),
+        np.tanh(1.2 * np.log(mass)),
+        np.asarray(fe_h, float),
+        _alpha_in_gold(alpha_m),
+        mixing_index(mass, logg, is_rc),
+    ]
+    return _poly("c_n", is_rc, terms) + noise
 
 
 def mixing_index(mass, logg, is_rc):
@@ -223,6 +331,11 @@ def mixing_index(mass, logg, is_rc):
     return np.clip(2.0 - mass, 0.0, 1.0) * past_bump
 
 
+def _intrinsic(name: str, is_rc, noise) -> np.ndarray:
+    """Scatter about a fitted relation left after the measurement noise (quadrature)."""
+    return np.sqrt(np.maximum(_scatter(name, is_rc) ** 2 - np.asarray(noise) ** 2, 0.0))
+
+
 def draw_population(rng: np.random.Generator, n: int, config: PopulationConfig) -> dict:
     """True and observed labels of ``n`` stars (a dict of 1-D arrays).
 
@@ -230,25 +343,53 @@ def draw_population(rng: np.random.Generator, n: int, config: PopulationConfig) 
     same stars whatever else the caller asks for.
     """
     src = source_population()
+    gold = gold_population()
+    fits = relations()
     idx = rng.integers(0, src.kic.size, n)
     is_rc = src.is_rc[idx]
-    z = rng.standard_normal((7, n))
+    rich = src.alpha_m[idx] > fits["alpha_rich"]
+    # deconvolved APOKASC-2 masses of the drawn rows
+    ln_m_a2 = np.where(
+        rich,
+        _posterior_ln_mass(rng, np.log(src.mass[idx]), src.mass_frac_err[idx], is_rc, "a2_rich"),
+        _posterior_ln_mass(rng, np.log(src.mass[idx]), src.mass_frac_err[idx], is_rc, "a2_poor"),
+    )
+    # α-poor stars in the Gold mass range are APOKASC-3 Gold stars of the same state
+    rgb_rows, rc_rows = np.flatnonzero(~gold.is_rc), np.flatnonzero(gold.is_rc)
+    j = np.where(
+        is_rc,
+        rc_rows[rng.integers(0, rc_rows.size, n)],
+        rgb_rows[rng.integers(0, rgb_rows.size, n)],
+    )
+    ln_m_gold = _posterior_ln_mass(rng, gold.ln_mass[j], gold.ln_mass_err[j], is_rc, "gold")
+    lo, hi = np.log(fits["gold_window"])
+    use_gold = ~rich & (ln_m_a2 >= lo) & (ln_m_a2 <= hi)
+    z = rng.standard_normal((6, n))
+    mass = np.clip(np.exp(np.where(use_gold, ln_m_gold, ln_m_a2)), 0.6, 4.0)
+    logg = np.where(use_gold, gold.logg[j], src.logg[idx]) + _JITTER["logg"] * z[0]
+    fe_h = np.where(use_gold, gold.fe_h[j], src.fe_h[idx]) + _JITTER["fe_h"] * z[1]
+    alpha_m = np.where(use_gold, gold.alpha_m[j], src.alpha_m[idx]) + _JITTER["alpha_m"] * z[2]
+    source_kic = np.where(use_gold, gold.kic[j], src.kic[idx])
 
-    teff = src.teff[idx] + _JITTER["teff"] * z[0]
-    fe_h = src.fe_h[idx] + _JITTER["fe_h"] * z[1]
-    alpha_m = src.alpha_m[idx] + _JITTER["alpha_m"] * z[2]
-    numax = np.clip(src.numax[idx] * np.exp(_JITTER["ln_numax"] * z[3]), 2.5, 265.0)
-    mass = np.clip(src.mass[idx] * np.exp(_JITTER["ln_mass"] * z[4]), 0.6, 4.0)
-    slope = np.where(is_rc, src.age_mass_slope[1], src.age_mass_slope[0])
-    log_age = src.log_age[idx] + slope * np.log10(mass / src.mass[idx]) + _JITTER["log_age"] * z[5]
-    log_age = np.minimum(log_age, np.log10(13.8))  # nothing older than the Universe
-    fdnu = src.fdnu[idx] + _JITTER["fdnu"] * z[6]
+    teff = teff_relation(logg, fe_h, mass, alpha_m, is_rc)
+    teff_err = np.where(is_rc, TEFF_ERR[1], TEFF_ERR[0])
+    teff += _intrinsic("teff", is_rc, teff_err) * z[3]
+    numax = SOLAR_NUMAX * 10 ** (logg - SOLAR_LOGG) * (teff / SOLAR_TEFF) ** -0.5
+    numax = np.clip(numax, 2.5, 265.0)
+    logg = seismic_logg(numax, teff)
+    ln_nu = np.log(numax / 30.0)
+    fdnu = _poly(
+        "fdnu",
+        is_rc,
+        [np.ones(n), ln_nu, ln_nu**2, teff / 1000 - 4.8, np.log(mass), fe_h],
+    )
+    fdnu += _scatter("fdnu", is_rc) * z[4]
+    log_age = age_relation(mass, fe_h, alpha_m, is_rc)
     # APOKASC-2 convention: the scaling relations hold for fdnu · Δν_observed
     dnu = scaling_dnu(mass, numax, teff) / fdnu
     radius = (numax / SOLAR_NUMAX) * (dnu * fdnu / SOLAR_DNU) ** -2 * (teff / SOLAR_TEFF) ** 0.5
-    logg = seismic_logg(numax, teff)
     c_n = carbon_to_nitrogen(
-        mass, fe_h, alpha_m, logg, is_rc, C_N_SCATTER * rng.standard_normal(n)
+        mass, fe_h, alpha_m, logg, is_rc, _intrinsic("c_n", is_rc, C_N_ERR) * z[5]
     )
 
     # survey properties: one brightness drives both APOGEE S/N and Kepler magnitude
@@ -281,13 +422,35 @@ def draw_population(rng: np.random.Generator, n: int, config: PopulationConfig) 
 
     # ---------------------------------------------------------------- observations
     e = rng.standard_normal((9, n))
-    teff_err = src.teff_err[idx]
-    fe_h_err = src.fe_h_err[idx]
-    alpha_m_err = src.alpha_m_err[idx]
-    numax_err = src.numax_frac_err[idx] * numax
-    dnu_err = src.dnu_frac_err[idx] * dnu
-    logg_err = np.full(n, LOGG_ERR)
+    fe_h_err = np.full(n, FE_H_ERR)
+    alpha_m_err = np.full(n, ALPHA_M_ERR)
+    logg_err = logg_error(is_rc)
     c_n_err = np.full(n, C_N_ERR)
+    r_nu, r_dnu = src.numax_frac_err[idx], src.dnu_frac_err[idx]
+
+    # which stars have a reference age, and which of them a precise one (Miglio et al.
+    # 2021-like: ~10 % RC, ~20 % RGB, each star's error scattered log-normally by 20 %)
+    draw = rng.random(n)
+    has_age = draw >= config.missing_age_fraction
+    precise_p = config.precise_age_fraction / max(1.0 - config.missing_age_fraction, 1e-12)
+    precise = has_age & (rng.random(n) < precise_p)
+    typical = np.where(is_rc, config.precise_age_error_rc, config.precise_age_error_rgb)
+    precise_err = typical / np.log(10.0) * np.exp(_PRECISE_ERR_SPREAD * e[7])
+    pipeline = config.reference_ages == "pipeline"
+    d_lnm, d_feh, d_alpha = _age_gradient(mass, fe_h, is_rc)
+    model_err = _scatter("log_age", is_rc)
+    other = (d_feh * FE_H_ERR) ** 2 + (d_alpha * ALPHA_M_ERR) ** 2 + model_err**2
+    if pipeline:
+        # precise ages come from precise seismology: their νmax and Δν errors shrink so
+        # that the age error the pipeline quotes is the star's precise_err
+        seis = d_lnm**2 * ((3 * r_nu) ** 2 + (4 * r_dnu) ** 2)
+        fixed = d_lnm**2 * (1.5 * teff_err / teff) ** 2 + other
+        shrink = np.sqrt(np.clip((precise_err**2 - fixed) / np.maximum(seis, 1e-12), 1e-4, 1.0))
+        shrink = np.where(precise, shrink, 1.0)
+        r_nu, r_dnu = r_nu * shrink, r_dnu * shrink
+
+    numax_err = r_nu * numax
+    dnu_err = r_dnu * dnu
     teff_obs = teff + teff_err * e[0]
     fe_h_obs = fe_h + fe_h_err * e[1]
     alpha_obs = alpha_m + alpha_m_err * e[2]
@@ -299,24 +462,29 @@ def draw_population(rng: np.random.Generator, n: int, config: PopulationConfig) 
     mass_obs = nu_r**3 * dnu_r**-4 * t_r**1.5
     radius_obs = nu_r * dnu_r**-2 * t_r**0.5
     rel_nu, rel_dnu, rel_t = numax_err / numax_obs, dnu_err / dnu_obs, teff_err / teff_obs
-    mass_err = mass_obs * np.sqrt((3 * rel_nu) ** 2 + (4 * rel_dnu) ** 2 + (1.5 * rel_t) ** 2)
+    rel_mass = np.sqrt((3 * rel_nu) ** 2 + (4 * rel_dnu) ** 2 + (1.5 * rel_t) ** 2)
+    mass_err = mass_obs * rel_mass
     radius_err = radius_obs * np.sqrt(rel_nu**2 + (2 * rel_dnu) ** 2 + (0.5 * rel_t) ** 2)
 
-    # ages: a fraction unknown, a subset precise (Miglio et al. 2021-like), the rest APOKASC-like
-    draw = rng.random(n)
-    has_age = draw >= config.missing_age_fraction
-    precise_p = config.precise_age_fraction / max(1.0 - config.missing_age_fraction, 1e-12)
-    precise = has_age & (rng.random(n) < precise_p)
-    typical = np.where(is_rc, config.precise_age_error_rc, config.precise_age_error_rgb)
-    precise_err = typical / np.log(10.0) * np.exp(_PRECISE_ERR_SPREAD * e[7])
-    broad_err = np.sqrt(src.log_age_err[idx] ** 2 + AGE_ERROR_FLOOR**2)
-    log_age_err = np.where(precise, precise_err, broad_err)
-    log_age_obs = log_age + log_age_err * e[8]
+    if pipeline:
+        # the pipeline: the same age relation at the observed mass, [Fe/H] and [α/M],
+        # plus the relation's model scatter; it quotes the propagated uncertainty
+        m_obs = np.clip(mass_obs, 0.5, 5.0)
+        log_age_obs = age_relation(m_obs, fe_h_obs, alpha_obs, is_rc) + model_err * e[8]
+        g_lnm, g_feh, g_alpha = _age_gradient(m_obs, fe_h_obs, is_rc)
+        log_age_err = np.sqrt(
+            (g_lnm * rel_mass) ** 2 + (g_feh * FE_H_ERR) ** 2 + (g_alpha * ALPHA_M_ERR) ** 2
+            + model_err**2
+        )  # fmt: skip
+    else:
+        broad_err = np.sqrt(src.log_age_err[idx] ** 2 + AGE_ERROR_FLOOR**2)
+        log_age_err = np.where(precise, precise_err, broad_err)
+        log_age_obs = log_age + log_age_err * e[8]
     log_age_err = np.where(has_age, log_age_err, np.nan)
     log_age_obs = np.where(has_age, log_age_obs, np.nan)
 
     return {
-        "source_kic": src.kic[idx],
+        "source_kic": source_kic,
         "evstate": np.where(is_rc, "RC", "RGB"),
         "teff": teff_obs,
         "teff_err": teff_err,

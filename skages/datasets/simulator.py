@@ -1,7 +1,8 @@
 """A simulated APOKASC-like survey: APOGEE spectra, Kepler power spectra and seismic ages.
 
 Real APOGEE spectra and Kepler PSDs cannot ship with a Python package, so skages
-simulates them, from real ingredients: the APOKASC-2 population (resampled),
+simulates them, from real ingredients: a population calibrated on APOKASC-2 and
+APOKASC-3 Gold (free of their catalogue noise, with pipeline-made reference ages),
 the real mean APOGEE red-giant spectrum and its per-pixel scatter, real H-band
 line positions, and the same PSD code as real light curves. The generative
 model, its equations and what it leaves out are in
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from skages.datasets import _sim_population as _pop
 from skages.datasets import _sim_psd as _psd
@@ -81,6 +82,7 @@ _RANDOM_STATE = [
 _COMMON_PARAMS = {
     "missing_age_fraction": [Interval(Real, 0, 1, closed="both")],
     "precise_age_fraction": [Interval(Real, 0, 1, closed="both")],
+    "reference_ages": [StrOptions(set(_pop.REFERENCE_AGE_MODES))],
     "psd": ["boolean"],
     "raw_flux": ["boolean"],
     "bad_pixel_fill": [Real],
@@ -121,33 +123,40 @@ def _rng(entropy: int, block: int, part: tuple[int, ...]) -> np.random.Generator
 
 @cache
 def _label_reference() -> np.ndarray:
-    """Population-mean labels the spectral responses are taken about (RESPONSE_LABELS order)."""
-    src = _pop.source_population()
-    logg = _pop.seismic_logg(src.numax, src.teff)
-    c_n = _pop.carbon_to_nitrogen(src.mass, src.fe_h, src.alpha_m, logg, src.is_rc, 0.0)
-    mixing = _pop.mixing_index(src.mass, logg, src.is_rc)
-    ref = np.array(
-        [src.teff.mean(), logg.mean(), src.fe_h.mean(), src.alpha_m.mean(), c_n.mean(),
-         mixing.mean()]
-    )  # fmt: skip
+    """Population-mean labels the spectral responses are taken about (RESPONSE_LABELS order).
+
+    Means over 8,192 stars of the population model drawn from a fixed seed; log g is the
+    spectroscopic (ASPCAP raw-like) one.
+    """
+    pop = _pop.draw_population(np.random.default_rng(20240101), 8192, _pop.PopulationConfig())
+    ref = _label_values(pop).mean(axis=0)
     ref.setflags(write=False)
     return ref
 
 
-def _label_offsets(pop: Mapping[str, np.ndarray]) -> np.ndarray:
-    is_rc = pop["evstate"] == "RC"
+def _label_values(pop: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The labels a spectrum responds to: true labels, with the spectroscopic log g.
+
+    The log g the spectrum shows is the seismic one plus the state's ASPCAP raw offset
+    (+0.20 dex RGB, +0.33 dex RC: :func:`_sim_population.spectroscopic_logg`), so red-clump
+    spectra carry the state signature real ASPCAP spectra carry.
+    """
+    is_rc = np.asarray(pop["evstate"]) == "RC"
     mixing = _pop.mixing_index(pop["mass_true"], pop["logg_true"], is_rc)
-    values = np.column_stack(
+    return np.column_stack(
         [
             pop["teff_true"],
-            pop["logg_true"],
+            _pop.spectroscopic_logg(pop["logg_true"], is_rc),
             pop["fe_h_true"],
             pop["alpha_m_true"],
             pop["c_n_true"],
             mixing,
         ]
     )
-    return values - _label_reference()[None, :]
+
+
+def _label_offsets(pop: Mapping[str, np.ndarray]) -> np.ndarray:
+    return _label_values(pop) - _label_reference()[None, :]
 
 
 _OFFSET_COLUMNS = (
@@ -279,7 +288,12 @@ def _labels_frame(pop: Mapping[str, np.ndarray], start: int, stop: int, lo: int)
 
 
 def _check_options(
-    missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill
+    missing_age_fraction,
+    precise_age_fraction,
+    psd,
+    raw_flux,
+    bad_pixel_fill,
+    reference_ages="pipeline",
 ) -> dict:
     if precise_age_fraction > 1.0 - missing_age_fraction + 1e-12:
         raise ValueError(
@@ -291,6 +305,7 @@ def _check_options(
         "population": _pop.PopulationConfig(
             missing_age_fraction=float(missing_age_fraction),
             precise_age_fraction=float(precise_age_fraction),
+            reference_ages=str(reference_ages),
         ),
         "psd": bool(psd),
         "raw_flux": bool(raw_flux),
@@ -397,6 +412,7 @@ def iter_apokasc(
     start: int = 0,
     missing_age_fraction: float = 1.0 / 3.0,
     precise_age_fraction: float = 0.12,
+    reference_ages: str = "pipeline",
     psd: bool = True,
     raw_flux: bool = False,
     bad_pixel_fill: float = np.nan,
@@ -421,7 +437,7 @@ def iter_apokasc(
     start : int, default=0
         First star to generate (to resume an interrupted run at a chunk boundary).
     missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, n_jobs, verbose
-        As for :func:`make_apokasc`.
+        As for :func:`make_apokasc` (so is ``reference_ages``).
     random_state : int, numpy.random.Generator or None
         Seed of the whole survey. A Generator is used once, to draw that seed,
         when this function is called.
@@ -444,7 +460,7 @@ def iter_apokasc(
     if start > n_stars:
         raise ValueError(f"start must be at most n_stars = {n_stars}; got start={start}")
     options = _check_options(
-        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill
+        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, reference_ages
     )
     entropy = _entropy(random_state)
     if start == n_stars:
@@ -455,14 +471,15 @@ def iter_apokasc(
 _DESCR = """\
 Simulated APOKASC-like survey (skages.datasets.make_apokasc)
 -----------------------------------------------------------
-Red giants resampled from APOKASC-2 (Pinsonneault et al. 2018) with jitter;
+Red giants calibrated on APOKASC-2 and APOKASC-3 Gold (deconvolved masses;
+Teff, [C/N] and ages from relations fitted to them; pipeline-made reference ages);
 continuum-normalised APOGEE-like spectra (7514 pixels) built on the real mean
 DR17 training spectrum with line responses to Teff, log g, [Fe/H], [α/M], [C/N]
 and extra mixing, S/N-scaled noise and APOGEE-like bitmasks; Kepler-like
 natural-log PSDs (2092 pixels) from granulation, white noise and l = 0-3
 (mixed l = 1) modes, made with the same code as real light curves. Labels are
-observed values (true value + noise of the stated *_err); *_true columns hold
-the generating values. See docs/user_guide/simulator.rst.
+observed values (true value + DR17-like noise of the stated *_err); *_true
+columns hold the generating values. See docs/user_guide/simulator.rst.
 """
 
 
@@ -475,6 +492,7 @@ def make_apokasc(
     *,
     missing_age_fraction: float = 1.0 / 3.0,
     precise_age_fraction: float = 0.12,
+    reference_ages: str = "pipeline",
     psd: bool = True,
     raw_flux: bool = False,
     bad_pixel_fill: float = np.nan,
@@ -493,9 +511,17 @@ def make_apokasc(
     precise_age_fraction : float, default=0.12
         Fraction of *all* stars whose age is precise (``precise_age`` True): the
         paper's ~1,200 training ages of Miglio et al. (2021) quality, with
-        errors of about 10 % (RC) and 20 % (RGB). The other aged stars carry the
-        APOKASC-2 error of their source star plus a 0.1 dex floor in quadrature.
-        Must not exceed ``1 - missing_age_fraction``.
+        errors of about 10 % (RC) and 20 % (RGB). Must not exceed
+        ``1 - missing_age_fraction``.
+    reference_ages : {"pipeline", "independent"}, default="pipeline"
+        How the reference ages ``log_age`` are made. ``"pipeline"``: as a seismic
+        pipeline makes them, from the *observed* νmax, Δν, Teff, [Fe/H] and [α/M]
+        through the simulator's age relation plus its model scatter, quoting the
+        propagated uncertainty (precise stars have proportionally more precise νmax
+        and Δν), so age errors move with the seismic observables. ``"independent"``:
+        the true age plus independent Gaussian noise of ``log_age_err`` (precise
+        stars as above; the others the APOKASC-2 error of their source row plus a
+        0.1 dex floor), the simulator's former model.
     psd : bool, default=True
         Simulate the power spectra (most of the run time).
     raw_flux : bool, default=False
@@ -567,7 +593,7 @@ def make_apokasc(
     ['RC', 'RGB']
     """
     options = _check_options(
-        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill
+        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, reference_ages
     )
     entropy = _entropy(random_state)
     names = _array_names(options)
@@ -622,6 +648,7 @@ def write_apokasc(
     chunk_size: int = 4096,
     missing_age_fraction: float = 1.0 / 3.0,
     precise_age_fraction: float = 0.12,
+    reference_ages: str = "pipeline",
     psd: bool = True,
     raw_flux: bool = False,
     bad_pixel_fill: float = np.nan,
@@ -650,8 +677,8 @@ def write_apokasc(
     chunk_size : int, default=4096
         Stars generated and appended at a time.
     missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, n_jobs, verbose
-        As for :func:`make_apokasc`. For a catalogue-scale inference survey,
-        ``psd=False`` saves most of the time and about 6 GB per 733,901 stars.
+        As for :func:`make_apokasc` (so is ``reference_ages``). For a catalogue-scale
+        inference survey, ``psd=False`` saves most of the time and about 6 GB per 733,901 stars.
     overwrite : bool, default=False
         Replace an existing complete file.
     resume : bool, default=False
@@ -678,7 +705,7 @@ def write_apokasc(
     from skages.seismology import frequency_grid
 
     options = _check_options(
-        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill
+        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, reference_ages
     )
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
@@ -686,6 +713,7 @@ def write_apokasc(
         "n_stars": int(n_stars),
         "missing_age_fraction": float(missing_age_fraction),
         "precise_age_fraction": float(precise_age_fraction),
+        "reference_ages": str(reference_ages),
         "psd": bool(psd),
         "raw_flux": bool(raw_flux),
         "bad_pixel_fill": None if np.isnan(bad_pixel_fill) else float(bad_pixel_fill),

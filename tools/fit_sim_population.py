@@ -1,0 +1,167 @@
+"""Fit, once, the smooth relations and deconvolved mass distributions of the simulated population.
+
+Reruns from the repository root (reads the real tables in ``../shared/data`` or the
+paths given, writes the two vendored files)::
+
+    PYTHONPATH=$PWD python tools/fit_sim_population.py [--shared ../shared/data]
+
+Writes ``skages/_data/data/sim_population.json`` (coefficients) and
+``skages/_data/data/APOKASC3_Table4_Gold_trimmed.csv.gz`` (the columns of APOKASC-3
+Table 4 the simulator resamples). What is fitted, and from which table:
+
+- ln M of every (state, [α/M] sequence): a 1-D Gaussian mixture deconvolved by the
+  stated mass errors (extreme deconvolution, ``skages.datasets._deconvolve``): APOKASC-3
+  Gold (α-poor) and APOKASC-2 Table 5 (α-poor and α-rich, [α/Fe] > ``ALPHA_RICH``);
+- Teff(log g, [Fe/H], ln M, [α/Fe]) and [C/N](M, [Fe/H], [α/Fe], mixing index) per state,
+  least squares on APOKASC-3 Gold (DR17 ASPCAP Teff, [C/N]), with their residual scatter;
+- log10 age(ln M, [Fe/H], [α/Fe]) per state on APOKASC-2 (its grid-based ages, which are
+  functions of the catalogue's own mass, [Fe/H] and [α/Fe]), with residual scatter;
+- fdnu(νmax, Teff, M, [Fe/H]) per state on APOKASC-2 (its Δν correction factors);
+- ASPCAP raw and calibrated log g minus seismic log g per state, from the preliminary
+  APOKASC-3 calibration table (median and robust scatter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from astropy.stats import mad_std
+
+ALPHA_RICH = 0.12  # [α/Fe] above which an APOKASC-2 star is on the α-rich sequence
+GOLD_WINDOW = (0.9, 1.8)  # the mass range of APOKASC-3 Table 4 Gold (M☉)
+N_COMPONENTS = 3
+
+
+def _lstsq(design, y, clip=4.0):
+    keep = np.isfinite(y) & np.isfinite(design).all(axis=1)
+    for _ in range(5):
+        coef = np.linalg.lstsq(design[keep], y[keep], rcond=None)[0]
+        res = y - design @ coef
+        sig = mad_std(res[keep])
+        new = np.isfinite(y) & np.isfinite(design).all(axis=1) & (np.abs(res) < clip * sig)
+        if (new == keep).all():
+            break
+        keep = new
+    return coef, float(mad_std(res[keep])), int(keep.sum())
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", default="../shared/data")
+    parser.add_argument("--out", default="skages/_data/data")
+    args = parser.parse_args(argv)
+    from skages.datasets._deconvolve import fit_xd
+    from skages.datasets._sim_population import mixing_index
+    from skages.io import read_apokasc2
+
+    shared, out = Path(args.shared), Path(args.out)
+    gold = pd.read_csv(shared / "apokasc3" / "Table4_Apoor_RGB+RC_Gold.csv")
+    a2 = read_apokasc2().to_pandas()
+    a2 = a2[a2.evstate.isin(["RGB", "RC"])].dropna(
+        subset=["teff", "fe_h", "alpha_fe", "numax", "dnu", "fdnu", "mass", "mass_err", "log_age"]
+    )
+    result: dict = {
+        "source": {
+            "apokasc3_gold": "APOKASC-3 (Pinsonneault et al. 2025) Table 4, alpha-poor Gold, "
+            "GitHub kailicao/mesa_apokasc (MIT)",
+            "apokasc2": "APOKASC-2 (Pinsonneault et al. 2018, ApJS 239, 32) Table 5",
+            "logg_cal": "preliminary APOKASC-3 log g calibration sample, GitHub sdss/apogee "
+            "data/apokasc/logg_cal.fits (BSD-3-Clause)",
+            "script": "tools/fit_sim_population.py",
+        },
+        "alpha_rich": ALPHA_RICH,
+        "gold_window": list(GOLD_WINDOW),
+        "mass_prior": {},
+        "teff": {},
+        "c_n": {},
+        "log_age": {},
+        "fdnu": {},
+        "logg_offset": {},
+    }
+    # ---- deconvolved ln M
+    groups = {}
+    for state in ("RGB", "RC"):
+        g = gold[gold.Evol_State == state]
+        groups[f"gold_{state}"] = (np.log(g.Mass), g.S_Mass / g.Mass)
+        s = a2[a2.evstate == state]
+        rich = s.alpha_fe > ALPHA_RICH
+        for name, sel in (("poor", ~rich), ("rich", rich)):
+            d = s[sel]
+            groups[f"a2_{name}_{state}"] = (np.log(d.mass), d.mass_err / d.mass)
+    for name, (y, e) in groups.items():
+        w, m, v = fit_xd(np.asarray(y), np.asarray(e), N_COMPONENTS)
+        result["mass_prior"][name] = {
+            "weights": w.tolist(),
+            "means": m.tolist(),
+            "variances": v.tolist(),
+            "n": len(y),
+            "observed_mad_std": float(mad_std(y)),
+            "median_error": float(np.median(e)),
+        }
+    # ---- Teff and [C/N] on Gold
+    for state in ("RGB", "RC"):
+        g = gold[gold.Evol_State == state]
+        lnm, logg = np.log(g.Mass.to_numpy()), g.Logg_Seis.to_numpy()
+        feh, alpha = g["[Fe/H]"].to_numpy(), g["[Alp/Fe]"].to_numpy()
+        design = np.column_stack([np.ones(len(g)), logg - 2.5, (logg - 2.5) ** 2, feh, lnm, alpha])
+        coef, sig, n = _lstsq(design, g.Teff.to_numpy())
+        result["teff"][state] = {
+            "terms": ["1", "logg-2.5", "(logg-2.5)^2", "fe_h", "ln_mass", "alpha_m"],
+            "coef": coef.tolist(), "residual_mad_std": sig, "n": n,
+        }  # fmt: skip
+        x = mixing_index(g.Mass.to_numpy(), logg, np.full(len(g), state == "RC"))
+        design = np.column_stack([np.ones(len(g)), np.tanh(1.2 * lnm), feh, alpha, x])
+        coef, sig, n = _lstsq(design, g["[C/N]"].to_numpy())
+        result["c_n"][state] = {
+            "terms": ["1", "tanh(1.2 ln_mass)", "fe_h", "alpha_m", "mixing"],
+            "coef": coef.tolist(), "residual_mad_std": sig, "n": n,
+        }  # fmt: skip
+    # ---- age and fdnu on APOKASC-2
+    for state in ("RGB", "RC"):
+        s = a2[a2.evstate == state]
+        lnm, feh, alpha = np.log(s.mass.to_numpy()), s.fe_h.to_numpy(), s.alpha_fe.to_numpy()
+        design = np.column_stack([np.ones(len(s)), lnm, lnm**2, feh, alpha, lnm * feh])
+        coef, sig, n = _lstsq(design, s.log_age.to_numpy())
+        result["log_age"][state] = {
+            "terms": ["1", "ln_mass", "ln_mass^2", "fe_h", "alpha_m", "ln_mass*fe_h"],
+            "coef": coef.tolist(), "residual_mad_std": sig, "n": n,
+        }  # fmt: skip
+        lnu = np.log(s.numax.to_numpy() / 30.0)
+        design = np.column_stack(
+            [np.ones(len(s)), lnu, lnu**2, s.teff.to_numpy() / 1000 - 4.8, lnm, feh]
+        )
+        coef, sig, n = _lstsq(design, s.fdnu.to_numpy())
+        result["fdnu"][state] = {
+            "terms": ["1", "ln(numax/30)", "ln(numax/30)^2", "teff/1000-4.8", "ln_mass", "fe_h"],
+            "coef": coef.tolist(), "residual_mad_std": sig, "n": n,
+        }  # fmt: skip
+    # ---- spectroscopic log g signature
+    from astropy.table import Table
+
+    cal = Table.read(shared / "apokasc3" / "apokasc3_preliminary_logg_cal.fits").to_pandas()
+    for code, state in ((1, "RGB"), (2, "RC")):
+        c = cal[code == cal.ES_AST]
+        raw = (c.LOGG_FIT - c.LOGG_SEIS).to_numpy()
+        cor = (c.LOGG_COR - c.LOGG_SEIS).to_numpy()
+        result["logg_offset"][state] = {
+            "raw_minus_seismic_median": float(np.nanmedian(raw)),
+            "raw_minus_seismic_mad_std": float(mad_std(raw, ignore_nan=True)),
+            "calibrated_minus_seismic_mad_std": float(mad_std(cor, ignore_nan=True)),
+            "n": int(np.isfinite(raw).sum()),
+        }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sim_population.json").write_text(json.dumps(result, indent=1) + "\n")
+    trimmed = gold[["KIC", "Evol_State", "Mass", "S_Mass", "Logg_Seis", "Teff", "[Fe/H]",
+                    "[Alp/Fe]", "[C/N]"]]  # fmt: skip
+    with gzip.GzipFile(out / "APOKASC3_Table4_Gold_trimmed.csv.gz", "wb", mtime=0) as fh:
+        fh.write(trimmed.to_csv(index=False).encode())
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
