@@ -939,7 +939,20 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", type=Path, required=True, help="model file (.joblib, .skops)")
+    _add_catalogue_args(p, model_help="model file (.joblib, .skops)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler")
+    where.add_argument("--dask", action="store_true", help="start a local Dask cluster")
+    p.add_argument("--n-workers", type=_positive_int, help="workers of the --dask cluster")
+    p.add_argument(
+        "--keep-progress", action="store_true", help="keep OUTPUT.progress after success"
+    )
+    p.set_defaults(func=_run_predict)
+
+
+def _add_catalogue_args(p: argparse.ArgumentParser, *, model_help: str) -> None:
+    """The arguments that ``predict`` and ``encode`` share (both run predict_catalogue)."""
+    p.add_argument("--model", type=Path, required=True, help=model_help)
     p.add_argument(
         "--spectra", type=Path, required=True, help="HDF5 survey or folder of apStar files"
     )
@@ -951,35 +964,31 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cuts", nargs="+", default=[], metavar="NAME=VALUE", help="change cuts")
     p.add_argument("--no-cuts", action="store_true", help="no applicability cuts at all")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler")
-    where.add_argument("--dask", action="store_true", help="start a local Dask cluster")
-    p.add_argument("--n-workers", type=_positive_int, help="workers of the --dask cluster")
     p.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
     p.add_argument(
         "--restart", action="store_true", help="discard finished chunks of a different run"
     )
-    p.add_argument(
-        "--keep-progress", action="store_true", help="keep OUTPUT.progress after success"
-    )
     _add_trust_options(p)
-    p.set_defaults(func=_run_predict)
 
 
-def _run_predict(args: argparse.Namespace) -> int:
+def _catalogue(args: argparse.Namespace, command: str, **options):
+    """Check what the output needs before any work, then run predict_catalogue.
+
+    Returns its result, or None when the run was interrupted (finished chunks kept).
+    """
     from skages.catalogue import CatalogueCuts, predict_catalogue
 
     base = CatalogueCuts.none() if args.no_cuts else CatalogueCuts()
     cuts = CatalogueCuts.from_strings(args.cuts, base=base)
-    scheduler = args.scheduler or ("local" if args.dask else None)
     fmt = args.format or {".parquet": "parquet", ".pq": "parquet"}.get(args.output.suffix.lower())
     if fmt == "parquet":
         _check_module("pyarrow", "parquet", f"writing {args.output.name} (Parquet)")
-    if scheduler is not None:
+    if options.get("scheduler") is not None:
         _check_module("distributed", "dask", "running on Dask (--dask, --scheduler)")
-    _check_model_trust(args)
+    if not args.model.is_dir():  # an astroNN folder holds no pickle
+        _check_model_trust(args)
     try:
-        result = predict_catalogue(
+        return predict_catalogue(
             args.model,
             args.spectra,
             args.output,
@@ -987,22 +996,32 @@ def _run_predict(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             format=args.format,
             cuts=cuts,
-            scheduler=scheduler,
-            n_workers=args.n_workers,
             overwrite=args.overwrite,
             restart=args.restart,
-            keep_progress=args.keep_progress,
             trusted=args.trust,
             verbose=0 if args.quiet else 1,
+            **options,
         )
     except (TypeError, ImportError) as exc:
         raise ValueError(str(exc)) from exc
     except KeyboardInterrupt:
         print(
-            f"skages predict: interrupted; finished chunks are kept in {args.output}.progress "
-            "and the same command resumes from them",
+            f"skages {command}: interrupted; finished chunks are kept in "
+            f"{args.output}.progress and the same command resumes from them",
             file=sys.stderr,
         )
+        return None
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    result = _catalogue(
+        args,
+        "predict",
+        scheduler=args.scheduler or ("local" if args.dask else None),
+        n_workers=args.n_workers,
+        keep_progress=args.keep_progress,
+    )
+    if result is None:
         return 130
     extra = f" (sidecar {result.path}.json)" if result.path.suffix.lower() == ".csv" else ""
     print(
@@ -1037,54 +1056,16 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--model", type=Path, required=True, help="astroNN folder or model file (.joblib, .skops)"
-    )
-    p.add_argument(
-        "--spectra", type=Path, required=True, help="HDF5 survey or folder of apStar files"
-    )
-    p.add_argument("--labels", type=Path, help="allStar FITS file (labels, row order)")
-    p.add_argument("-o", "--output", type=Path, required=True, help=".fits, .csv or .parquet")
-    p.add_argument("--format", choices=("fits", "csv", "parquet"), help="override extension")
-    p.add_argument(
-        "--chunk-size", type=_positive_int, default=1024, help="stars per chunk (default 1024)"
-    )
-    p.add_argument("--cuts", nargs="+", default=[], metavar="NAME=VALUE", help="change cuts")
-    p.add_argument("--no-cuts", action="store_true", help="no applicability cuts at all")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
-    p.add_argument(
-        "--restart", action="store_true", help="discard finished chunks of a different run"
-    )
-    _add_trust_options(p)
+    _add_catalogue_args(p, model_help="astroNN folder or model file (.joblib, .skops)")
     p.set_defaults(func=_run_encode)
 
 
 def _run_encode(args: argparse.Namespace) -> int:
-    from skages.catalogue import CatalogueCuts, predict_catalogue
-
-    base = CatalogueCuts.none() if args.no_cuts else CatalogueCuts()
-    cuts = CatalogueCuts.from_strings(args.cuts, base=base)
     if not args.model.exists():
         raise FileNotFoundError(f"no such model (astroNN folder or model file): {args.model}")
-    if not args.model.is_dir():
-        _check_model_trust(args)
-    try:
-        result = predict_catalogue(
-            args.model,
-            args.spectra,
-            args.output,
-            labels=args.labels,
-            chunk_size=args.chunk_size,
-            format=args.format,
-            cuts=cuts,
-            latent_only=True,
-            trusted=args.trust,
-            overwrite=args.overwrite,
-            restart=args.restart,
-            verbose=0 if args.quiet else 1,
-        )
-    except (TypeError, ImportError) as exc:
-        raise ValueError(str(exc)) from exc
+    result = _catalogue(args, "encode", latent_only=True)
+    if result is None:
+        return 130
     print(
         f"latent catalogue of {result.n_rows} stars ({result.n_latent} with latent "
         f"coordinates) written to {result.path}"
