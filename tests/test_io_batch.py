@@ -76,6 +76,14 @@ def test_fast_reader_equals_lightkurve_on_real_files(quarters, shared_data, whic
     np.testing.assert_array_equal(flux, np.asarray(lc.flux.value, dtype=float))
 
 
+def test_fast_reader_refuses_a_power_spectrum_as_a_light_curve(shared_data, tmp_path):
+    """A pySYD power spectrum under a light-curve-like name is refused, not read."""
+    path = tmp_path / "kic11618103.txt"
+    path.write_bytes((shared_data / "kepler" / "KIC11618103" / "11618103_PS.txt").read_bytes())
+    with pytest.raises(ValueError, match="looks like a power spectrum"):
+        read_kepler_star(path)
+
+
 def test_quality_bitmask_drops_the_flagged_cadences(quarters, tmp_path):
     from skages.seismology import read_kepler_lightcurve
 

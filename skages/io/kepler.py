@@ -451,15 +451,9 @@ def _read_piece(
         kic = primary.get("KEPLERID")
         time, flux = time[keep], flux[keep]
     else:
-        try:
-            data = np.loadtxt(path, ndmin=2)
-        except ValueError as exc:
-            raise ValueError(
-                f"{path} is neither a Kepler FITS light curve nor a numeric two-column "
-                f"text file (time in days, flux): {exc}"
-            ) from None
-        if data.shape[1] < 2:
-            raise ValueError(f"{path} has {data.shape[1]} column(s); expected time (d) and flux")
+        from skages.seismology import _read_text_lightcurve  # power spectra refused there
+
+        data = _read_text_lightcurve(path)
         time, flux, kic = data[:, 0], data[:, 1], None
         keep = np.isfinite(time)
         time, flux = time[keep], flux[keep]
