@@ -5,9 +5,10 @@ side and prints the ratios and whether each goal is met:
 
 * spectroscopic labels -> seismic mass per state (Teff, log g, [Fe/H], [C/N]; and
   without [C/N]): ``RandomForestRegressor(200, min_samples_leaf=5, random_state=0)``,
-  5-fold ``cross_val_predict`` on ln M, score = astropy ``mad_std`` of predicted / true
-  mass. Real: APOKASC-3 Gold (log g = seismic + seeded 0.05 dex noise). Simulator:
-  observed labels of ``make_apokasc(6000, random_state=0)``, target ``mass_true``;
+  5-fold ``cross_val_predict`` (shuffled folds, seed 0) on ln M, score = astropy
+  ``mad_std`` of predicted / true mass. Real: APOKASC-3 Gold (log g = seismic + seeded
+  0.05 dex noise). Simulator: observed labels of ``make_apokasc(6000, random_state=0)``,
+  target ``mass_true``;
 * labels -> state: ``RandomForestClassifier(300, random_state=0)``, 5-fold accuracy.
   Real: preliminary APOKASC-3 table, raw and calibrated ASPCAP Teff, log g, [Fe/H], [C/N],
   and APOKASC-3 Gold (its labels, log g = seismic + 0.05 dex);
@@ -26,7 +27,9 @@ stars (the protocol as written) and for the stars that APOKASC-3 Gold would cont
 (α-poor, [α/M] <= 0.12, and 0.9 <= M <= 1.8 M☉, Gold's mass range); the goals are judged
 on the second (like for like). Goals (issue 11): label -> mass within ±15 % of the real
 figures per state; mass -> reference age <= 6 %; mass spreads within ±15 %; label ->
-state between 84 % and 92 %.
+state as the real labels give it: between the real raw and calibrated figures, 2 points
+either side. (Issue 11 wrote 84-92 %, from unshuffled folds on the preliminary table,
+which is ordered: its first fifth is all RGB stars. Those figures are printed too.)
 
 Run:  python benchmarks/bench_realism.py [--shared ../shared/data] [--n-stars 6000]
                                          [--teff-err K]
@@ -46,12 +49,15 @@ from astropy.stats import mad_std
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import cross_val_predict
+from sklearn.model_selection import KFold, cross_val_predict
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import print_table
 
 N_JOBS = 2
+#: Shuffled folds: the preliminary APOKASC-3 table is ordered (its first fifth is all RGB
+#: stars), and unshuffled 5-fold CV then tests each fold on stars unlike its training set.
+CV = KFold(5, shuffle=True, random_state=0)
 
 
 def _reg():
@@ -62,19 +68,20 @@ def _reg():
 
 def mass_scatter(x, ln_mass) -> float:
     """mad_std of predicted / true mass (per cent), 5-fold cross-validated forest on ln M."""
-    pred = cross_val_predict(_reg(), x, ln_mass, cv=5)
+    pred = cross_val_predict(_reg(), x, ln_mass, cv=CV)
     return 100 * float(mad_std(np.exp(pred - ln_mass)))
 
 
 def age_scatter(x, log_age) -> float:
     """mad_std of predicted / reference age (per cent), the same forest on log10 age."""
-    pred = cross_val_predict(_reg(), x, log_age, cv=5)
+    pred = cross_val_predict(_reg(), x, log_age, cv=CV)
     return 100 * float(mad_std(10 ** (pred - log_age)))
 
 
-def state_accuracy(x, is_rc) -> float:
+def state_accuracy(x, is_rc, cv=CV) -> float:
+    """5-fold accuracy (per cent) of a forest telling RC (True) from RGB."""
     clf = RandomForestClassifier(n_estimators=300, random_state=0, n_jobs=N_JOBS)
-    return 100 * float((cross_val_predict(clf, x, is_rc, cv=5) == is_rc).mean())
+    return 100 * float((cross_val_predict(clf, x, is_rc, cv=cv) == is_rc).mean())
 
 
 def cn_slope(ln_mass, c_n) -> tuple[float, float]:
@@ -111,6 +118,9 @@ def real_figures(shared: Path) -> dict:
     is_rc = (cal.ES_AST == 2).to_numpy()[ok]
     out["state_raw"] = state_accuracy(raw.to_numpy()[ok], is_rc)
     out["state_cal"] = state_accuracy(cor.to_numpy()[ok], is_rc)
+    # the figures behind issue 11's 84-92 % goal: unshuffled folds in the table's own order
+    out["state_raw_ordered"] = state_accuracy(raw.to_numpy()[ok], is_rc, cv=5)
+    out["state_cal_ordered"] = state_accuracy(cor.to_numpy()[ok], is_rc, cv=5)
     d = (cal.LOGG_FIT - cal.LOGG_SEIS).to_numpy()
     out["logg_offset"] = float(np.nanmedian(d[cal.ES_AST == 2]) - np.nanmedian(d[cal.ES_AST == 1]))
     a2 = read_apokasc2().to_pandas()
@@ -250,10 +260,18 @@ def main(argv=None) -> dict:
         )
         rows.append(_ratio_row(f"[C/N] scatter about it, {st} (dex)", real[f"cn_scatter_{st}"],
                                sim[f"cn_scatter_{st}"], fmt="{:.3f}"))  # fmt: skip
+    # the goal: as hard as the real labels, i.e. between the real raw and calibrated
+    # figures, 2 points either side (issue 11 wrote 84-92 % from the ordered-fold figures)
+    lo = min(real["state_raw"], real["state_cal"]) - 2.0
+    hi = max(real["state_raw"], real["state_cal"]) + 2.0
     rows.append(_ratio_row("labels -> state (%) [real: raw ASPCAP]", real["state_raw"],
-                           sim["state_labels"], "range", 84.0, 92.0))  # fmt: skip
+                           sim["state_labels"], "range", lo, hi))  # fmt: skip
     rows.append(_ratio_row("labels -> state (%) [real: calibrated]", real["state_cal"],
-                           sim["state_labels"], "range", 84.0, 92.0))  # fmt: skip
+                           sim["state_labels"], "range", lo, hi))  # fmt: skip
+    rows.append(_ratio_row("  real raw, unshuffled folds (issue's 84 %)",
+                           real["state_raw_ordered"], sim["state_labels"]))  # fmt: skip
+    rows.append(_ratio_row("  real calibrated, unshuffled folds (issue's 88 %)",
+                           real["state_cal_ordered"], sim["state_labels"]))  # fmt: skip
     rows.append(_ratio_row("labels -> state (%) [real: APOKASC-3 Gold]", real["state_gold"],
                            sim["state_labels"]))  # fmt: skip
     rows.append(_ratio_row("20 spectrum PCs -> state (%)", real["state_cal"],

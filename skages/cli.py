@@ -372,6 +372,16 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--raw-flux", action="store_true", help="also store un-normalised 8575-pixel flux"
     )
+    p.add_argument(
+        "--reference-ages",
+        choices=("pipeline", "independent"),
+        default="pipeline",
+        help=(
+            "how the reference (seismic) ages are made: 'pipeline' (default) from the observed "
+            "numax, dnu, Teff and [Fe/H] as a seismic pipeline does; 'independent': the true "
+            "age plus independent noise (the former simulator)"
+        ),
+    )
     p.add_argument("--n-jobs", type=_positive_int, default=1, help="worker processes")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument(
@@ -405,6 +415,7 @@ def _simulate(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             psd=not args.no_psd,
             raw_flux=args.raw_flux,
+            reference_ages=args.reference_ages,
             overwrite=args.overwrite,
             resume=args.resume,
             restart=args.restart,

@@ -16,7 +16,7 @@ import pytest
 
 from skages.catalogue import predict_catalogue, read_catalogue
 from skages.cli import main
-from skages.datasets import write_apokasc
+from skages.datasets import make_apokasc, write_apokasc
 from skages.encoder import SpectrumToPSDEncoder
 from skages.forest import ProbabilisticForestRegressor
 from skages.io import SurveyReader, SurveyWriter, write_survey
@@ -80,6 +80,20 @@ def test_simulate_writes_a_survey_in_chunks(tmp_path, capsys):
     assert capsys.readouterr().out.strip().endswith(str(out))
     assert main(argv) == 1  # exists
     _one_line_error(capsys.readouterr().err, "sim.h5", "--overwrite")
+
+
+def test_simulate_chooses_how_reference_ages_are_made(tmp_path):
+    ages = {}
+    for mode in ("pipeline", "independent"):
+        out = tmp_path / f"{mode}.h5"
+        argv = ["-q", "simulate", "--n-stars", "40", "--no-psd", "--reference-ages", mode]
+        assert main([*argv, "-o", str(out)]) == 0
+        with SurveyReader(out) as survey:
+            ages[mode] = survey.read_labels()["log_age"].to_numpy()
+        expected = make_apokasc(40, psd=False, reference_ages=mode, random_state=0)
+        np.testing.assert_array_equal(ages[mode], expected.labels["log_age"].to_numpy())
+    aged = np.isfinite(ages["pipeline"])
+    assert aged.sum() > 10 and not np.allclose(ages["pipeline"][aged], ages["independent"][aged])
 
 
 def test_simulate_on_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):

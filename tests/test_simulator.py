@@ -218,6 +218,26 @@ def test_mass_spreads_free_of_catalogue_noise(big_population):
     assert mad_std(sim_rc_rich) < mad_std(a2_rc_rich)
 
 
+def test_calibrated_logg_noise_is_that_of_the_stars_sample(big_population):
+    from astropy.stats import mad_std
+
+    p = big_population
+    err = p.logg_err.to_numpy()
+    # the preliminary APOKASC-3 table: Gold stars 0.055 / 0.037 dex, the others
+    # 0.091 / 0.055 dex (RGB / RC)
+    assert set(np.round(np.unique(err), 3)) == {0.037, 0.055, 0.091}
+    gold_like = ((p.alpha_m_true <= 0.1) & p.mass_true.between(0.95, 1.75)).to_numpy()
+    rich = (p.alpha_m_true > 0.2).to_numpy()
+    for state, gold_err, other_err in (("RGB", 0.0546, 0.0909), ("RC", 0.0374, 0.0553)):
+        s = (p.evstate == state).to_numpy()
+        assert np.allclose(err[s & gold_like], gold_err, atol=1e-4)
+        assert np.allclose(err[s & rich], other_err, atol=1e-4)
+        for sel, expected in ((s & gold_like, gold_err), (s & ~gold_like, None)):
+            d = (p.logg - p.logg_true).to_numpy()[sel]
+            target = expected if expected is not None else np.sqrt(np.mean(err[sel] ** 2))
+            assert abs(mad_std(d) / target - 1) < 0.1, (state, mad_std(d), target)
+
+
 def test_c_n_is_a_mass_proxy_as_in_apokasc3_gold(big_population):
     from astropy.stats import mad_std
 

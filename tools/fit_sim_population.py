@@ -18,7 +18,8 @@ Table 4 the simulator resamples). What is fitted, and from which table:
   functions of the catalogue's own mass, [Fe/H] and [α/Fe]), with residual scatter;
 - fdnu(νmax, Teff, M, [Fe/H]) per state on APOKASC-2 (its Δν correction factors);
 - ASPCAP raw and calibrated log g minus seismic log g per state, from the preliminary
-  APOKASC-3 calibration table (median and robust scatter).
+  APOKASC-3 calibration table (median and robust scatter; the scatter also separately for
+  the stars of APOKASC-3 Gold and for the others).
 """
 
 from __future__ import annotations
@@ -148,11 +149,19 @@ def main(argv=None) -> None:
         c = cal[code == cal.ES_AST]
         raw = (c.LOGG_FIT - c.LOGG_SEIS).to_numpy()
         cor = (c.LOGG_COR - c.LOGG_SEIS).to_numpy()
+        # the calibrated log g is better for APOKASC-3 Gold stars (the precise α-poor
+        # sample the rest of the population is drawn from) than for the others
+        in_gold = c.KIC_ID.isin(gold.KIC).to_numpy()
         result["logg_offset"][state] = {
             "raw_minus_seismic_median": float(np.nanmedian(raw)),
             "raw_minus_seismic_mad_std": float(mad_std(raw, ignore_nan=True)),
             "calibrated_minus_seismic_mad_std": float(mad_std(cor, ignore_nan=True)),
+            "calibrated_minus_seismic_mad_std_gold": float(mad_std(cor[in_gold], ignore_nan=True)),
+            "calibrated_minus_seismic_mad_std_other": float(
+                mad_std(cor[~in_gold], ignore_nan=True)
+            ),
             "n": int(np.isfinite(raw).sum()),
+            "n_gold": int(np.isfinite(cor[in_gold]).sum()),
         }
     out.mkdir(parents=True, exist_ok=True)
     (out / "sim_population.json").write_text(json.dumps(result, indent=1) + "\n")

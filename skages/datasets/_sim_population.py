@@ -32,8 +32,8 @@ SOLAR_LOGG = 4.438
 _JITTER = {"logg": 0.005, "fe_h": 0.01, "alpha_m": 0.005}
 
 #: DR17-like 1-σ uncertainties of the observed spectroscopic labels: Teff (K), [Fe/H],
-#: [α/M], [C/N] (dex). The calibrated log g error is per state (``logg_error``), measured
-#: as the robust scatter of calibrated ASPCAP minus seismic log g.
+#: [α/M], [C/N] (dex). The calibrated log g error is per state and sample
+#: (``logg_error``), measured as the robust scatter of calibrated ASPCAP minus seismic log g.
 TEFF_ERR = (20.0, 20.0)
 FE_H_ERR = 0.02
 ALPHA_M_ERR = 0.015
@@ -201,13 +201,25 @@ def _age_gradient(mass, fe_h, is_rc):
     return c[:, 1] + 2 * c[:, 2] * lnm + c[:, 5] * fe_h, c[:, 3] + c[:, 5] * lnm, c[:, 4]
 
 
-def logg_error(is_rc) -> np.ndarray:
-    """DR17-like uncertainty (dex) of calibrated log g: 0.069 (RGB), 0.044 (RC)."""
+def logg_error(is_rc, from_gold=None) -> np.ndarray:
+    """DR17-like uncertainty (dex) of calibrated log g, per state.
+
+    The robust scatter of calibrated ASPCAP minus seismic log g in the preliminary
+    APOKASC-3 table: 0.055 (RGB) and 0.037 (RC) dex for the stars of APOKASC-3 Gold,
+    0.091 and 0.055 dex for the others (α-rich, outside Gold's mass range or quality).
+    ``from_gold`` marks the simulated stars drawn from Gold stars; ``None`` gives the
+    whole table's scatter, 0.069 and 0.044 dex.
+    """
     off = relations()["logg_offset"]
+    if from_gold is None:
+        key = "calibrated_minus_seismic_mad_std"
+        return np.where(is_rc, off["RC"][key], off["RGB"][key])
+    gold = "calibrated_minus_seismic_mad_std_gold"
+    other = "calibrated_minus_seismic_mad_std_other"
     return np.where(
         is_rc,
-        off["RC"]["calibrated_minus_seismic_mad_std"],
-        off["RGB"]["calibrated_minus_seismic_mad_std"],
+        np.where(from_gold, off["RC"][gold], off["RC"][other]),
+        np.where(from_gold, off["RGB"][gold], off["RGB"][other]),
     )
 
 
@@ -424,7 +436,7 @@ def draw_population(rng: np.random.Generator, n: int, config: PopulationConfig) 
     e = rng.standard_normal((9, n))
     fe_h_err = np.full(n, FE_H_ERR)
     alpha_m_err = np.full(n, ALPHA_M_ERR)
-    logg_err = logg_error(is_rc)
+    logg_err = logg_error(is_rc, use_gold)
     c_n_err = np.full(n, C_N_ERR)
     r_nu, r_dnu = src.numax_frac_err[idx], src.dnu_frac_err[idx]
 
