@@ -33,6 +33,8 @@ which is ordered: its first fifth is all RGB stars. Those figures are printed to
 
 Run:  python benchmarks/bench_realism.py [--shared ../shared/data] [--n-stars 6000]
                                          [--teff-err K]
+      python benchmarks/bench_realism.py --fold-seeds 5   # how the mass rows move with
+                                                          # the fold split
 """
 
 from __future__ import annotations
@@ -178,6 +180,39 @@ def sim_figures(n_stars: int) -> dict:
     return out
 
 
+def fold_stability(shared: Path, n_stars: int, n_seeds: int) -> None:
+    """The Gold-like label -> mass rows over the unshuffled folds and ``n_seeds`` fold seeds."""
+    global CV
+    from skages.datasets import make_apokasc
+
+    gold = pd.read_csv(shared / "apokasc3" / "Table4_Apoor_RGB+RC_Gold.csv")
+    gold["logg_noisy"] = gold.Logg_Seis + 0.05 * np.random.default_rng(0).standard_normal(
+        len(gold)
+    )
+    lab = make_apokasc(n_stars, psd=False, random_state=0).labels
+    gold_like = ((lab.alpha_m_true <= 0.12) & lab.mass_true.between(0.9, 1.8)).to_numpy()
+    folds = [5] + [KFold(5, shuffle=True, random_state=k) for k in range(n_seeds)]
+    saved = CV
+    for state in ("RGB", "RC"):
+        g = gold[gold.Evol_State == state]
+        sel = (lab.evstate == state).to_numpy() & gold_like
+        ratios = []
+        for cv in folds:
+            CV = cv
+            real = mass_scatter(
+                g[["Teff", "logg_noisy", "[Fe/H]", "[C/N]"]].to_numpy(), np.log(g.Mass.to_numpy())
+            )
+            sim = mass_scatter(
+                lab[["teff", "logg", "fe_h", "c_n"]].to_numpy()[sel],
+                np.log(lab.mass_true.to_numpy()[sel]),
+            )
+            ratios.append(sim / real)
+        CV = saved
+        print(f"labels -> mass, {state}, Gold-like, sim/real: unshuffled {ratios[0]:.3f}; "
+              f"fold seeds 0-{n_seeds - 1}: " + " ".join(f"{r:.3f}" for r in ratios[1:])
+              + f" (mean {np.mean(ratios[1:]):.3f})", flush=True)  # fmt: skip
+
+
 def _ratio_row(name, real, sim, goal=None, lo=None, hi=None, fmt="{:.1f}"):
     ratio = sim / real if real else np.nan
     if goal == "ratio":
@@ -200,7 +235,16 @@ def main(argv=None) -> dict:
         default=None,
         help="simulated Teff label noise in K (sensitivity check; default: the simulator's)",
     )
+    parser.add_argument(
+        "--fold-seeds",
+        type=int,
+        default=0,
+        help="only the Gold-like label -> mass rows, over the unshuffled folds and N fold seeds",
+    )
     args = parser.parse_args(argv)
+    if args.fold_seeds:
+        fold_stability(Path(args.shared), args.n_stars, args.fold_seeds)
+        return {}
     if args.teff_err is not None:
         from skages.datasets import _sim_population
 
