@@ -68,9 +68,9 @@ def _reg():
     )
 
 
-def mass_scatter(x, ln_mass) -> float:
+def mass_scatter(x, ln_mass, cv=CV) -> float:
     """mad_std of predicted / true mass (per cent), 5-fold cross-validated forest on ln M."""
-    pred = cross_val_predict(_reg(), x, ln_mass, cv=CV)
+    pred = cross_val_predict(_reg(), x, ln_mass, cv=cv)
     return 100 * float(mad_std(np.exp(pred - ln_mass)))
 
 
@@ -93,24 +93,39 @@ def cn_slope(ln_mass, c_n) -> tuple[float, float]:
     return float(coef[0]), float(mad_std(c_n[ok] - np.polyval(coef, ln_mass[ok])))
 
 
+GOLD_FEATURES = ["Teff", "logg_noisy", "[Fe/H]", "[C/N]"]
+SIM_FEATURES = ["teff", "logg", "fe_h", "c_n"]
+
+
+def gold_table(shared: Path) -> pd.DataFrame:
+    """APOKASC-3 Gold with ``logg_noisy``: the seismic log g plus seeded 0.05 dex noise."""
+    gold = pd.read_csv(shared / "apokasc3" / "Table4_Apoor_RGB+RC_Gold.csv")
+    rng = np.random.default_rng(0)
+    gold["logg_noisy"] = gold.Logg_Seis + 0.05 * rng.standard_normal(len(gold))
+    return gold
+
+
+def gold_like(lab: pd.DataFrame) -> np.ndarray:
+    """The simulated stars APOKASC-3 Gold would hold: α-poor, 0.9-1.8 M☉."""
+    return ((lab.alpha_m_true <= 0.12) & lab.mass_true.between(0.9, 1.8)).to_numpy()
+
+
 def real_figures(shared: Path) -> dict:
     from astropy.table import Table
 
     from skages.io import read_apokasc2
 
     out: dict = {}
-    gold = pd.read_csv(shared / "apokasc3" / "Table4_Apoor_RGB+RC_Gold.csv")
-    rng = np.random.default_rng(0)
-    gold["logg_noisy"] = gold.Logg_Seis + 0.05 * rng.standard_normal(len(gold))
+    gold = gold_table(shared)
     for state in ("RGB", "RC"):
         g = gold[gold.Evol_State == state]
         lnm = np.log(g.Mass.to_numpy())
-        four = g[["Teff", "logg_noisy", "[Fe/H]", "[C/N]"]].to_numpy()
+        four = g[GOLD_FEATURES].to_numpy()
         out[f"mass_{state}"] = mass_scatter(four, lnm)
         out[f"mass_nocn_{state}"] = mass_scatter(four[:, :3], lnm)
         out[f"spread_lnm_{state}"] = float(mad_std(lnm))
         out[f"cn_slope_{state}"], out[f"cn_scatter_{state}"] = cn_slope(lnm, g["[C/N]"].to_numpy())
-    four = gold[["Teff", "logg_noisy", "[Fe/H]", "[C/N]"]].to_numpy()
+    four = gold[GOLD_FEATURES].to_numpy()
     out["state_gold"] = state_accuracy(four, (gold.Evol_State == "RC").to_numpy())
     cal = Table.read(shared / "apokasc3" / "apokasc3_preliminary_logg_cal.fits").to_pandas()
     cal = cal[cal.ES_AST.isin([1, 2])]
@@ -142,17 +157,17 @@ def sim_figures(n_stars: int) -> dict:
     lab = data.labels
     out: dict = {}
     rc_all = (lab.evstate == "RC").to_numpy()
-    gold_like = ((lab.alpha_m_true <= 0.12) & lab.mass_true.between(0.9, 1.8)).to_numpy()
-    x_lab = lab[["teff", "logg", "fe_h", "c_n"]].to_numpy()
+    in_gold = gold_like(lab)
+    x_lab = lab[SIM_FEATURES].to_numpy()
     lnm = np.log(lab.mass_true.to_numpy())
     spectra = np.nan_to_num(data.spectra, nan=1.0)
     pcs = PCA(20, random_state=0).fit_transform(spectra)
     for state, sel_state in (("RGB", ~rc_all), ("RC", rc_all)):
-        for tag, sel in (("all", sel_state), ("gold", sel_state & gold_like)):
+        for tag, sel in (("all", sel_state), ("gold", sel_state & in_gold)):
             out[f"mass_{state}_{tag}"] = mass_scatter(x_lab[sel], lnm[sel])
             out[f"mass_nocn_{state}_{tag}"] = mass_scatter(x_lab[sel][:, :3], lnm[sel])
             out[f"spread_lnm_{state}_{tag}"] = float(mad_std(lnm[sel]))
-        g = sel_state & gold_like
+        g = sel_state & in_gold
         out[f"cn_slope_{state}"], out[f"cn_scatter_{state}"] = cn_slope(
             lnm[g], lab.c_n.to_numpy()[g]
         )
@@ -182,32 +197,19 @@ def sim_figures(n_stars: int) -> dict:
 
 def fold_stability(shared: Path, n_stars: int, n_seeds: int) -> None:
     """The Gold-like label -> mass rows over the unshuffled folds and ``n_seeds`` fold seeds."""
-    global CV
     from skages.datasets import make_apokasc
 
-    gold = pd.read_csv(shared / "apokasc3" / "Table4_Apoor_RGB+RC_Gold.csv")
-    gold["logg_noisy"] = gold.Logg_Seis + 0.05 * np.random.default_rng(0).standard_normal(
-        len(gold)
-    )
+    gold = gold_table(shared)
     lab = make_apokasc(n_stars, psd=False, random_state=0).labels
-    gold_like = ((lab.alpha_m_true <= 0.12) & lab.mass_true.between(0.9, 1.8)).to_numpy()
     folds = [5] + [KFold(5, shuffle=True, random_state=k) for k in range(n_seeds)]
-    saved = CV
     for state in ("RGB", "RC"):
         g = gold[gold.Evol_State == state]
-        sel = (lab.evstate == state).to_numpy() & gold_like
-        ratios = []
-        for cv in folds:
-            CV = cv
-            real = mass_scatter(
-                g[["Teff", "logg_noisy", "[Fe/H]", "[C/N]"]].to_numpy(), np.log(g.Mass.to_numpy())
-            )
-            sim = mass_scatter(
-                lab[["teff", "logg", "fe_h", "c_n"]].to_numpy()[sel],
-                np.log(lab.mass_true.to_numpy()[sel]),
-            )
-            ratios.append(sim / real)
-        CV = saved
+        sel = (lab.evstate == state).to_numpy() & gold_like(lab)
+        x_real, y_real = g[GOLD_FEATURES].to_numpy(), np.log(g.Mass.to_numpy())
+        x_sim, y_sim = lab[SIM_FEATURES].to_numpy()[sel], np.log(lab.mass_true.to_numpy()[sel])
+        ratios = [
+            mass_scatter(x_sim, y_sim, cv) / mass_scatter(x_real, y_real, cv) for cv in folds
+        ]
         print(f"labels -> mass, {state}, Gold-like, sim/real: unshuffled {ratios[0]:.3f}; "
               f"fold seeds 0-{n_seeds - 1}: " + " ".join(f"{r:.3f}" for r in ratios[1:])
               + f" (mean {np.mean(ratios[1:]):.3f})", flush=True)  # fmt: skip

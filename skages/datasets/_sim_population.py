@@ -201,19 +201,15 @@ def _age_gradient(mass, fe_h, is_rc):
     return c[:, 1] + 2 * c[:, 2] * lnm + c[:, 5] * fe_h, c[:, 3] + c[:, 5] * lnm, c[:, 4]
 
 
-def logg_error(is_rc, from_gold=None) -> np.ndarray:
-    """DR17-like uncertainty (dex) of calibrated log g, per state.
+def logg_error(is_rc, from_gold) -> np.ndarray:
+    """DR17-like uncertainty (dex) of calibrated log g, per state and sample.
 
     The robust scatter of calibrated ASPCAP minus seismic log g in the preliminary
     APOKASC-3 table: 0.055 (RGB) and 0.037 (RC) dex for the stars of APOKASC-3 Gold,
     0.091 and 0.055 dex for the others (α-rich, outside Gold's mass range or quality).
-    ``from_gold`` marks the simulated stars drawn from Gold stars; ``None`` gives the
-    whole table's scatter, 0.069 and 0.044 dex.
+    ``from_gold`` marks the simulated stars drawn from Gold stars.
     """
     off = relations()["logg_offset"]
-    if from_gold is None:
-        key = "calibrated_minus_seismic_mad_std"
-        return np.where(is_rc, off["RC"][key], off["RGB"][key])
     gold = "calibrated_minus_seismic_mad_std_gold"
     other = "calibrated_minus_seismic_mad_std_other"
     return np.where(
