@@ -24,9 +24,16 @@ variant. Printed: the loss of each step, and after step 1 and after the last ste
 distance of each variant's weights from astroNN's relative to how far astroNN's moved.
 
 ``--mode train``: both libraries' own ``fit`` on the same simulated survey
-(``make_apokasc(n, bad_pixel_fill=1.0)``, first 70 % to train), per seed: training time,
-loss per epoch, and forests (300 trees) on the latent means of the other 30 %: RC/RGB
-accuracy, R² of ln νmax, ln mass, [α/M] and [Fe/H].
+(``make_apokasc(n, bad_pixel_fill=1.0)``, first 70 % to train), per seed: training time
+(wall time of the whole ``fit``, the time inside its epochs, and the cores it kept busy:
+process CPU time over wall time), loss per epoch, and forests (300 trees) on the latent
+means of the other 30 %: RC/RGB accuracy, R² of ln νmax, ln mass, [α/M] and [Fe/H]. Then
+a summary over the seeds: mean, spread and range of each figure, how many of skages'
+final losses, [α/M] and [Fe/H] R² lie inside astroNN's seed-to-seed range (with k seeds a
+draw from astroNN's own distribution lands inside it with probability (k-1)/(k+1), so a
+two-sided Mann-Whitney rank-sum p-value is printed beside each count), and the ratio of
+the training times. ``--results FILE.json`` keeps every finished run (written after
+each); a rerun with the same file skips the runs it holds, so a killed benchmark resumes.
 
 ``--mode schedule``: Keras' ``ReduceLROnPlateau`` with astroNN's settings and skages'
 scheduler fed the same loss curve: the epochs where each halves the learning rate.
@@ -39,7 +46,7 @@ Usage::
     python benchmarks/bench_vs_astronn.py --astronn-python PY [--mode steps] [--n 1024]
         [--steps 8] [--seed 0]
     python benchmarks/bench_vs_astronn.py --astronn-python PY --mode train --seeds 0 1 2
-        [--n 5000] [--epochs 40]
+        [--n 5000] [--epochs 40] [--results runs.json]
 """
 
 from __future__ import annotations
@@ -132,16 +139,23 @@ def _worker_fit(spec: dict) -> None:
     history = {}
 
     class Log(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            history.setdefault("begin", []).append(time.perf_counter() - t0)
+
         def on_epoch_end(self, epoch, logs=None):
             history.setdefault("loss", []).append(float(logs["loss"]))
+            history.setdefault("end", []).append(time.perf_counter() - t0)
 
     m.callbacks = [Log()]
-    t0 = time.perf_counter()
     Y = np.where(np.isnan(data["Y"]), -9999.0, data["Y"]).astype(np.float32)  # see above
+    t0, cpu0 = time.perf_counter(), time.process_time()
     m.fit(data["X"], Y, sample_weight=data["W"])
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     z, _, _ = m.predict_encoder(data["X_test"])
-    np.savez(spec["out"], z=z, loss=np.asarray(history["loss"]), seconds=np.asarray(seconds))
+    begin, end = np.asarray(history["begin"]), np.asarray(history["end"])
+    np.savez(spec["out"], z=z, loss=np.asarray(history["loss"]), seconds=np.asarray(seconds),
+             dur=end - begin, cpu=np.asarray(cpu), before=begin[0],
+             between=np.sum(begin[1:] - end[:-1]), after=seconds - end[-1])  # fmt: skip
 
 
 def _worker_folder(spec: dict) -> None:
@@ -359,48 +373,140 @@ def _diagnostics(z_train, z_test, lab_train, lab_test, seed: int) -> dict:
     return out
 
 
-def mode_train(args) -> None:
-    from skages.encoder import SpectrumToPSDEncoder
+#: the figures of a training run, in the order they are printed and summarised
+_TRAIN_FIGURES = ("seconds", "final loss", "RC/RGB acc", "R2 ln numax", "R2 ln mass",
+                  "R2 [a/M]", "R2 [Fe/H]")  # fmt: skip
 
-    s, n_train = _survey(args.n)
+
+def _train_one(lib: str, seed: int, args, s, n_train: int, work: Path) -> dict:
+    """One library's ``fit`` on the first ``n_train`` stars, and the latent diagnostics."""
+    load0 = os.getloadavg()[0]
+    if lib == "astronn":
+        out = work / f"astronn-{seed}.npz"
+        _run_worker(args.astronn_python, "fit", {
+            "data": str(work / "data.npz"), "out": str(out), "seed": seed,
+            "epochs": args.epochs, "lr": args.lr})  # fmt: skip
+        r = np.load(out)
+        z_test, losses, seconds, cpu = r["z"], r["loss"], float(r["seconds"]), float(r["cpu"])
+        durations = r["dur"]
+        # where astroNN's time outside its epochs goes: set-up, between epochs, after
+        outside = {k: float(r[k]) for k in ("before", "between", "after")}
+    else:
+        from skages.encoder import SpectrumToPSDEncoder
+
+        params = dict(max_epochs=args.epochs, lr=args.lr, random_state=seed)
+        params.update(args.skages_params)
+        enc = SpectrumToPSDEncoder(**params)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        enc.fit(s.spectra[:n_train], psd=s.psd[:n_train], psd_weight=s.psd_weight[:n_train])
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        z_test, losses = enc.transform(s.spectra[n_train:]), enc.loss_curve_
+        durations = enc.net_.history[:, "dur"]
+        outside = None
+    # forests on the held-out stars' latents (2-fold across them, as the issue)
+    half = len(z_test) // 2
     lab = s.labels
+    lt, le = lab.iloc[n_train : n_train + half], lab.iloc[n_train + half :]
+    diag = _diagnostics(z_test[:half], z_test[half:], lt, le, seed)
+    return {
+        "library": lib,
+        "seed": seed,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "final loss": float(losses[-1]),
+        **diag,
+        "loss per epoch": [float(v) for v in losses],
+        "seconds per epoch": [float(v) for v in durations],
+        "outside epochs": outside,
+        "load": [load0, os.getloadavg()[0]],
+    }
+
+
+def _print_row(row: dict) -> None:
+    per_epoch = row["seconds per epoch"]
+    cpu = row.get("cpu_seconds")
+    busy = "n/a" if cpu is None else f"{cpu / row['seconds']:.2f}"
+    print(f"{row['library']:8s} seed {row['seed']}: {row['seconds']:7.1f} s "
+          f"({sum(per_epoch):.0f} s in its epochs, median {np.median(per_epoch):.1f} s an epoch; "
+          f"{busy} cores busy), "
+          + ", ".join(f"{k} {row[k]:.3f}" for k in _TRAIN_FIGURES[1:])
+          + f" (load {row['load'][0]:.1f} -> {row['load'][1]:.1f})", flush=True)  # fmt: skip
+    print(f"   loss per epoch: {[round(v, 2) for v in row['loss per epoch']]}", flush=True)
+    print(f"   seconds per epoch: {[round(v, 1) for v in per_epoch]}", flush=True)
+    if row.get("outside epochs"):
+        print("   outside its epochs: " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in row["outside epochs"].items()), flush=True)  # fmt: skip
+
+
+def _summarise(rows: list[dict]) -> None:
+    """Mean, spread and range of each figure per library; the issue's two goals."""
+    from scipy.stats import mannwhitneyu
+
+    libs = {lib: [r for r in rows if r["library"] == lib] for lib in ("astronn", "skages")}
+    print(f"\nsummary over seeds {sorted({r['seed'] for r in rows})}: mean ± std [min, max]")
+    for key in (*_TRAIN_FIGURES, "median epoch"):
+        line = f"  {key:13s}"
+        for lib, lib_rows in libs.items():
+            if not lib_rows:
+                continue
+            v = np.array([np.median(r["seconds per epoch"]) if key == "median epoch" else r[key]
+                          for r in lib_rows])  # fmt: skip
+            sd = v.std(ddof=1) if len(v) > 1 else float("nan")
+            line += f"   {lib} {v.mean():8.3f} ± {sd:6.3f} [{v.min():.3f}, {v.max():.3f}]"
+        print(line)
+    if not (libs["astronn"] and libs["skages"]):
+        return
+    ref = {k: [r[k] for r in libs["astronn"]] for k in _TRAIN_FIGURES}
+    for key in ("final loss", "R2 [a/M]", "R2 [Fe/H]"):
+        lo, hi = min(ref[key]), max(ref[key])
+        ours = [r[key] for r in libs["skages"]]
+        inside = [lo <= v <= hi for v in ours]
+        # same distribution? the range count alone expects only (k-1)/(k+1) inside for k seeds
+        p_value = mannwhitneyu(ours, ref[key]).pvalue
+        print(
+            f"  skages {key} inside astroNN's range [{lo:.3f}, {hi:.3f}]: "
+            f"{sum(inside)} of {len(inside)} (same-distribution rank-sum test p = {p_value:.2f})"
+        )
+    wall = np.mean(ref["seconds"]) / np.mean([r["seconds"] for r in libs["skages"]])
+    median_epoch = {
+        lib: np.mean([np.median(r["seconds per epoch"]) for r in lib_rows])
+        for lib, lib_rows in libs.items()
+    }
+    epoch = median_epoch["astronn"] / median_epoch["skages"]
+    print(
+        f"  skages trains {wall:.2f}x as fast as astroNN (mean wall time of fit; "
+        f"{epoch:.2f}x on the median epoch)"
+    )
+
+
+def mode_train(args) -> None:
+    s, n_train = _survey(args.n)
     work = Path(tempfile.mkdtemp(prefix="skages-vs-astronn-train-"))
     np.savez(work / "data.npz", X=s.spectra[:n_train], Y=s.psd[:n_train].astype(np.float32),
              W=s.psd_weight[:n_train].astype(np.float32), X_test=s.spectra[n_train:])  # fmt: skip
+    setting = {"n": args.n, "epochs": args.epochs, "lr": args.lr,
+               "skages_params": args.skages_params}  # fmt: skip
     rows = []
+    results = Path(args.results) if args.results else None
+    if results is not None and results.exists():
+        saved = json.loads(results.read_text())
+        if saved["setting"] != setting:
+            raise SystemExit(f"{results} holds runs of another setting ({saved['setting']}); "
+                             "give another --results file")  # fmt: skip
+        rows = saved["rows"]
+        print(f"# {len(rows)} runs read from {results} (not rerun)")
     for seed in args.seeds:
         for lib in args.libraries:
-            load0 = os.getloadavg()[0]
-            if lib == "astronn":
-                out = work / f"astronn-{seed}.npz"
-                _run_worker(args.astronn_python, "fit", {
-                    "data": str(work / "data.npz"), "out": str(out), "seed": seed,
-                    "epochs": args.epochs, "lr": args.lr})  # fmt: skip
-                r = np.load(out)
-                z_test, losses, seconds = r["z"], list(r["loss"]), float(r["seconds"])
-                # the forest's training latents: astroNN's encoder on the training stars
-                z_train = None
-            else:
-                params = dict(max_epochs=args.epochs, lr=args.lr, random_state=seed)
-                params.update(args.skages_params)
-                enc = SpectrumToPSDEncoder(**params)
-                t0 = time.perf_counter()
-                enc.fit(
-                    s.spectra[:n_train], psd=s.psd[:n_train], psd_weight=s.psd_weight[:n_train]
-                )
-                seconds = time.perf_counter() - t0
-                z_test, losses = enc.transform(s.spectra[n_train:]), enc.loss_curve_
-                z_train = None
-            # forests on the held-out stars' latents (2-fold across them, as the issue)
-            half = len(z_test) // 2
-            lt, le = lab.iloc[n_train : n_train + half], lab.iloc[n_train + half :]
-            diag = _diagnostics(z_test[:half], z_test[half:], lt, le, seed)
-            del z_train
-            rows.append((lib, seed, seconds, losses[-1], diag, load0, os.getloadavg()[0]))
-            print(f"{lib:8s} seed {seed}: {seconds:7.1f} s, final loss {losses[-1]:.2f}, "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in diag.items())
-                  + f" (load {load0:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
-            print(f"   loss per epoch: {[round(float(v), 2) for v in losses]}", flush=True)
+            if any(r["library"] == lib and r["seed"] == seed for r in rows):
+                continue
+            row = _train_one(lib, seed, args, s, n_train, work)
+            _print_row(row)
+            rows.append(row)
+            if results is not None:  # after every run: a killed benchmark loses nothing
+                tmp = results.with_suffix(results.suffix + ".tmp")
+                tmp.write_text(json.dumps({"setting": setting, "rows": rows}, indent=1))
+                os.replace(tmp, results)
+    _summarise([r for r in rows if r["seed"] in args.seeds and r["library"] in args.libraries])
 
 
 def mode_folder(args) -> None:
@@ -468,6 +574,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--libraries", nargs="+", default=["astronn", "skages"])
     p.add_argument("--skages-params", type=json.loads, default={}, help="JSON encoder params")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="--mode train: JSON file that keeps every finished run; runs already "
+        "in it are not repeated (resume), and the summary covers them",
+    )
     args = p.parse_args()
     if not args.astronn_python:
         p.error("give --astronn-python (the astroNN environment's python; see the docstring)")
