@@ -438,6 +438,11 @@ def _print_row(row: dict) -> None:
             f"{k} {v:.1f} s" for k, v in row["outside epochs"].items()), flush=True)  # fmt: skip
 
 
+def _figure(row: dict, key: str) -> float:
+    """One of ``_TRAIN_FIGURES`` of a run, or its ``"median epoch"`` (seconds)."""
+    return float(np.median(row["seconds per epoch"])) if key == "median epoch" else row[key]
+
+
 def _summarise(rows: list[dict]) -> None:
     """Mean, spread and range of each figure per library; the issue's two goals."""
     from scipy.stats import mannwhitneyu
@@ -449,8 +454,7 @@ def _summarise(rows: list[dict]) -> None:
         for lib, lib_rows in libs.items():
             if not lib_rows:
                 continue
-            v = np.array([np.median(r["seconds per epoch"]) if key == "median epoch" else r[key]
-                          for r in lib_rows])  # fmt: skip
+            v = np.array([_figure(r, key) for r in lib_rows])
             sd = v.std(ddof=1) if len(v) > 1 else float("nan")
             line += f"   {lib} {v.mean():8.3f} ± {sd:6.3f} [{v.min():.3f}, {v.max():.3f}]"
         print(line)
@@ -467,12 +471,11 @@ def _summarise(rows: list[dict]) -> None:
             f"  skages {key} inside astroNN's range [{lo:.3f}, {hi:.3f}]: "
             f"{sum(inside)} of {len(inside)} (same-distribution rank-sum test p = {p_value:.2f})"
         )
-    wall = np.mean(ref["seconds"]) / np.mean([r["seconds"] for r in libs["skages"]])
-    median_epoch = {
-        lib: np.mean([np.median(r["seconds per epoch"]) for r in lib_rows])
-        for lib, lib_rows in libs.items()
-    }
-    epoch = median_epoch["astronn"] / median_epoch["skages"]
+    wall, epoch = (
+        np.mean([_figure(r, key) for r in libs["astronn"]])
+        / np.mean([_figure(r, key) for r in libs["skages"]])
+        for key in ("seconds", "median epoch")
+    )
     print(
         f"  skages trains {wall:.2f}x as fast as astroNN (mean wall time of fit; "
         f"{epoch:.2f}x on the median epoch)"
@@ -480,6 +483,8 @@ def _summarise(rows: list[dict]) -> None:
 
 
 def mode_train(args) -> None:
+    from skages._atomic import atomic_path
+
     s, n_train = _survey(args.n)
     work = Path(tempfile.mkdtemp(prefix="skages-vs-astronn-train-"))
     np.savez(work / "data.npz", X=s.spectra[:n_train], Y=s.psd[:n_train].astype(np.float32),
@@ -503,9 +508,8 @@ def mode_train(args) -> None:
             _print_row(row)
             rows.append(row)
             if results is not None:  # after every run: a killed benchmark loses nothing
-                tmp = results.with_suffix(results.suffix + ".tmp")
-                tmp.write_text(json.dumps({"setting": setting, "rows": rows}, indent=1))
-                os.replace(tmp, results)
+                with atomic_path(results) as tmp:
+                    tmp.write_text(json.dumps({"setting": setting, "rows": rows}, indent=1))
     _summarise([r for r in rows if r["seed"] in args.seeds and r["library"] in args.libraries])
 
 
