@@ -94,6 +94,11 @@ _LAZY: dict[str, str] = {
     "split_indices": "evaluation",
     "evaluate_saved_model": "evaluation",
     "EvaluationReport": "evaluation",
+    # training: the two-stage training over surveys, files and configs
+    "train_from_survey": "training",
+    "train_from_files": "training",
+    "train_from_config": "training",
+    "read_train_config": "training",
     # catalogue: survey-scale streaming inference
     "predict_catalogue": "catalogue",
     "read_catalogue": "catalogue",
