@@ -69,6 +69,8 @@ from skages._atomic import atomic_path
 from skages._version import __version__
 from skages.io.apogee import _match_rows, read_normalized_spectra
 from skages.io.apogee import _scan_spectrum_folder as _scan_folder
+from skages.io.sdss5 import SOURCE_ID_COLUMNS
+from skages.io.sdss5 import _ids as _source_ids
 
 __all__ = [
     "CATALOGUE_FORMAT_VERSION",
@@ -329,6 +331,20 @@ def _empty_columns(n: int, latent_dim: int, ages: bool = True) -> dict[str, np.n
     return out
 
 
+def _with_source_ids(
+    columns: dict[str, np.ndarray], ids: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The catalogue columns with the SDSS-V id columns (if any) placed after FIELD."""
+    if not ids:
+        return columns
+    out: dict[str, np.ndarray] = {}
+    for name, values in columns.items():
+        out[name] = values
+        if name == "FIELD":
+            out.update(ids)
+    return out
+
+
 def _content_sha256(columns: Mapping[str, np.ndarray]) -> str:
     """A checksum of a table's content, independent of the file format."""
     digest = hashlib.sha256()
@@ -529,6 +545,9 @@ def _label_frame(table: Any, needed: Sequence[str], what: str) -> pd.DataFrame:
     for name in _ID_COLUMNS:
         key = name.lower()
         out[name] = _str_array(get(key)) if key in cols else np.full(n, "", dtype="U1")
+    for name in SOURCE_ID_COLUMNS:  # DR19 label tables (skages.io.read_labels)
+        if name.lower() in cols:
+            out[name] = _source_ids(get(name.lower()))
     for name in _FLAG_COLUMNS:
         key = name.lower()
         if key in cols:
@@ -646,7 +665,7 @@ def _prepare_inputs(
     spectra: Any, labels: Any, needed: Sequence[str], bad_pixel_fill: float
 ) -> tuple[pd.DataFrame, np.ndarray, _Source, dict[str, Any]]:
     """The catalogue rows, each row's spectrum locator, the source, and a description."""
-    from skages.io import SurveyReader, read_allstar
+    from skages.io import SurveyReader, read_labels
 
     spectra_path = Path(spectra)
     describe: dict[str, Any] = {"spectra": str(spectra_path.resolve())}
@@ -656,7 +675,7 @@ def _prepare_inputs(
             labels_path = Path(labels)
             extra = [n for n in needed if n not in ("teff", "teff_err", "fe_h", "fe_h_err")]
             extra = [n for n in extra if n not in ("logg", "snrev")]
-            label_table = read_allstar(labels_path, columns=[n.upper() for n in extra])
+            label_table = read_labels(labels_path, columns=[n.upper() for n in extra])
             describe["labels"] = str(labels_path.resolve())
             describe["labels_stat"] = _stat(labels_path)
         else:
@@ -694,7 +713,7 @@ def _prepare_inputs(
             present = set(reader.label_columns)
             columns = [c for c in reader.label_columns if c.lower() in
                        {*needed, "apogee_id", "telescope", "field", "starflag", "aspcapflag",
-                        "snr", "snrev"}]  # fmt: skip
+                        "snr", "snrev", "sdss_id", "gaia_dr3_source_id"}]  # fmt: skip
             if not present:
                 raise ValueError(f"{spectra_path} has no label table; give labels=ALLSTAR")
             rows = _label_frame(reader.read_labels(columns=columns), needed, str(spectra_path))
@@ -1270,6 +1289,8 @@ def _table(
     from astropy.table import Table
 
     spec = catalogue_columns(latent_dim, ages=ages)
+    at = [n for n, _, _ in spec].index("FIELD") + 1
+    spec[at:at] = [(n, None, SOURCE_ID_COLUMNS[n]) for n in SOURCE_ID_COLUMNS if n in columns]
     table = Table(
         [columns[name] for name, _, _ in spec], names=[n for n, _, _ in spec], copy=False
     )
@@ -1615,7 +1636,8 @@ def _predict_catalogue_locked(
     bounds = [
         (i, a, min(a + chunk_size, n_rows)) for i, a in enumerate(range(0, n_rows, chunk_size))
     ]
-    keep = [*_ID_COLUMNS, *_FLAG_COLUMNS, _TRAINING_COLUMN, *needed]
+    source_ids = [c for c in SOURCE_ID_COLUMNS if c in rows]
+    keep = [*_ID_COLUMNS, *source_ids, *_FLAG_COLUMNS, _TRAINING_COLUMN, *needed]
     rows = rows[keep]
     manifest = {
         "format": _PROGRESS_FORMAT,
@@ -1667,8 +1689,9 @@ def _predict_catalogue_locked(
                 _run_dask(fitted, source, todo, make_task, cuts, progress, bar, client)
 
     # assemble in order (each chunk verified again), write atomically, read back, rename
+    ids = {c: rows[c].to_numpy(np.int64) for c in source_ids}
     rows = locator = None  # the label table is no longer needed
-    columns = progress.assemble(bounds)
+    columns = _with_source_ids(progress.assemble(bounds), ids)
     if len(columns["SKAGES_FLAG"]) != n_rows:
         raise OSError(f"{folder}: chunks hold {len(columns['SKAGES_FLAG'])} rows, not {n_rows}")
     flags = columns["SKAGES_FLAG"]

@@ -638,16 +638,20 @@ def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np
     SDSS_ID and telescope, then on SDSS_ID alone where the spectra hold one observation
     of that star. Then on APOGEE_ID, telescope and field where both sides know them,
     then on APOGEE_ID and telescope, then on APOGEE_ID alone where the spectra hold
-    only one observation of that star.
+    only one observation of that star; an APOGEE_ID match whose two sides both know
+    an SDSS_ID is kept only if those agree.
     """
     out = np.full(len(catalogue), -1, dtype=np.int64)
     steps = [["APOGEE_ID", "TELESCOPE", "FIELD"], ["APOGEE_ID", "TELESCOPE"], ["APOGEE_ID"]]
-    if "SDSS_ID" in catalogue and "SDSS_ID" in spectra:
+    sdss = "SDSS_ID" in catalogue and "SDSS_ID" in spectra
+    if sdss:
         steps = [["SDSS_ID", "TELESCOPE"], ["SDSS_ID"], *steps]
+        cat_sid, cat_sid_known = _keys(catalogue, ["SDSS_ID"])
+        spec_sid, spec_sid_known = _keys(spectra, ["SDSS_ID"])
     for cols in steps:
         spec_key, spec_known = _keys(spectra, cols)
         cat_key, cat_known = _keys(catalogue, cols)
-        if cols[-1].endswith("_ID"):  # a star observed more than once cannot be told apart by id
+        if len(cols) == 1:  # a star observed more than once cannot be told apart by id
             spec_known &= ~spec_key.duplicated(keep=False).to_numpy()
         todo = np.flatnonzero((out < 0) & cat_known)
         if todo.size == 0 or not spec_known.any():
@@ -656,6 +660,10 @@ def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np
         positions = positions[~positions.index.duplicated(keep="first")]
         found = positions.index.get_indexer(cat_key.to_numpy()[todo])
         hit = found >= 0
+        if sdss and cols[0] == "APOGEE_ID":  # two known, different SDSS_IDs: not one star
+            rows = positions.to_numpy()[np.maximum(found, 0)]
+            both = cat_sid_known[todo] & spec_sid_known[rows]
+            hit &= ~both | (cat_sid.to_numpy()[todo] == spec_sid.to_numpy()[rows])
         out[todo[hit]] = positions.to_numpy()[found[hit]]
     logger.info(
         "%s: %d of %d catalogue rows have a spectrum", what, int((out >= 0).sum()), len(out)

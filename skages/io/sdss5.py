@@ -92,6 +92,13 @@ _UNITS = {k.lower(): v for k, v in ALLSTAR_COLUMNS.items() if v is not None} | {
     "m_h_err": "dex",
 }
 
+#: Catalogue columns of the SDSS-V identifiers a DR19 label table carries (int64, -1 if
+#: unknown; dimensionless): name -> description.
+SOURCE_ID_COLUMNS: dict[str, str] = {
+    "SDSS_ID": "SDSS-V identifier (sdss_id) from the label table, -1 if unknown",
+    "GAIA_DR3_SOURCE_ID": "Gaia DR3 source_id from the label table, -1 if unknown",
+}
+
 #: Label-table formats :func:`read_labels` knows.
 LABEL_FORMATS = ("allStar-dr17", "astraAllStarASPCAP", "allStar-1.3")
 _RELEASE_RANK = {"sdss5": 0, "dr17": 1}
