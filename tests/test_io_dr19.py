@@ -470,3 +470,81 @@ def test_spectra_survey_from_a_dr19_folder(shared_data, datamodel, tmp_path):
         [shared_data / "apogee_fixtures" / f"apStar-dr17-{STARS[i]}.fits" for i in (1, 0)]
     )
     np.testing.assert_allclose(spectra, direct.spectra, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------- the proof: DR17 and DR19 give one catalogue
+
+
+@pytest.fixture(scope="module")
+def tiny_model(small_survey):
+    """A small age model (encoder + forest), fitted once, seeded."""
+    from skages.encoder import SpectrumToPSDEncoder
+    from skages.forest import ProbabilisticForestRegressor
+    from skages.pipeline import fit_age_model
+
+    return fit_age_model(
+        small_survey.spectra,
+        small_survey.psd,
+        small_survey.labels,
+        encoder=SpectrumToPSDEncoder(
+            encoder_filters=(4, 8),
+            hidden_units=8,
+            decoder_filters=(4, 4),
+            max_epochs=1,
+            random_state=0,
+        ),
+        forest=ProbabilisticForestRegressor(n_estimators=20, random_state=0),
+        forest_stars="aged",
+    )
+
+
+def test_dr17_and_dr19_files_give_the_same_catalogue(shared_data, datamodel, tiny_model, tmp_path):
+    from skages.catalogue import CatalogueCuts, CatalogueFlag, predict_catalogue, read_catalogue
+
+    dr17 = tmp_path / "dr17"
+    dr17.mkdir()
+    for star in STARS:
+        name = f"apStar-dr17-{star}.fits"
+        shutil.copy(shared_data / "apogee_fixtures" / name, dr17 / name)
+    dr19 = tmp_path / "dr19"
+    for i in (0, 1):
+        _mwmstar_of(shared_data, datamodel, dr19 / "star" / str(i), i)
+    boss_only = write_mwm(dr19 / "mwmStar-0.6.0-99.fits", datamodel, sdss_id=99,
+                          boss=[{"sdss_id": 99, "telescope": "apo25m", "snr": 30.0}])  # fmt: skip
+    assert boss_only.exists()
+    order = [1, 0]
+    allstar = write_dr17_allstar(tmp_path / "allStar-dr17.fits", order)
+    astra = write_astra_aspcap(
+        tmp_path / "astraAllStarASPCAP-0.6.0.fits",
+        datamodel,
+        [
+            _astra_row(1),
+            _astra_row(0, release="dr17", snr=20.0, teff=5500.0),  # a worse row: not chosen
+            _astra_row(0),
+            _astra_row(0, sdss_id=99, sdss4_apogee_id="", obj="2M99999999+9999999"),
+        ],
+    )
+    cuts = CatalogueCuts.none()
+    a = read_catalogue(
+        predict_catalogue(tiny_model, dr17, tmp_path / "a.fits", labels=allstar, cuts=cuts).path
+    )
+    b = read_catalogue(
+        predict_catalogue(tiny_model, dr19, tmp_path / "b.fits", labels=astra, cuts=cuts).path
+    )
+    assert len(a) == 2 and len(b) == 3
+    # the labels file's order, with its ids and units
+    assert list(b["APOGEE_ID"][:2]) == [STARS[i] for i in order] == list(a["APOGEE_ID"])
+    assert list(b["SDSS_ID"]) == [SDSS_IDS[1], SDSS_IDS[0], 99]
+    assert list(b["GAIA_DR3_SOURCE_ID"][:2]) == [GAIA_IDS[1], GAIA_IDS[0]]
+    assert "SDSS_ID" not in a.colnames
+    assert list(b["STARFLAG"][:2]) == list(a["STARFLAG"]) == [4, 0]
+    assert b["z0"].unit == a["z0"].unit and b["Age"].unit == a["Age"].unit
+    assert list(a["SKAGES_FLAG"]) == [0, 0] and list(b["SKAGES_FLAG"][:2]) == [0, 0]
+    assert b["SKAGES_FLAG"][2] & CatalogueFlag.BAD_SPECTRUM  # the BOSS-only star: flagged
+    assert np.isnan(b["z0"][2])
+    latent = [f"z{k}" for k in range(5)]
+    for name in latent:
+        np.testing.assert_allclose(b[name][:2], a[name], rtol=0, atol=1e-5)
+    assert np.isfinite(a["LogAge"]).all()
+    np.testing.assert_allclose(b["LogAge"][:2], a["LogAge"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(b["LogAge_Error"][:2], a["LogAge_Error"], rtol=0, atol=1e-5)
