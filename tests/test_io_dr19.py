@@ -548,3 +548,34 @@ def test_dr17_and_dr19_files_give_the_same_catalogue(shared_data, datamodel, tin
     assert np.isfinite(a["LogAge"]).all()
     np.testing.assert_allclose(b["LogAge"][:2], a["LogAge"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(b["LogAge_Error"][:2], a["LogAge_Error"], rtol=0, atol=1e-5)
+
+
+def test_commands_work_on_a_dr19_folder_unchanged(
+    shared_data, datamodel, tiny_model, tmp_path, capsys
+):
+    """``skages spectra`` and ``skages predict --labels astraAllStarASPCAP`` on mwmStar files."""
+    from skages.catalogue import read_catalogue
+    from skages.cli import main
+    from skages.persistence import save_model
+
+    model = save_model(tiny_model, tmp_path / "tiny.joblib")
+    folder = tmp_path / "mwm"
+    for i in (0, 1):
+        _mwmstar_of(shared_data, datamodel, folder / str(i), i)
+    labels = write_astra_aspcap(tmp_path / "astraAllStarASPCAP-0.6.0.fits", datamodel,
+                                [_astra_row(0), _astra_row(1)])  # fmt: skip
+    spec = tmp_path / "spec.h5"
+    argv = ["-q", "spectra", "--allstar", str(labels), "--spectra", str(folder)]
+    assert main([*argv, "--output", str(spec)]) == 0
+    out = {}
+    for name, spectra in (("folder", folder), ("survey", spec)):
+        out[name] = tmp_path / f"{name}.fits"
+        argv = ["-q", "predict", "--model", str(model), "--trust-joblib", "--spectra"]
+        argv += [str(spectra), "--labels", str(labels), "--no-cuts", "-o", str(out[name])]
+        assert main(argv) == 0, capsys.readouterr().err
+    a, b = read_catalogue(out["folder"]), read_catalogue(out["survey"])
+    assert list(a["SDSS_ID"]) == list(b["SDSS_ID"]) == SDSS_IDS
+    assert list(a["GAIA_DR3_SOURCE_ID"]) == GAIA_IDS
+    assert np.isfinite(a["LogAge"]).all()
+    np.testing.assert_allclose(a["z0"], b["z0"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(a["LogAge"], b["LogAge"], rtol=0, atol=1e-5)
