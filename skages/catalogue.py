@@ -731,7 +731,8 @@ def _prepare_inputs(
                 raise ValueError(
                     f"{spectra_path} has no apogee_id label column to match the labels on"
                 )
-            cols = [c for c in ("apogee_id", "telescope", "field") if c in reader.label_columns]
+            cols = [c for c in ("apogee_id", "telescope", "field", "sdss_id")
+                    if c in reader.label_columns]  # fmt: skip
             ids = reader.read_labels(columns=cols)
             spec = pd.DataFrame({c.upper(): _str_array(ids[c]) for c in cols})
             for c in ("TELESCOPE", "FIELD"):

@@ -123,6 +123,8 @@ def mwm_kind(hdul: Any) -> str | None:
     for index in MWM_APOGEE_HDUS.values():
         if index < len(hdul) and getattr(hdul[index], "columns", None) is not None:
             names = {n.lower() for n in hdul[index].columns.names}
+            if "model_flux" in names:  # an Astra pipeline's per-star output, not spectra
+                return None
             if "flux" in names:
                 return "mwmVisit" if "mjd" in names else "mwmStar"
     if "PIPELINE" in header:
@@ -609,6 +611,8 @@ def read_labels(
         column. The message names the file.
     """
     path = Path(path)
+    if path.suffix.lower() == ".gz":
+        logger.info("%s is compressed: it is read into memory (gunzip it for a memory map)", path)
     with _fits_open(path, "label table") as hdul:
         fmt, index = _detect_label_format(hdul, path)
         if fmt != "allStar-dr17":
