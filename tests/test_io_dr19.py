@@ -16,6 +16,7 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml  # an astropy dependency
 from astropy.io import fits
 from astropy.table import Table
 
@@ -37,8 +38,6 @@ from skages.spectra import (
     pixmask_from_astra_flags,
     remove_gaps,
 )
-
-yaml = pytest.importorskip("yaml")
 
 STARS = ["2M19485057+5005279", "2M17335483-2753043"]
 SDSS_IDS = [54392544, 62184413]
