@@ -376,6 +376,7 @@ def read_mwmvisit(
 
 
 def _detect_label_format(hdul: Any, path: Path) -> tuple[str, int]:
+    apogee_like = None
     for index in range(1, len(hdul)):
         cols = getattr(hdul[index], "columns", None)
         if cols is None:
@@ -389,6 +390,10 @@ def _detect_label_format(hdul: Any, path: Path) -> tuple[str, int]:
             return "allStar-1.3", index
         if {"apogee_id", "teff", "aspcapflag"} <= names:
             return "allStar-dr17", index
+        if "apogee_id" in names and apogee_like is None:
+            apogee_like = index
+    if apogee_like is not None:  # read_allstar names the DR17 columns it lacks
+        return "allStar-dr17", apogee_like
     raise ValueError(
         f"{path} is not a label table skages reads: no HDU with the columns of a DR17 allStar "
         "(APOGEE_ID, TEFF, ASPCAPFLAG), an astraAllStarASPCAP (sdss_id, m_h_atm, "
