@@ -578,3 +578,18 @@ def test_commands_work_on_a_dr19_folder_unchanged(
     assert np.isfinite(a["LogAge"]).all()
     np.testing.assert_allclose(a["z0"], b["z0"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(a["LogAge"], b["LogAge"], rtol=0, atol=1e-5)
+
+
+def test_spectra_survey_from_listed_files_keeps_the_sdss_id(shared_data, datamodel, tmp_path):
+    from skages.io import SurveyReader
+
+    mwm = _mwmstar_of(shared_data, datamodel, tmp_path, 1)
+    apstar = shared_data / "apogee_fixtures" / f"apStar-dr17-{STARS[0]}.fits"
+    res = spectra_to_survey([mwm, apstar], tmp_path / "s.h5")
+    with SurveyReader(res.path) as reader:
+        labels = reader.read_labels()
+    assert list(labels["sdss_id"]) == [str(SDSS_IDS[1]), ""]
+    assert list(labels["apogee_id"]) == [STARS[1], STARS[0]]
+    dr17_only = spectra_to_survey([apstar], tmp_path / "t.h5")
+    with SurveyReader(dr17_only.path) as reader:
+        assert "sdss_id" not in reader.label_columns  # DR17 surveys are as before

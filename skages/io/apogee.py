@@ -548,6 +548,15 @@ def _scan_mwm(path: Path) -> tuple[str, str, str] | None:
     return kind, sdss_id, apogee_id
 
 
+def _sdss_id_of(path: Path) -> str:
+    """The SDSS_ID of an SDSS-V Astra spectrum file; "" for any other (or unreadable) file."""
+    try:
+        found = _scan_mwm(path)
+    except Exception:  # unreadable: reading it later flags the row
+        return ""
+    return found[1] if found else ""
+
+
 def _scan_spectrum_folder(folder: Path) -> pd.DataFrame:
     """Spectrum files under ``folder`` with their APOGEE_ID, telescope, field and SDSS_ID.
 
@@ -882,7 +891,7 @@ def spectra_to_survey(
                 "APOGEE_ID": "",
                 "TELESCOPE": "",
                 "FIELD": "",
-                "SDSS_ID": "",
+                "SDSS_ID": [_sdss_id_of(Path(p)) for p in items],
                 "path": [str(p) for p in items],
             }
         )
