@@ -302,7 +302,11 @@ def _add_spectra(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--spectra", type=Path, required=True, nargs="+", help="folder (or files) of spectra"
     )
-    p.add_argument("--allstar", type=Path, help="allStar FITS file: labels and row order")
+    p.add_argument(
+        "--allstar",
+        type=Path,
+        help="allStar, astraAllStarASPCAP or allStar-1.3 FITS file: labels and row order",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="survey file (.h5)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
     p.add_argument("--chunk-size", type=_positive_int, default=256, help="stars per chunk")
@@ -650,7 +654,11 @@ def _add_catalogue_args(p: argparse.ArgumentParser, *, model_help: str) -> None:
     p.add_argument(
         "--spectra", type=Path, required=True, help="HDF5 survey or folder of apStar files"
     )
-    p.add_argument("--labels", type=Path, help="allStar FITS file (labels, row order)")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="allStar, astraAllStarASPCAP or allStar-1.3 FITS file (labels, row order)",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help=".fits, .csv or .parquet")
     p.add_argument("--format", choices=("fits", "csv", "parquet"), help="override extension")
     p.add_argument(

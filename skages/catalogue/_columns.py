@@ -98,6 +98,20 @@ def _empty_columns(n: int, latent_dim: int, ages: bool = True) -> dict[str, np.n
     return out
 
 
+def _with_source_ids(
+    columns: dict[str, np.ndarray], ids: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The catalogue columns with the SDSS-V id columns (if any) placed after FIELD."""
+    if not ids:
+        return columns
+    out: dict[str, np.ndarray] = {}
+    for name, values in columns.items():
+        out[name] = values
+        if name == "FIELD":
+            out.update(ids)
+    return out
+
+
 def _content_sha256(columns: Mapping[str, np.ndarray]) -> str:
     """A checksum of a table's content, independent of the file format."""
     digest = hashlib.sha256()

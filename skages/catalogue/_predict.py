@@ -25,6 +25,7 @@ from skages.catalogue._columns import (
     _TRAINING_COLUMN,
     _content_sha256,
     _rows_sha256,
+    _with_source_ids,
 )
 from skages.catalogue._cuts import _CUT_LABELS, CatalogueCuts, CatalogueFlag
 from skages.catalogue._model import _encoder_class, _load, _model_id, _Predictor
@@ -39,6 +40,7 @@ from skages.catalogue._writers import (
     _verify,
     _write,
 )
+from skages.io.sdss5 import SOURCE_ID_COLUMNS
 
 logger = logging.getLogger("skages.catalogue")
 
@@ -199,7 +201,8 @@ def _predict_catalogue_locked(
     bounds = [
         (i, a, min(a + chunk_size, n_rows)) for i, a in enumerate(range(0, n_rows, chunk_size))
     ]
-    keep = [*_ID_COLUMNS, *_FLAG_COLUMNS, _TRAINING_COLUMN, *needed]
+    source_ids = [c for c in SOURCE_ID_COLUMNS if c in rows]
+    keep = [*_ID_COLUMNS, *source_ids, *_FLAG_COLUMNS, _TRAINING_COLUMN, *needed]
     rows = rows[keep]
     manifest = {
         "format": _PROGRESS_FORMAT,
@@ -251,8 +254,9 @@ def _predict_catalogue_locked(
                 _run_dask(fitted, source, todo, make_task, cuts, progress, bar, client)
 
     # assemble in order (each chunk verified again), write atomically, read back, rename
+    ids = {c: rows[c].to_numpy(np.int64) for c in source_ids}
     rows = locator = None  # the label table is no longer needed
-    columns = progress.assemble(bounds)
+    columns = _with_source_ids(progress.assemble(bounds), ids)
     if len(columns["SKAGES_FLAG"]) != n_rows:
         raise OSError(f"{folder}: chunks hold {len(columns['SKAGES_FLAG'])} rows, not {n_rows}")
     flags = columns["SKAGES_FLAG"]

@@ -23,6 +23,8 @@ from skages.catalogue._columns import (
 from skages.catalogue._cuts import _CUT_LABELS, CatalogueFlag
 from skages.io.apogee import _match_rows, read_normalized_spectra
 from skages.io.apogee import _scan_spectrum_folder as _scan_folder
+from skages.io.sdss5 import SOURCE_ID_COLUMNS
+from skages.io.sdss5 import _ids as _source_ids
 
 logger = logging.getLogger("skages.catalogue")
 
@@ -56,6 +58,9 @@ def _label_frame(table: Any, needed: Sequence[str], what: str) -> pd.DataFrame:
     for name in _ID_COLUMNS:
         key = name.lower()
         out[name] = _str_array(get(key)) if key in cols else np.full(n, "", dtype="U1")
+    for name in SOURCE_ID_COLUMNS:  # DR19 label tables (skages.io.read_labels)
+        if name.lower() in cols:
+            out[name] = _source_ids(get(name.lower()))
     for name in _FLAG_COLUMNS:
         key = name.lower()
         if key in cols:
@@ -173,7 +178,7 @@ def _prepare_inputs(
     spectra: Any, labels: Any, needed: Sequence[str], bad_pixel_fill: float
 ) -> tuple[pd.DataFrame, np.ndarray, _Source, dict[str, Any]]:
     """The catalogue rows, each row's spectrum locator, the source, and a description."""
-    from skages.io import SurveyReader, read_allstar
+    from skages.io import SurveyReader, read_labels
 
     spectra_path = Path(spectra)
     describe: dict[str, Any] = {"spectra": str(spectra_path.resolve())}
@@ -183,7 +188,7 @@ def _prepare_inputs(
             labels_path = Path(labels)
             extra = [n for n in needed if n not in ("teff", "teff_err", "fe_h", "fe_h_err")]
             extra = [n for n in extra if n not in ("logg", "snrev")]
-            label_table = read_allstar(labels_path, columns=[n.upper() for n in extra])
+            label_table = read_labels(labels_path, columns=[n.upper() for n in extra])
             describe["labels"] = str(labels_path.resolve())
             describe["labels_stat"] = _stat(labels_path)
         else:
@@ -221,7 +226,7 @@ def _prepare_inputs(
             present = set(reader.label_columns)
             columns = [c for c in reader.label_columns if c.lower() in
                        {*needed, "apogee_id", "telescope", "field", "starflag", "aspcapflag",
-                        "snr", "snrev"}]  # fmt: skip
+                        "snr", "snrev", "sdss_id", "gaia_dr3_source_id"}]  # fmt: skip
             if not present:
                 raise ValueError(f"{spectra_path} has no label table; give labels=ALLSTAR")
             rows = _label_frame(reader.read_labels(columns=columns), needed, str(spectra_path))
@@ -239,7 +244,8 @@ def _prepare_inputs(
                 raise ValueError(
                     f"{spectra_path} has no apogee_id label column to match the labels on"
                 )
-            cols = [c for c in ("apogee_id", "telescope", "field") if c in reader.label_columns]
+            cols = [c for c in ("apogee_id", "telescope", "field", "sdss_id")
+                    if c in reader.label_columns]  # fmt: skip
             ids = reader.read_labels(columns=cols)
             spec = pd.DataFrame({c.upper(): _str_array(ids[c]) for c in cols})
             for c in ("TELESCOPE", "FIELD"):

@@ -24,6 +24,7 @@ from skages.catalogue._columns import (
     catalogue_columns,
 )
 from skages.catalogue._cuts import _FLAG_HELP, CatalogueFlag
+from skages.io.sdss5 import SOURCE_ID_COLUMNS
 
 _FORMATS = {
     ".fits": "fits",
@@ -111,6 +112,8 @@ def _table(
     from astropy.table import Table
 
     spec = catalogue_columns(latent_dim, ages=ages)
+    at = [n for n, _, _ in spec].index("FIELD") + 1
+    spec[at:at] = [(n, None, SOURCE_ID_COLUMNS[n]) for n in SOURCE_ID_COLUMNS if n in columns]
     table = Table(
         [columns[name] for name, _, _ in spec], names=[n for n, _, _ in spec], copy=False
     )
