@@ -43,6 +43,7 @@ __all__ = [
     "age_metrics",
     "alpha_residual_slope",
     "alpha_sensitivity",
+    "coverage_table",
     "evaluate_age_model",
     "evaluate_saved_model",
     "held_out_split",
@@ -287,6 +288,81 @@ def age_metrics(
             entry["z_width"] = float(z_score_width(y[m], p[m], s, e))
         out[name] = entry
     return out
+
+
+def coverage_table(
+    y_true: Any,
+    y_pred: Any,
+    y_std: Any,
+    y_err: Any = None,
+    *,
+    groups: Any = None,
+) -> Any:
+    """Coverage of 1σ and 2σ intervals on stars with reference values.
+
+    With z = (prediction − reference) / √(σ² + σ_ref²), the fraction of stars with
+    |z| < 1 and |z| < 2 (0.683 and 0.954 for calibrated Gaussian uncertainties) and the
+    z width (:func:`~skages.forest.z_score_width`), overall and per group.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_stars,)
+        Reference and predicted values (e.g. log10 age, log10(Gyr)). NaN is skipped.
+    y_std : array-like of shape (n_stars,)
+        1σ of the predictions, units of ``y_pred``; non-negative.
+    y_err : array-like of shape (n_stars,), optional
+        1σ of the references, same units; zero when not given.
+    groups : array-like of shape (n_stars,), optional
+        A group label per star (e.g. the evolutionary state "RGB" / "RC").
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``"all"`` then each group (sorted); columns ``n``, ``within_1``,
+        ``within_2`` (fractions) and ``z_width``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skages.evaluation import coverage_table
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.normal(size=20_000)
+    >>> table = coverage_table(truth, truth + rng.normal(size=truth.size), np.ones(truth.size))
+    >>> table.loc["all", ["within_1", "within_2"]].round(2).tolist()
+    [0.68, 0.95]
+    """
+    import pandas as pd
+
+    from skages.forest import z_score_width
+
+    y, p, s = (np.asarray(a, dtype=float) for a in (y_true, y_pred, y_std))
+    e = np.zeros_like(y) if y_err is None else np.asarray(y_err, dtype=float)
+    if not y.shape == p.shape == s.shape == e.shape or y.ndim != 1:
+        raise ValueError(
+            "y_true, y_pred, y_std and y_err must be 1-D of one length; got shapes "
+            f"{y.shape}, {p.shape}, {s.shape}, {e.shape}"
+        )
+    if (s < 0).any() or (e < 0).any():
+        raise ValueError("y_std and y_err must be non-negative (standard deviations)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (p - y) / np.sqrt(s**2 + e**2)
+    ok = np.isfinite(z)
+    masks = {"all": ok}
+    if groups is not None:
+        g = np.asarray(groups).astype(str)
+        if g.shape != y.shape:
+            raise ValueError(f"groups must have shape {y.shape}; got {g.shape}")
+        masks.update({name: ok & (g == name) for name in sorted(set(g[ok]))})
+    rows = {}
+    for name, m in masks.items():
+        n = int(m.sum())
+        rows[name] = {
+            "n": n,
+            "within_1": float(np.mean(np.abs(z[m]) < 1)) if n else np.nan,
+            "within_2": float(np.mean(np.abs(z[m]) < 2)) if n else np.nan,
+            "z_width": z_score_width(y[m], p[m], s[m], e[m]) if n else np.nan,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def latent_regression(
