@@ -243,7 +243,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         Spread of the trees' predictions: the sample standard deviation (the paper) or
         :func:`astropy.stats.mad_std`, a robust one (the published code; predicting with it
         costs about 1.5 times more).
-    calibration : {"oob", "oob_coverage", "oob_local"} or None, default="oob"
+    calibration : {"oob", "oob_coverage", "oob_local"} or None, default="oob_local"
         "oob": σ = spread × sqrt(s² + 1/T), with T the number of trees averaged and the scale
         s fitted so that out-of-bag z-scores, ``(prediction - y) / sqrt(σ² + y_err²)``,
         have unit :func:`z_score_width` (needs ``bootstrap``). The 1/T term is the
@@ -403,7 +403,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         target_weighting: str | None = None,
         bias_correction: str | None = None,
         spread: str = "std",
-        calibration: str | None = "oob",
+        calibration: str | None = "oob_local",
         missing_target: str = "error",
         n_jobs: int | None = None,
         random_state: Any = None,
