@@ -35,6 +35,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from skages.applicability import ApplicabilityScore
+
 __all__ = ["ProbabilisticForestRegressor", "z_score_width"]
 
 logger = logging.getLogger(__name__)
@@ -259,6 +261,10 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         and each leaf gets its own coverage-matched scale: a heteroscedastic calibration
         (e.g. red-clump and red-giant-branch stars miscalibrated in opposite ways). None
         returns the raw spread of the trees (the paper).
+    outside_fraction : float or None, default=0.01
+        Fit an applicability score on the training inputs (:meth:`applicability`),
+        calibrated so that this fraction of the training stars score above 1 (the
+        catalogue's ``OUTSIDE_TRAINING`` flag). None fits none.
     missing_target : {"error", "ignore"}, default="error"
         What a NaN target means. "error" rejects it. "ignore" drops those stars before
         growing the forest: in an age :class:`~sklearn.pipeline.Pipeline` fitted on every
@@ -301,8 +307,12 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
     calibration_scale_ : float or None
         The fitted global scale s (``calibration`` "oob", "oob_coverage" or
         "oob_local"); None without calibration.
+    applicability_ : ApplicabilityScore or None
+        The applicability score fitted on the training inputs (every column of X);
+        None with ``outside_fraction=None``. See :meth:`applicability`.
     calibration_tree_ : DecisionTreeRegressor or None
-        ``calibration="oob_local"``: the tree whose leaves are the calibration regions.
+        ``calibration="oob_local"``: the tree whose leaves are the calibration regions
+        (None with fewer than 200 usable out-of-bag stars: the global scale is used).
     calibration_scales_ : ndarray of shape (n_nodes,) or None
         ``calibration="oob_local"``: the scale of each node of ``calibration_tree_``.
     bias_model_ : LinearRegression or None
@@ -379,6 +389,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         "random_state": ["random_state", np.random.Generator],
         "verbose": ["verbose"],
         "missing_target": [StrOptions({"error", "ignore"})],
+        "outside_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
     }
 
     def __init__(
@@ -404,6 +415,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         bias_correction: str | None = None,
         spread: str = "std",
         calibration: str | None = "oob_local",
+        outside_fraction: float | None = 0.01,
         missing_target: str = "error",
         n_jobs: int | None = None,
         random_state: Any = None,
@@ -429,6 +441,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         self.bias_correction = bias_correction
         self.spread = spread
         self.calibration = calibration
+        self.outside_fraction = outside_fraction
         self.missing_target = missing_target
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -534,6 +547,12 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         )
         self.estimators_ = [result[0] for result in results]
 
+        self.applicability_ = None
+        if self.outside_fraction is not None:
+            keep = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
+            self.applicability_ = ApplicabilityScore(outside_fraction=self.outside_fraction).fit(
+                X[keep] if keep.sum() >= 2 else X
+            )
         self.bias_model_ = None
         self.calibration_scale_ = None
         self.calibration_tree_ = None
@@ -614,6 +633,38 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         if not return_std:
             return stats.mean
         return stats.mean, self._sigma(stats.var, stats.count, X_values)
+
+    def applicability(self, X: Any) -> np.ndarray:
+        """How far each star lies from the training stars (> 1: outside the training set).
+
+        The mean distance to the nearest training stars over every input column (error
+        columns included: in the age pipeline the latent coordinates with their σ, Teff and
+        [Fe/H] with their errors), scaled so that ``outside_fraction`` of the training
+        stars score above 1 (:class:`~skages.applicability.ApplicabilityScore`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs with the columns seen at fit. No NaN.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The dimensionless score.
+
+        Raises
+        ------
+        ValueError
+            If the forest was fitted with ``outside_fraction=None``.
+        """
+        check_is_fitted(self)
+        if self.applicability_ is None:
+            raise ValueError(
+                "this forest was fitted with outside_fraction=None and has no applicability "
+                "score; refit it with outside_fraction=0.01 (for example)"
+            )
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self.applicability_.applicability(X)
 
     def predict_trees(self, X: Any, X_err: Any = None) -> np.ndarray:
         """Predictions of every tree (bias correction included), with the same input draws
@@ -1145,13 +1196,16 @@ def _fit_local_scales(X_values, residual, var, n_trees, y_err, min_trees, scale)
     """Per-region scales: a shallow tree on the inputs splits where the out-of-bag |z| of
     the global ``scale`` differs, and each leaf gets its own coverage-matched scale.
 
-    Returns the tree and the scale of every node (indexed by ``tree.apply``).
+    Returns the tree and the scale of every node (indexed by ``tree.apply``), or
+    (None, None) when fewer than ``2 * _LOCAL_MIN_STARS`` stars can be used.
     """
     err2 = np.zeros_like(residual) if y_err is None else y_err**2
     with np.errstate(invalid="ignore", divide="ignore"):
         z = residual / np.sqrt(var * (scale**2 + 1.0 / n_trees) + err2)
     ok = (n_trees >= min_trees) & np.isfinite(z)
     n_ok = int(ok.sum())
+    if n_ok < 2 * _LOCAL_MIN_STARS:
+        return None, None  # too few stars for two regions: the global scale stands
     tree = DecisionTreeRegressor(
         max_leaf_nodes=_LOCAL_LEAVES,
         min_samples_leaf=max(_LOCAL_MIN_STARS, n_ok // (2 * _LOCAL_LEAVES)),

@@ -60,6 +60,7 @@ _FORMATS = {".joblib": "joblib", ".pkl": "joblib", ".skops": "skops"}
 #: is safe because the function it wraps is itself audited by name.
 SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
     "functools.partial",
+    "skages.applicability.ApplicabilityScore",
     "skages.encoder.SpectrumToPSDEncoder",
     "skages.forest.ProbabilisticForestRegressor",
     "skages.pipeline._fixed_feature_names",
