@@ -69,11 +69,13 @@ from skages._atomic import atomic_path
 from skages._version import __version__
 from skages.io.apogee import _match_rows, read_normalized_spectra
 from skages.io.apogee import _scan_spectrum_folder as _scan_folder
+from skages.quality import QualityFlag, QualityThresholds, spectrum_quality
 
 __all__ = [
     "CATALOGUE_FORMAT_VERSION",
     "CatalogueCuts",
     "CatalogueFlag",
+    "WARNING_FLAGS",
     "catalogue_columns",
     "dask_client",
     "predict_catalogue",
@@ -106,9 +108,12 @@ _CUT_LABELS = ("logg", "snrev")
 
 
 class CatalogueFlag(enum.IntFlag):
-    """Bits of the catalogue's ``SKAGES_FLAG`` column: why a row has no latent or no age.
+    """Bits of the catalogue's ``SKAGES_FLAG`` column: why a row has no latent or no age,
+    or (bits 128 and up, warnings) why its latent and age should not be trusted.
 
-    A row with ``SKAGES_FLAG == 0`` has latent coordinates and an age.
+    A row with ``SKAGES_FLAG == 0`` has latent coordinates and an age that passed every
+    check. The warning bits leave the values in place; see the docs page "How far to trust
+    an age".
     """
 
     #: No spectrum for this star: not in the survey file or the folder.
@@ -127,6 +132,18 @@ class CatalogueFlag(enum.IntFlag):
     NO_MODEL_LABELS = 32
     #: The model raised an error on this row (logged).
     MODEL_FAILED = 64
+    #: Warning: the star's inputs (latent coordinates and σ, Teff, [Fe/H]) lie outside
+    #: the training set: applicability score > ``CatalogueCuts.max_applicability``.
+    OUTSIDE_TRAINING = 128
+    #: Warning: more masked pixels than ``CatalogueCuts.max_masked_fraction``.
+    MASKED_PIXELS = 256
+    #: Warning: median flux off 1 by more than ``CatalogueCuts.max_level_offset``.
+    BAD_NORMALISATION = 512
+    #: Warning: line depths against the training mean spectrum outside
+    #: ``CatalogueCuts.min_line_depth`` … ``max_line_depth`` (featureless, another kind of star).
+    LINES_UNLIKE_TRAINING = 1024
+    #: Warning: pixel scatter above ``CatalogueCuts.max_noise_ratio`` times 1 / SNREV.
+    NOISE_MISMATCH = 2048
 
 
 _FLAG_HELP = {
@@ -137,6 +154,26 @@ _FLAG_HELP = {
     CatalogueFlag.AGE_CUT: "outside the age cut (log g)",
     CatalogueFlag.NO_MODEL_LABELS: "Teff/[Fe/H] or their errors missing",
     CatalogueFlag.MODEL_FAILED: "the model failed on this row",
+    CatalogueFlag.OUTSIDE_TRAINING: "warning: inputs outside the training set",
+    CatalogueFlag.MASKED_PIXELS: "warning: many masked pixels",
+    CatalogueFlag.BAD_NORMALISATION: "warning: spectrum not continuum-normalised",
+    CatalogueFlag.LINES_UNLIKE_TRAINING: "warning: lines unlike the training spectra",
+    CatalogueFlag.NOISE_MISMATCH: "warning: noise inconsistent with SNREV",
+}
+#: The warning bits: a row with only these set still has its latent and age.
+WARNING_FLAGS = (
+    CatalogueFlag.OUTSIDE_TRAINING
+    | CatalogueFlag.MASKED_PIXELS
+    | CatalogueFlag.BAD_NORMALISATION
+    | CatalogueFlag.LINES_UNLIKE_TRAINING
+    | CatalogueFlag.NOISE_MISMATCH
+)
+#: Each spectrum-quality bit of skages.quality and its catalogue bit.
+_QUALITY_BITS = {
+    QualityFlag.MASKED: CatalogueFlag.MASKED_PIXELS,
+    QualityFlag.BAD_NORMALISATION: CatalogueFlag.BAD_NORMALISATION,
+    QualityFlag.LINES_UNLIKE_TRAINING: CatalogueFlag.LINES_UNLIKE_TRAINING,
+    QualityFlag.NOISE_MISMATCH: CatalogueFlag.NOISE_MISMATCH,
 }
 
 
@@ -161,6 +198,14 @@ class CatalogueCuts:
         Teff in K and [Fe/H] in dex with their errors, exist).
     min_finite_fraction : float, default=0.5
         A spectrum with fewer finite (unmasked) pixels than this fraction is unusable.
+    max_masked_fraction, max_level_offset, min_line_depth, max_line_depth, max_noise_ratio \
+: float or None, default=0.3, 0.2, 0.35, 3.0 and 3.0
+        The spectrum-quality checks of :func:`skages.quality.spectrum_quality` (the
+        noise is compared with 1 / SNREV; the median flux must lie within
+        ``1 ± max_level_offset``): warning bits, the values are kept.
+    max_applicability : float or None, default=1.0
+        ``OUTSIDE_TRAINING`` above this applicability score (the forest's
+        :meth:`~skages.forest.ProbabilisticForestRegressor.applicability`): warning bit.
 
     Examples
     --------
@@ -177,6 +222,12 @@ class CatalogueCuts:
     latent_snr_min: float | None = 30.0
     age_logg_min: float | None = 2.5
     min_finite_fraction: float = 0.5
+    max_masked_fraction: float | None = 0.3
+    max_level_offset: float | None = 0.2
+    min_line_depth: float | None = 0.35
+    max_line_depth: float | None = 3.0
+    max_noise_ratio: float | None = 3.0
+    max_applicability: float | None = 1.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -197,7 +248,8 @@ class CatalogueCuts:
     @classmethod
     def none(cls) -> CatalogueCuts:
         """No cuts: latent and ages for every usable spectrum with the model's labels."""
-        return cls(None, None, None, None, 0.0)
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**dict.fromkeys(names) | {"min_finite_fraction": 0.0})
 
     def to_dict(self) -> dict[str, float | None]:
         """The cuts as a JSON-friendly dict."""
@@ -253,6 +305,15 @@ class CatalogueCuts:
             if self.latent_snr_min is not None:
                 latent &= snr > self.latent_snr_min
         return have, latent
+
+    def _quality(self) -> QualityThresholds:
+        level, lines = self.max_level_offset, (self.min_line_depth, self.max_line_depth)
+        return QualityThresholds(
+            max_masked_fraction=self.max_masked_fraction,
+            level_range=None if level is None else (1.0 - level, 1.0 + level),
+            line_depth_range=None if None in lines else lines,
+            max_noise_ratio=self.max_noise_ratio,
+        )
 
     def _age(self, logg: np.ndarray) -> np.ndarray:
         if self.age_logg_min is None:
@@ -399,6 +460,7 @@ class _Predictor:
             self.label_names = []
             self.latent_dim = int(model.latent_dim)
             self.n_pixels = int(model.n_features_in_)
+            self.reference = getattr(model, "mean_", None)
             if not model.output_std:
                 raise TypeError("the encoder of a latent catalogue needs output_std=True")
             return
@@ -427,6 +489,7 @@ class _Predictor:
         self.label_names = labels
         self.latent_dim = int(encoder.latent_dim)
         self.n_pixels = int(encoder.n_features_in_)
+        self.reference = getattr(encoder, "mean_", None)  # training mean spectrum
 
     def latent(self, spectra: np.ndarray) -> np.ndarray:
         """(n, 2 * latent_dim) float32: latent means then σ.
@@ -439,14 +502,18 @@ class _Predictor:
             warnings.filterwarnings("ignore", "X does not have valid feature names")
             return np.asarray(self.encoder.transform(spectra))  # a DataFrame under set_output
 
-    def ages(self, latent: np.ndarray, labels: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """log10 age (log10 Gyr) and its 1σ from latent outputs and labels."""
+    def ages(self, latent: np.ndarray, labels: pd.DataFrame) -> tuple[np.ndarray, ...]:
+        """log10 age (log10 Gyr), its 1σ and the applicability score (NaN if the forest
+        has none) from latent outputs and labels."""
         data = {n: latent[:, k] for k, n in enumerate(self.latent_names)}
         for name in self.label_names:
             data[f"passthrough__{name}"] = labels[name].to_numpy(dtype=np.float64)
         frame = pd.DataFrame({n: data[n] for n in self.feature_names})
         mean, std = self.forest.predict(frame, return_std=True)
-        return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        score = np.full(len(frame), np.nan)
+        if getattr(self.forest, "applicability_", None) is not None:
+            score = self.forest.applicability(frame)
+        return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64), score
 
 
 def _model_id(model: Any, path: Path | None) -> dict[str, Any]:
@@ -811,6 +878,13 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
 
     logg = labels["logg"].to_numpy() if "logg" in labels else np.full(n, np.nan)
     snr = labels["snrev"].to_numpy() if "snrev" in labels else np.full(n, np.nan)
+    if predictor.reference is not None and usable.any():
+        q, _ = spectrum_quality(
+            spectra[usable], predictor.reference, snr=snr[usable], thresholds=cuts._quality(),
+            ids=labels["APOGEE_ID"].to_numpy()[usable],
+        )  # fmt: skip
+        for qbit, bit in _QUALITY_BITS.items():
+            flags[np.flatnonzero(usable)[(q & qbit) != 0]] |= bit
     have_cut_labels, in_latent = cuts._masks(logg, snr)
     flags[usable & ~have_cut_labels] |= CatalogueFlag.NO_CUT_LABELS
     flags[usable & have_cut_labels & ~in_latent] |= CatalogueFlag.LATENT_CUT
@@ -848,6 +922,12 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
             flags[where[failed_age]] |= CatalogueFlag.MODEL_FAILED
             cols["LogAge"][where] = res[:, 0]
             cols["LogAge_Error"][where] = res[:, 1]
+            if cuts.max_applicability is not None:
+                with np.errstate(invalid="ignore"):
+                    outside = where[res[:, 2] > cuts.max_applicability]
+                flags[outside] |= CatalogueFlag.OUTSIDE_TRAINING
+                if outside.size:
+                    logger.warning("OUTSIDE_TRAINING on %d stars", outside.size)
     if has_ages:
         cols["Age"] = 10.0 ** cols["LogAge"]
         cols["Age_Error"] = np.log(10.0) * cols["Age"] * cols["LogAge_Error"]
@@ -1227,6 +1307,13 @@ _FITS_KEYS = {
     "latent_snr_min": ("SNRLAT", "latent: SNREV > this"),
     "age_logg_min": ("LGAGEMIN", "ages: log g >= this (dex)"),
     "min_finite_fraction": ("MINFINIT", "usable spectrum: finite pixel fraction >= this"),
+    "max_masked_fraction": ("MAXMASK", "warn: masked pixel fraction > this"),
+    "max_level_offset": ("MAXLEVEL", "warn: |median flux - 1| > this"),
+    "min_line_depth": ("MINLINES", "warn: line depth vs training mean < this"),
+    "max_line_depth": ("MAXLINES", "warn: line depth vs training mean > this"),
+    "max_noise_ratio": ("MAXNOISE", "warn: pixel scatter x SNREV > this"),
+    "max_applicability": ("MAXAPPL", "warn: applicability score > this"),
+    "model_simulated": ("MODELSIM", "model trained on simulated spectra"),
     "content_sha256": ("CATSHA", "SHA-256 of the table content (skages)"),
     "simulated": ("SIMULATD", "rows are simulated stars, not APOGEE data"),
     "training_rows": ("INTRAIN", "IN_TRAINING = 1 marks"),
@@ -1257,6 +1344,8 @@ def _provenance(model_info, describe, cuts, chunk_size, counts) -> dict[str, Any
     }
     if describe.get("simulated"):
         prov["simulated"] = True
+    if model_info.get("model_simulated"):
+        prov["model_simulated"] = True
     for key, value in cuts.to_dict().items():
         prov[key] = "none" if value is None else value
     for bit in CatalogueFlag:
@@ -1306,6 +1395,8 @@ def _write_fits(table, path: Path) -> None:
         hdu.header[f"FLAG{i}"] = (bit.name, f"{int(bit)}: {_FLAG_HELP[bit]}"[:47])
     if table.meta.get("simulated"):
         hdu.header.add_comment(_SIMULATED_NOTE)
+    if table.meta.get("model_simulated"):
+        hdu.header.add_comment("The model was trained on simulated spectra: ages untested.")
     for card in _unit_comments(table):
         hdu.header.add_comment(card)
     hdu.header["EXTNAME"] = "AGES" if "LogAge" in table.colnames else "LATENT"
@@ -1606,6 +1697,15 @@ def _predict_catalogue_locked(
     model_info["model_skages_version"] = model_meta.get("skages_version", "")
     needed = [*_CUT_LABELS, *predictor.label_names]
     rows, locator, source, describe = _prepare_inputs(spectra, labels, needed, bad_pixel_fill)
+    if (model_meta.get("training") or {}).get("simulated"):
+        model_info["model_simulated"] = True
+        if not describe.get("simulated"):
+            msg = (
+                "this model was trained on simulated spectra (skages.datasets): its ages of "
+                "real stars are untested; the catalogue header says so (MODELSIM)"
+            )
+            logger.warning(msg)
+            warnings.warn(msg, UserWarning, stacklevel=3)
     n_rows = len(rows)
     if n_rows == 0:
         raise ValueError(f"no rows to predict: {describe.get('labels') or spectra} is empty")

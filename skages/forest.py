@@ -551,7 +551,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         if self.outside_fraction is not None:
             keep = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
             self.applicability_ = ApplicabilityScore(outside_fraction=self.outside_fraction).fit(
-                X[keep] if keep.sum() >= 2 else X
+                X_values[keep] if keep.sum() >= 2 else X_values
             )
         self.bias_model_ = None
         self.calibration_scale_ = None
@@ -664,7 +664,8 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
                 "score; refit it with outside_fraction=0.01 (for example)"
             )
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self.applicability_.applicability(X)
+        X_values = X[:, self.value_columns_] if (self.error_columns_ >= 0).any() else X
+        return self.applicability_.applicability(X_values)
 
     def predict_trees(self, X: Any, X_err: Any = None) -> np.ndarray:
         """Predictions of every tree (bias correction included), with the same input draws
