@@ -78,6 +78,11 @@ _LAZY: dict[str, str] = {
     # forest: the probabilistic random forest
     "ProbabilisticForestRegressor": "forest",
     "z_score_width": "forest",
+    # applicability and spectrum quality: how far to trust an age
+    "ApplicabilityScore": "applicability",
+    "spectrum_quality": "quality",
+    "QualityFlag": "quality",
+    "QualityThresholds": "quality",
     # pipeline: composition and scorers
     "make_age_pipeline": "pipeline",
     "fit_age_model": "pipeline",
@@ -88,12 +93,15 @@ _LAZY: dict[str, str] = {
     "age_scatter_scorer": "pipeline",
     "age_bias_scorer": "pipeline",
     "z_width_scorer": "pipeline",
+    "applicability_score": "pipeline",
+    "age_trust": "pipeline",
     # evaluation
     "evaluate_age_model": "evaluation",
     "split_survey": "evaluation",
     "split_indices": "evaluation",
     "evaluate_saved_model": "evaluation",
     "EvaluationReport": "evaluation",
+    "coverage_table": "evaluation",
     # catalogue: survey-scale streaming inference
     "predict_catalogue": "catalogue",
     "read_catalogue": "catalogue",

@@ -73,9 +73,9 @@ from skages.quality import QualityFlag, QualityThresholds, spectrum_quality
 
 __all__ = [
     "CATALOGUE_FORMAT_VERSION",
+    "WARNING_FLAGS",
     "CatalogueCuts",
     "CatalogueFlag",
-    "WARNING_FLAGS",
     "catalogue_columns",
     "dask_client",
     "predict_catalogue",
