@@ -487,4 +487,3 @@ def test_gridsearch_through_joblibs_dask_backend(tiny, small_survey, dask_client
         on_dask.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
     )
     assert on_dask.best_params_ == serial.best_params_
-
