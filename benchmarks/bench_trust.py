@@ -14,7 +14,8 @@ the 30 % held out:
 4. the flags of the out-of-population cases of issue 22: Teff 7000 K (label, and label
    with a spectrum whose lines are 30 % as deep), [Fe/H] −2.5, a flat spectrum, a
    constant 0.5, S/N ≈ 5 noise under an S/N label of 150, 45 % masked pixels and the real
-   APOGEE M dwarfs of ``../shared/data/apogee_fixtures`` (aspcapStar r6) with giant labels.
+   APOGEE M dwarfs of ``../shared/data/apogee_fixtures`` (aspcapStar r6) with giant labels;
+5. the decoder check: νmax of the decoded PSD against the observed PSD's (mismatch rate).
 
 It also writes ``trust_scores.npz`` (held-out and out-of-population applicability scores)
 for the figure of the docs page (``--figure PATH``).
@@ -40,7 +41,7 @@ from astropy.stats import mad_std
 from skages.catalogue import CatalogueCuts
 from skages.datasets import make_apokasc
 from skages.encoder import SpectrumToPSDEncoder
-from skages.evaluation import coverage_table, split_survey
+from skages.evaluation import coverage_table, decoder_numax_check, split_survey
 from skages.forest import ProbabilisticForestRegressor
 from skages.pipeline import age_trust, fit_age_model, make_age_frame
 from skages.quality import QualityFlag
@@ -174,6 +175,15 @@ def main() -> None:
             f"{np.median(t.applicability):6.2f}  bits {', '.join(bits)}"
         )
         scores[name] = t.applicability.to_numpy()
+    # 5. the decoder as a check: νmax of the decoded PSD against the observed PSD's
+    check = decoder_numax_check(model, test.spectra, psd=test.psd)
+    r = np.abs(check["log_ratio"][np.isfinite(check["log_ratio"])])
+    print(
+        f"\n5. decoder νmax vs observed (same estimator), {r.size} held-out stars: |log10 "
+        f"ratio| median {np.median(r):.3f}, 90 % {np.quantile(r, 0.9):.3f}, 99 % "
+        f"{np.quantile(r, 0.99):.3f} dex; mismatch rate (> 0.1 dex) "
+        f"{100 * check['mismatch_rate']:.1f} %"
+    )
     np.savez(args.scores, **{k.replace(" ", "_"): v for k, v in scores.items()})
     if args.figure:
         from skages.plotting import plot_applicability

@@ -44,6 +44,7 @@ __all__ = [
     "alpha_residual_slope",
     "alpha_sensitivity",
     "coverage_table",
+    "decoder_numax_check",
     "evaluate_age_model",
     "evaluate_saved_model",
     "held_out_split",
@@ -363,6 +364,69 @@ def coverage_table(
             "z_width": z_score_width(y[m], p[m], s[m], e[m]) if n else np.nan,
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def decoder_numax_check(
+    encoder: Any,
+    spectra: Any,
+    *,
+    psd: Any = None,
+    numax: Any = None,
+    max_log_ratio: float = 0.1,
+) -> dict[str, Any]:
+    """The decoder as a check (Leung et al. 2023, §6.1): νmax of the decoded PSD against
+    the observed one.
+
+    A star whose spectrum decodes to a PSD with another νmax than its own light curve's
+    is one the encoder reads wrongly; the rate of such mismatches on stars with a PSD
+    (training, evaluation) says how often that happens.
+
+    Parameters
+    ----------
+    encoder : SpectrumToPSDEncoder or age Pipeline
+        The fitted encoder (or a Pipeline holding it).
+    spectra : array-like of shape (n_stars, n_pixels)
+        Continuum-normalised spectra.
+    psd : array-like of shape (n_stars, 2092), optional
+        Observed natural-log PSDs; νmax is measured on them with the same estimator
+        (:func:`~skages.seismology.estimate_numax`), so that its bias cancels.
+    numax : array-like of shape (n_stars,), optional
+        Observed νmax (µHz) when no PSD is given.
+    max_log_ratio : float, default=0.1
+        A mismatch is ``|log10(νmax_decoded / νmax_observed)| > max_log_ratio`` (dex).
+
+    Returns
+    -------
+    dict
+        ``numax_decoded``, ``numax_observed`` (µHz), ``log_ratio`` (dex), ``mismatch``
+        (bool per star) and ``mismatch_rate`` (over stars with both values).
+    """
+    from skages.seismology import estimate_numax
+
+    if (psd is None) == (numax is None):
+        raise ValueError("give exactly one of psd (observed log PSDs) or numax (µHz)")
+    enc = _encoder(encoder)
+    decoded = np.atleast_2d(estimate_numax(enc.predict_psd(_encoder_input(enc, spectra))))
+    decoded = decoded.reshape(-1)
+    if psd is not None:
+        observed = np.asarray(estimate_numax(np.asarray(psd, dtype=float)), float).reshape(-1)
+    else:
+        observed = np.asarray(numax, dtype=float).reshape(-1)
+    if observed.shape != decoded.shape:
+        raise ValueError(
+            f"psd/numax must have one entry per spectrum ({decoded.size}); got {observed.size}"
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.log10(decoded / observed)
+    ok = np.isfinite(log_ratio)
+    mismatch = ok & (np.abs(log_ratio) > max_log_ratio)
+    return {
+        "numax_decoded": decoded,
+        "numax_observed": observed,
+        "log_ratio": log_ratio,
+        "mismatch": mismatch,
+        "mismatch_rate": float(mismatch.sum() / ok.sum()) if ok.any() else float("nan"),
+    }
 
 
 def latent_regression(
