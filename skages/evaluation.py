@@ -1048,6 +1048,7 @@ class EvaluationReport:
                         f"{a.get('z_width', float('nan')):.2f}",
                     )
                 )
+        out += _coverage_markdown(m)
         out += ["", "## Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
         for name, g in m["goal_checks"].items():
             out.append(
@@ -1373,6 +1374,10 @@ def evaluate_age_model(
     }
     if track is not None:
         metrics["psd_from_latent"] = {k: track[k] for k in ("stated", "obtained", "n")}
+    metrics["coverage"] = _coverage_metrics(y_s, mean, std, y_err_s, state_s)
+    dated = _catalogue_cut_metrics(lab_s, y_s, mean, state_s)
+    if dated:
+        metrics["catalogue_cuts"] = dated
     report = EvaluationReport(metrics=metrics)
     if figures:
         report.figures = _figures(
@@ -1390,7 +1395,95 @@ def evaluate_age_model(
             random_state,
             track,
         )
+        if metrics["coverage"].get("all", {}).get("n"):
+            from skages.plotting import plot_reliability
+
+            report.figures["reliability"] = plot_reliability(
+                y_s, mean, std, y_err_s, groups=state_s
+            ).figure
     return report
+
+
+def _coverage_markdown(m: dict[str, Any]) -> list[str]:
+    """The report's coverage table and the counts under the catalogue's cuts."""
+    out: list[str] = []
+    coverage = m.get("coverage") or {}
+    if coverage:
+        out += [
+            "",
+            "## Coverage of the uncertainties (held-out stars with reference ages)",
+            "",
+            "z = (predicted − reference) / √(σ² + σ_ref²); calibrated: 68.3 % within 1, "
+            "95.4 % within 2 (goals 68 ± 3 % and 95 ± 2 % per state).",
+            "",
+            "| state | stars | \\|z\\| < 1 (%) | \\|z\\| < 2 (%) | z width |",
+            "|---|---|---|---|---|",
+        ]
+        for state, c in coverage.items():
+            out.append(
+                _md_row(
+                    state,
+                    c["n"],
+                    f"{100 * c['within_1']:.1f}",
+                    f"{100 * c['within_2']:.1f}",
+                    f"{c['z_width']:.2f}",
+                )
+            )
+    cuts = m.get("catalogue_cuts")
+    if cuts:
+        scored, dated = cuts["scored"], cuts["dated"]
+        out += [
+            "",
+            f"Under the catalogue's default cuts ({cuts['cuts']}), {dated['n']} of the "
+            f"{scored['n']} scored stars would get an age ({dated['n_RGB']} of "
+            f"{scored['n_RGB']} RGB, {dated['n_RC']} of {scored['n_RC']} RC); age scatter "
+            f"{_pct(scored['scatter_pct'])} over the scored stars, {_pct(dated['scatter_pct'])} "
+            "over the dated ones.",
+        ]
+    return out
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.1f} %"
+
+
+def _coverage_metrics(y, mean, std, y_err, state) -> dict[str, Any]:
+    """:func:`coverage_table` of the held-out stars with reference ages, as a dict."""
+    ok = np.isfinite(y)
+    if not ok.any():
+        return {}
+    e = None if y_err is None else np.nan_to_num(y_err)[ok]
+    table = coverage_table(y[ok], mean[ok], std[ok], e, groups=state[ok])
+    return {
+        str(k): {c: int(v) if c == "n" else float(v) for c, v in row.items()}
+        for k, row in table.iterrows()
+    }
+
+
+def _catalogue_cut_metrics(labels, y, mean, state) -> dict[str, Any]:
+    """How many scored held-out stars the catalogue's default cuts would date, and the
+    age scatter of both sets (the report scores every star with a reference age)."""
+    from skages.catalogue import CatalogueCuts
+
+    logg = _col(labels, "logg")
+    snr = _col(labels, "snrev")
+    snr = _col(labels, "snr") if snr is None else snr
+    if logg is None or snr is None:
+        return {}
+    cuts = CatalogueCuts()
+    _, in_latent = cuts._masks(logg, snr)
+    dated = in_latent & cuts._age(logg)
+    scored = np.isfinite(y) & np.isfinite(mean)
+    out: dict[str, Any] = {
+        "cuts": {k: v for k, v in cuts.to_dict().items() if "logg" in k or "snr" in k}
+    }
+    for name, m in (("scored", scored), ("dated", scored & dated)):
+        entry: dict[str, Any] = {"n": int(m.sum())}
+        for st in ("RGB", "RC"):
+            entry[f"n_{st}"] = int((m & (state == st)).sum())
+        entry["scatter_pct"] = age_scatter(y[m], mean[m]) if m.sum() >= 3 else None
+        out[name] = entry
+    return out
 
 
 def _read_rows(path: Path, max_stars: int | None) -> Bunch:

@@ -354,3 +354,25 @@ def test_decoder_numax_check(small_survey):
     assert doubled["mismatch"].all()
     with pytest.raises(ValueError, match="exactly one"):
         decoder_numax_check(encoder, spectra)
+
+
+def test_report_states_coverage_and_what_the_cuts_date(report):
+    rep, _, test = report
+    m = rep.metrics
+    coverage = m["coverage"]
+    assert coverage["all"]["n"] == m["n_test_aged"]
+    assert {"RGB", "RC"} <= set(coverage)
+    for c in coverage.values():
+        assert 0 <= c["within_1"] <= c["within_2"] <= 1
+    cuts = m["catalogue_cuts"]
+    assert cuts["scored"]["n"] == m["n_test_aged"]
+    logg = test.labels["logg"].to_numpy()
+    snr = test.labels["snr"].to_numpy()
+    aged = np.isfinite(test.labels["log_age"].to_numpy()) & test.labels["precise_age"].to_numpy()
+    expect = aged & (logg >= 2.5) & (logg > 1.5) & (logg < 3.6) & (snr > 30)
+    assert cuts["dated"]["n"] == int(expect.sum())
+    assert cuts["dated"]["n_RC"] + cuts["dated"]["n_RGB"] == cuts["dated"]["n"]
+    text = rep.to_markdown()
+    assert "## Coverage of the uncertainties" in text
+    assert f"{cuts['dated']['n']} of the {cuts['scored']['n']} scored stars" in text
+    assert "reliability" in rep.figures
