@@ -253,11 +253,11 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         0.37 T trees) and of a full prediction (T trees) mean the same. Stars enter the fit
         if at least ``n_estimators // 10`` trees (2 to 10) left them out. σ then estimates
         the error of a prediction about the true value. "oob_coverage" fits s instead so
-        that 68.27 % of the out-of-bag stars have |z| < 1 (split-conformal on the
+        that 68.27 % of the out-of-bag stars have :math:`|z| < 1` (split-conformal on the
         normalised out-of-bag residuals, as in jackknife+-after-bootstrap): it matches the
         coverage rather than the core width where the residuals have heavy tails.
         "oob_local" first fits that scale, then a shallow tree on the inputs (at most 8
-        leaves of at least 100 out-of-bag stars) splits where the out-of-bag |z| differ
+        leaves of at least 100 out-of-bag stars) splits where the out-of-bag :math:`|z|` differ
         and each leaf gets its own coverage-matched scale: a heteroscedastic calibration
         (e.g. red-clump and red-giant-branch stars miscalibrated in opposite ways). None
         returns the raw spread of the trees (the paper).

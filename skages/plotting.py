@@ -706,7 +706,7 @@ def plot_reliability(
 ):
     """Reliability (calibration) curve: observed against nominal coverage of intervals.
 
-    For each nominal coverage p, the fraction of stars with |z| below the p quantile of
+    For each nominal coverage p, the fraction of stars with :math:`|z|` below the p quantile of
     a unit normal, z = (predicted − reference) / sqrt(σ² + σ_ref²). Calibrated
     uncertainties follow the diagonal; a curve above it means σ too large.
 
