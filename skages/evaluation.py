@@ -302,8 +302,9 @@ def coverage_table(
     """Coverage of 1σ and 2σ intervals on stars with reference values.
 
     With z = (prediction − reference) / √(σ² + σ_ref²), the fraction of stars with
-    :math:`|z| < 1` and :math:`|z| < 2` (0.683 and 0.954 for calibrated Gaussian uncertainties) and the
-    z width (:func:`~skages.forest.z_score_width`), overall and per group.
+    :math:`|z| < 1` and :math:`|z| < 2` (0.683 and 0.954 for calibrated Gaussian
+    uncertainties) and the z width (:func:`~skages.forest.z_score_width`), overall and
+    per group.
 
     Parameters
     ----------

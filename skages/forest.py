@@ -257,8 +257,8 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         normalised out-of-bag residuals, as in jackknife+-after-bootstrap): it matches the
         coverage rather than the core width where the residuals have heavy tails.
         "oob_local" first fits that scale, then a shallow tree on the inputs (at most 8
-        leaves of at least 100 out-of-bag stars) splits where the out-of-bag :math:`|z|` differ
-        and each leaf gets its own coverage-matched scale: a heteroscedastic calibration
+        leaves of at least 100 out-of-bag stars) splits where the out-of-bag :math:`|z|`
+        differ and each leaf gets its own coverage-matched scale: a heteroscedastic calibration
         (e.g. red-clump and red-giant-branch stars miscalibrated in opposite ways). None
         returns the raw spread of the trees (the paper).
     outside_fraction : float or None, default=0.01
