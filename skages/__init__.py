@@ -82,6 +82,11 @@ _LAZY: dict[str, str] = {
     # forest: the probabilistic random forest
     "ProbabilisticForestRegressor": "forest",
     "z_score_width": "forest",
+    # applicability and spectrum quality: how far to trust an age
+    "ApplicabilityScore": "applicability",
+    "spectrum_quality": "quality",
+    "QualityFlag": "quality",
+    "QualityThresholds": "quality",
     # pipeline: composition and scorers
     "make_age_pipeline": "pipeline",
     "fit_age_model": "pipeline",
@@ -92,12 +97,15 @@ _LAZY: dict[str, str] = {
     "age_scatter_scorer": "pipeline",
     "age_bias_scorer": "pipeline",
     "z_width_scorer": "pipeline",
+    "applicability_score": "pipeline",
+    "age_trust": "pipeline",
     # evaluation
     "evaluate_age_model": "evaluation",
     "split_survey": "evaluation",
     "split_indices": "evaluation",
     "evaluate_saved_model": "evaluation",
     "EvaluationReport": "evaluation",
+    "coverage_table": "evaluation",
     # training: the two-stage training over surveys, files and configs
     "train_from_survey": "training",
     "train_from_files": "training",

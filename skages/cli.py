@@ -633,7 +633,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
             "      --scheduler tcp://10.0.0.5:8786\n\n"
             "cuts (NAME=VALUE, 'none' switches one off): latent_logg_min=1.5 "
             "latent_logg_max=3.6\n  latent_snr_min=30 age_logg_min=2.5 "
-            "min_finite_fraction=0.5"
+            "min_finite_fraction=0.5\nwarning checks (flag bits 128+, values kept): "
+            "max_masked_fraction=0.3\n  max_level_offset=0.2 min_line_depth=0.35 "
+            "max_line_depth=3 max_noise_ratio=3\n  max_applicability=1"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -820,6 +822,7 @@ def _headless_figures() -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    from skages.catalogue import CatalogueCuts
     from skages.evaluation import evaluate_saved_model
 
     _headless_figures()
@@ -837,6 +840,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         random_state=args.seed,
         n_jobs=args.n_jobs,
         trusted=args.trust,
+        cuts=CatalogueCuts(),
     )
     import matplotlib.pyplot as plt
 

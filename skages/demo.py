@@ -124,7 +124,7 @@ def _demo(
     """:func:`run_demo` once the folder's lock is held."""
     from sklearn.utils import Bunch
 
-    from skages.catalogue import predict_catalogue
+    from skages.catalogue import CatalogueCuts, predict_catalogue
     from skages.datasets import write_apokasc
     from skages.evaluation import _take, evaluate_age_model, held_out_split, split_record
     from skages.io import SurveyReader, read_survey
@@ -224,6 +224,7 @@ def _demo(
         baselines=baselines,
         random_state=seed,
         n_jobs=n_jobs,
+        cuts=CatalogueCuts(),
     )
     report.metrics["demo"] = {**settings, "paper_max_epochs": PAPER_MAX_EPOCHS}
     report.write(paths.report.parent)

@@ -44,6 +44,8 @@ __all__ = [
     "age_metrics",
     "alpha_residual_slope",
     "alpha_sensitivity",
+    "coverage_table",
+    "decoder_numax_check",
     "evaluate_age_model",
     "evaluate_saved_model",
     "held_out_split",
@@ -288,6 +290,145 @@ def age_metrics(
             entry["z_width"] = float(z_score_width(y[m], p[m], s, e))
         out[name] = entry
     return out
+
+
+def coverage_table(
+    y_true: Any,
+    y_pred: Any,
+    y_std: Any,
+    y_err: Any = None,
+    *,
+    groups: Any = None,
+) -> Any:
+    """Coverage of 1σ and 2σ intervals on stars with reference values.
+
+    With z = (prediction − reference) / √(σ² + σ_ref²), the fraction of stars with
+    :math:`|z| < 1` and :math:`|z| < 2` (0.683 and 0.954 for calibrated Gaussian
+    uncertainties) and the z width (:func:`~skages.forest.z_score_width`), overall and
+    per group.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_stars,)
+        Reference and predicted values (e.g. log10 age, log10(Gyr)). NaN is skipped.
+    y_std : array-like of shape (n_stars,)
+        1σ of the predictions, units of ``y_pred``; non-negative.
+    y_err : array-like of shape (n_stars,), optional
+        1σ of the references, same units; zero when not given.
+    groups : array-like of shape (n_stars,), optional
+        A group label per star (e.g. the evolutionary state "RGB" / "RC").
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``"all"`` then each group (sorted); columns ``n``, ``within_1``,
+        ``within_2`` (fractions) and ``z_width``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skages.evaluation import coverage_table
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.normal(size=20_000)
+    >>> table = coverage_table(truth, truth + rng.normal(size=truth.size), np.ones(truth.size))
+    >>> table.loc["all", ["within_1", "within_2"]].round(2).tolist()
+    [0.68, 0.95]
+    """
+    import pandas as pd
+
+    from skages.forest import z_score_width
+
+    y, p, s = (np.asarray(a, dtype=float) for a in (y_true, y_pred, y_std))
+    e = np.zeros_like(y) if y_err is None else np.asarray(y_err, dtype=float)
+    if not y.shape == p.shape == s.shape == e.shape or y.ndim != 1:
+        raise ValueError(
+            "y_true, y_pred, y_std and y_err must be 1-D of one length; got shapes "
+            f"{y.shape}, {p.shape}, {s.shape}, {e.shape}"
+        )
+    if (s < 0).any() or (e < 0).any():
+        raise ValueError("y_std and y_err must be non-negative (standard deviations)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (p - y) / np.sqrt(s**2 + e**2)
+    ok = np.isfinite(z)
+    masks = {"all": ok}
+    if groups is not None:
+        g = np.asarray(groups).astype(str)
+        if g.shape != y.shape:
+            raise ValueError(f"groups must have shape {y.shape}; got {g.shape}")
+        masks.update({name: ok & (g == name) for name in sorted(set(g[ok]))})
+    rows = {}
+    for name, m in masks.items():
+        n = int(m.sum())
+        rows[name] = {
+            "n": n,
+            "within_1": float(np.mean(np.abs(z[m]) < 1)) if n else np.nan,
+            "within_2": float(np.mean(np.abs(z[m]) < 2)) if n else np.nan,
+            "z_width": z_score_width(y[m], p[m], s[m], e[m]) if n else np.nan,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def decoder_numax_check(
+    encoder: Any,
+    spectra: Any,
+    *,
+    psd: Any = None,
+    numax: Any = None,
+    max_log_ratio: float = 0.1,
+) -> dict[str, Any]:
+    """The decoder as a check (Leung et al. 2023, §6.1): νmax of the decoded PSD against
+    the observed one.
+
+    A star whose spectrum decodes to a PSD with another νmax than its own light curve's
+    is one the encoder reads wrongly; the rate of such mismatches on stars with a PSD
+    (training, evaluation) says how often that happens.
+
+    Parameters
+    ----------
+    encoder : SpectrumToPSDEncoder or age Pipeline
+        The fitted encoder (or a Pipeline holding it).
+    spectra : array-like of shape (n_stars, n_pixels)
+        Continuum-normalised spectra.
+    psd : array-like of shape (n_stars, 2092), optional
+        Observed natural-log PSDs; νmax is measured on them with the same estimator
+        (:func:`~skages.seismology.estimate_numax`), so that its bias cancels.
+    numax : array-like of shape (n_stars,), optional
+        Observed νmax (µHz) when no PSD is given.
+    max_log_ratio : float, default=0.1
+        A mismatch is ``|log10(νmax_decoded / νmax_observed)| > max_log_ratio`` (dex).
+
+    Returns
+    -------
+    dict
+        ``numax_decoded``, ``numax_observed`` (µHz), ``log_ratio`` (dex), ``mismatch``
+        (bool per star) and ``mismatch_rate`` (over stars with both values).
+    """
+    from skages.seismology import estimate_numax
+
+    if (psd is None) == (numax is None):
+        raise ValueError("give exactly one of psd (observed log PSDs) or numax (µHz)")
+    enc = _encoder(encoder)
+    decoded = np.atleast_2d(estimate_numax(enc.predict_psd(_encoder_input(enc, spectra))))
+    decoded = decoded.reshape(-1)
+    if psd is not None:
+        observed = np.asarray(estimate_numax(np.asarray(psd, dtype=float)), float).reshape(-1)
+    else:
+        observed = np.asarray(numax, dtype=float).reshape(-1)
+    if observed.shape != decoded.shape:
+        raise ValueError(
+            f"psd/numax must have one entry per spectrum ({decoded.size}); got {observed.size}"
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.log10(decoded / observed)
+    ok = np.isfinite(log_ratio)
+    mismatch = ok & (np.abs(log_ratio) > max_log_ratio)
+    return {
+        "numax_decoded": decoded,
+        "numax_observed": observed,
+        "log_ratio": log_ratio,
+        "mismatch": mismatch,
+        "mismatch_rate": float(mismatch.sum() / ok.sum()) if ok.any() else float("nan"),
+    }
 
 
 def latent_regression(
@@ -854,6 +995,7 @@ class EvaluationReport:
                         f"{a.get('z_width', float('nan')):.2f}",
                     )
                 )
+        out += _coverage_markdown(m)
         out += ["", "## Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
         for name, g in m["goal_checks"].items():
             out.append(
@@ -968,6 +1110,7 @@ def evaluate_age_model(
     n_components: int = 20,
     random_state: Any = 0,
     n_jobs: int | None = None,
+    cuts: Any = None,
 ) -> EvaluationReport:
     """Run the paper's diagnostics of a fitted age model on held-out stars.
 
@@ -992,6 +1135,11 @@ def evaluate_age_model(
         Seeds the auxiliary forests.
     n_jobs : int, optional
         Threads of the auxiliary forests.
+    cuts : skages.catalogue.CatalogueCuts, optional
+        The catalogue's cuts (``CatalogueCuts()`` for the paper's): the report then also
+        counts the held-out stars that a catalogue would date under them and scores both
+        sets (``metrics["catalogue_cuts"]``). ``skages evaluate`` and ``skages demo``
+        pass the default cuts.
 
     Returns
     -------
@@ -1179,6 +1327,10 @@ def evaluate_age_model(
     }
     if track is not None:
         metrics["psd_from_latent"] = {k: track[k] for k in ("stated", "obtained", "n")}
+    metrics["coverage"] = _coverage_metrics(y_s, mean, std, y_err_s, state_s)
+    dated = {} if cuts is None else _catalogue_cut_metrics(cuts, lab_s, y_s, mean, state_s)
+    if dated:
+        metrics["catalogue_cuts"] = dated
     report = EvaluationReport(metrics=metrics)
     if figures:
         report.figures = _figures(
@@ -1196,7 +1348,92 @@ def evaluate_age_model(
             random_state,
             track,
         )
+        if metrics["coverage"].get("all", {}).get("n"):
+            from skages.plotting import plot_reliability
+
+            report.figures["reliability"] = plot_reliability(
+                y_s, mean, std, y_err_s, groups=state_s
+            ).figure
     return report
+
+
+def _coverage_markdown(m: dict[str, Any]) -> list[str]:
+    """The report's coverage table and the counts under the catalogue's cuts."""
+    out: list[str] = []
+    coverage = m.get("coverage") or {}
+    if coverage:
+        out += [
+            "",
+            "## Coverage of the uncertainties (held-out stars with reference ages)",
+            "",
+            "z = (predicted − reference) / √(σ² + σ_ref²); calibrated: 68.3 % within 1, "
+            "95.4 % within 2 (goals 68 ± 3 % and 95 ± 2 % per state).",
+            "",
+            "| state | stars | \\|z\\| < 1 (%) | \\|z\\| < 2 (%) | z width |",
+            "|---|---|---|---|---|",
+        ]
+        for state, c in coverage.items():
+            out.append(
+                _md_row(
+                    state,
+                    c["n"],
+                    f"{100 * c['within_1']:.1f}",
+                    f"{100 * c['within_2']:.1f}",
+                    f"{c['z_width']:.2f}",
+                )
+            )
+    cuts = m.get("catalogue_cuts")
+    if cuts:
+        scored, dated = cuts["scored"], cuts["dated"]
+        out += [
+            "",
+            f"Under the catalogue's default cuts ({cuts['cuts']}), {dated['n']} of the "
+            f"{scored['n']} scored stars would get an age ({dated['n_RGB']} of "
+            f"{scored['n_RGB']} RGB, {dated['n_RC']} of {scored['n_RC']} RC); age scatter "
+            f"{_pct(scored['scatter_pct'])} over the scored stars, {_pct(dated['scatter_pct'])} "
+            "over the dated ones.",
+        ]
+    return out
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.1f} %"
+
+
+def _coverage_metrics(y, mean, std, y_err, state) -> dict[str, Any]:
+    """:func:`coverage_table` of the held-out stars with reference ages, as a dict."""
+    ok = np.isfinite(y)
+    if not ok.any():
+        return {}
+    e = None if y_err is None else np.nan_to_num(y_err)[ok]
+    table = coverage_table(y[ok], mean[ok], std[ok], e, groups=state[ok])
+    return {
+        str(k): {c: int(v) if c == "n" else float(v) for c, v in row.items()}
+        for k, row in table.iterrows()
+    }
+
+
+def _catalogue_cut_metrics(cuts, labels, y, mean, state) -> dict[str, Any]:
+    """How many scored held-out stars the catalogue's cuts would date, and the age
+    scatter of both sets (the report scores every star with a reference age)."""
+    logg = _col(labels, "logg")
+    snr = _col(labels, "snrev")
+    snr = _col(labels, "snr") if snr is None else snr
+    if logg is None or snr is None:
+        return {}
+    _, in_latent = cuts._masks(logg, snr)
+    dated = in_latent & cuts._age(logg)
+    scored = np.isfinite(y) & np.isfinite(mean)
+    out: dict[str, Any] = {
+        "cuts": {k: v for k, v in cuts.to_dict().items() if "logg" in k or "snr" in k}
+    }
+    for name, m in (("scored", scored), ("dated", scored & dated)):
+        entry: dict[str, Any] = {"n": int(m.sum())}
+        for st in ("RGB", "RC"):
+            entry[f"n_{st}"] = int((m & (state == st)).sum())
+        entry["scatter_pct"] = age_scatter(y[m], mean[m]) if m.sum() >= 3 else None
+        out[name] = entry
+    return out
 
 
 def _read_rows(path: Path, max_stars: int | None) -> Bunch:
@@ -1283,6 +1520,7 @@ def evaluate_saved_model(
     random_state: Any = 0,
     n_jobs: int | None = None,
     trusted: Sequence[str] | None = None,
+    cuts: Any = None,
 ) -> EvaluationReport:
     """Evaluate a saved model on the stars it did not see, and write the report.
 
@@ -1298,7 +1536,7 @@ def evaluate_saved_model(
         Where to write ``report.md``, ``metrics.json`` and ``figures/``.
     test_survey : path-like, optional
         A separate held-out survey; then every star of ``survey`` counts as training.
-    baselines, random_state, n_jobs
+    baselines, random_state, n_jobs, cuts
         As for :func:`evaluate_age_model`.
     trusted : sequence of str, optional
         For a ``.skops`` model: extra type names to trust
@@ -1323,7 +1561,13 @@ def evaluate_saved_model(
         "evaluating on %d held-out stars (%d training)", len(test.labels), len(train.labels)
     )
     report = evaluate_age_model(
-        fitted, train, test, baselines=baselines, random_state=random_state, n_jobs=n_jobs
+        fitted,
+        train,
+        test,
+        baselines=baselines,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        cuts=cuts,
     )
     if output_dir is not None:
         report.write(output_dir)

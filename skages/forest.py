@@ -35,6 +35,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from skages.applicability import ApplicabilityScore
+
 __all__ = ["ProbabilisticForestRegressor", "z_score_width"]
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ _OFFSETS_PER_TREE = 4
 # Stars enter the calibration with at least n_estimators // 10 out-of-bag trees (2 to 10):
 # a spread from a handful of trees is too noisy and would inflate the fitted scale.
 _MIN_OOB_TREES = (2, 10)
+# Fraction of a unit normal within ±1: the coverage "oob_coverage" calibrates to.
+_ONE_SIGMA = 0.6826894921370859
+# "oob_local": at most this many regions, each with at least this many out-of-bag stars.
+_LOCAL_LEAVES, _LOCAL_MIN_STARS = 8, 100
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,15 +245,26 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         Spread of the trees' predictions: the sample standard deviation (the paper) or
         :func:`astropy.stats.mad_std`, a robust one (the published code; predicting with it
         costs about 1.5 times more).
-    calibration : {"oob"} or None, default="oob"
+    calibration : {"oob", "oob_coverage", "oob_local"} or None, default="oob_local"
         "oob": σ = spread × sqrt(s² + 1/T), with T the number of trees averaged and the scale
         s fitted so that out-of-bag z-scores, ``(prediction - y) / sqrt(σ² + y_err²)``,
         have unit :func:`z_score_width` (needs ``bootstrap``). The 1/T term is the
         Monte-Carlo error of averaging T trees, so that σ of an out-of-bag prediction (about
         0.37 T trees) and of a full prediction (T trees) mean the same. Stars enter the fit
         if at least ``n_estimators // 10`` trees (2 to 10) left them out. σ then estimates
-        the error of a prediction about the true value. None returns the raw spread of the
-        trees (the paper).
+        the error of a prediction about the true value. "oob_coverage" fits s instead so
+        that 68.27 % of the out-of-bag stars have :math:`|z| < 1` (split-conformal on the
+        normalised out-of-bag residuals, as in jackknife+-after-bootstrap): it matches the
+        coverage rather than the core width where the residuals have heavy tails.
+        "oob_local" first fits that scale, then a shallow tree on the inputs (at most 8
+        leaves of at least 100 out-of-bag stars) splits where the out-of-bag :math:`|z|`
+        differ and each leaf gets its own coverage-matched scale: a heteroscedastic calibration
+        (e.g. red-clump and red-giant-branch stars miscalibrated in opposite ways). None
+        returns the raw spread of the trees (the paper).
+    outside_fraction : float or None, default=0.01
+        Fit an applicability score on the training inputs (:meth:`applicability`),
+        calibrated so that this fraction of the training stars score above 1 (the
+        catalogue's ``OUTSIDE_TRAINING`` flag). None fits none.
     missing_target : {"error", "ignore"}, default="error"
         What a NaN target means. "error" rejects it. "ignore" drops those stars before
         growing the forest: in an age :class:`~sklearn.pipeline.Pipeline` fitted on every
@@ -288,7 +305,16 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         out-of-bag trees); NaN where fewer than ``n_estimators // 10`` trees (at least 2, at
         most 10) left the star out. These are the stars the calibration is fitted on.
     calibration_scale_ : float or None
-        The fitted scale s of ``calibration="oob"``; None without calibration.
+        The fitted global scale s (``calibration`` "oob", "oob_coverage" or
+        "oob_local"); None without calibration.
+    applicability_ : ApplicabilityScore or None
+        The applicability score fitted on the training inputs (every column of X);
+        None with ``outside_fraction=None``. See :meth:`applicability`.
+    calibration_tree_ : DecisionTreeRegressor or None
+        ``calibration="oob_local"``: the tree whose leaves are the calibration regions
+        (None with fewer than 200 usable out-of-bag stars: the global scale is used).
+    calibration_scales_ : ndarray of shape (n_nodes,) or None
+        ``calibration="oob_local"``: the scale of each node of ``calibration_tree_``.
     bias_model_ : LinearRegression or None
         The bias-correction model of ``bias_correction``, on the value features.
 
@@ -358,11 +384,12 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         "target_weighting": [StrOptions({"inverse_variance", "inverse_std"}), None],
         "bias_correction": [StrOptions({"oob", "train"}), None],
         "spread": [StrOptions({"std", "mad_std"})],
-        "calibration": [StrOptions({"oob"}), None],
+        "calibration": [StrOptions({"oob", "oob_coverage", "oob_local"}), None],
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state", np.random.Generator],
         "verbose": ["verbose"],
         "missing_target": [StrOptions({"error", "ignore"})],
+        "outside_fraction": [Interval(numbers.Real, 0, 1, closed="neither"), None],
     }
 
     def __init__(
@@ -387,7 +414,8 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         target_weighting: str | None = None,
         bias_correction: str | None = None,
         spread: str = "std",
-        calibration: str | None = "oob",
+        calibration: str | None = "oob_local",
+        outside_fraction: float | None = 0.01,
         missing_target: str = "error",
         n_jobs: int | None = None,
         random_state: Any = None,
@@ -413,6 +441,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         self.bias_correction = bias_correction
         self.spread = spread
         self.calibration = calibration
+        self.outside_fraction = outside_fraction
         self.missing_target = missing_target
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -518,8 +547,16 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         )
         self.estimators_ = [result[0] for result in results]
 
+        self.applicability_ = None
+        if self.outside_fraction is not None:
+            keep = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
+            self.applicability_ = ApplicabilityScore(outside_fraction=self.outside_fraction).fit(
+                X_values[keep] if keep.sum() >= 2 else X_values
+            )
         self.bias_model_ = None
         self.calibration_scale_ = None
+        self.calibration_tree_ = None
+        self.calibration_scales_ = None
         fit_mask = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
         if self.bootstrap:
             oob = self._oob_summary(results, n_samples)
@@ -541,18 +578,26 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             min_trees = int(np.clip(self.n_estimators // 10, *_MIN_OOB_TREES))
             with np.errstate(invalid="ignore"):
                 self.oob_prediction_ = oob.mean + self._bias(X_values)
-            if self.calibration == "oob":
-                self.calibration_scale_ = _fit_calibration_scale(
+            if self.calibration is not None:
+                statistic = "oob" if self.calibration == "oob" else "oob_coverage"
+                cal_args = (
                     y[fit_mask] - self.oob_prediction_[fit_mask],
                     oob.var[fit_mask],
                     oob.count[fit_mask],
                     None if y_err is None else y_err[fit_mask],
                     min_trees,
                 )
+                self.calibration_scale_ = _fit_calibration_scale(*cal_args, statistic=statistic)
                 logger.info("calibration scale s = %.4g", self.calibration_scale_)
+                if self.calibration == "oob_local":
+                    self.calibration_tree_, self.calibration_scales_ = _fit_local_scales(
+                        X_values[fit_mask], *cal_args, self.calibration_scale_
+                    )
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.oob_std_ = np.where(
-                    oob.count >= min_trees, self._sigma(oob.var, oob.count), np.nan
+                    oob.count >= min_trees,
+                    self._sigma(oob.var, oob.count, X_values),
+                    np.nan,
                 )
         return self
 
@@ -587,7 +632,40 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         stats = self._predict_stats(X_values, errors, need_var=return_std)
         if not return_std:
             return stats.mean
-        return stats.mean, self._sigma(stats.var, stats.count)
+        return stats.mean, self._sigma(stats.var, stats.count, X_values)
+
+    def applicability(self, X: Any) -> np.ndarray:
+        """How far each star lies from the training stars (> 1: outside the training set).
+
+        The mean distance to the nearest training stars over every input column (error
+        columns included: in the age pipeline the latent coordinates with their σ, Teff and
+        [Fe/H] with their errors), scaled so that ``outside_fraction`` of the training
+        stars score above 1 (:class:`~skages.applicability.ApplicabilityScore`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs with the columns seen at fit. No NaN.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The dimensionless score.
+
+        Raises
+        ------
+        ValueError
+            If the forest was fitted with ``outside_fraction=None``.
+        """
+        check_is_fitted(self)
+        if self.applicability_ is None:
+            raise ValueError(
+                "this forest was fitted with outside_fraction=None and has no applicability "
+                "score; refit it with outside_fraction=0.01 (for example)"
+            )
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X_values = X[:, self.value_columns_] if (self.error_columns_ >= 0).any() else X
+        return self.applicability_.applicability(X_values)
 
     def predict_trees(self, X: Any, X_err: Any = None) -> np.ndarray:
         """Predictions of every tree (bias correction included), with the same input draws
@@ -821,11 +899,14 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             return 0.0
         return self.bias_model_.predict(X_values)
 
-    def _sigma(self, var, n_trees):
+    def _sigma(self, var, n_trees, X_values):
         """σ from the variance of the trees' predictions and the number of trees averaged."""
         if self.calibration_scale_ is None:
             return np.sqrt(var)
-        return np.sqrt(var * (self.calibration_scale_**2 + 1.0 / n_trees))
+        scale = self.calibration_scale_
+        if getattr(self, "calibration_tree_", None) is not None:
+            scale = self.calibration_scales_[self.calibration_tree_.apply(X_values)]
+        return np.sqrt(var * (scale**2 + 1.0 / n_trees))
 
     def _map_chunks(self, X_values, errors, func, desc, need_var=True):
         n = X_values.shape[0]
@@ -1068,8 +1149,19 @@ def _fit_bias(X_values, residual, weights) -> LinearRegression | None:
     return LinearRegression().fit(X_values, residual, sample_weight=weights)
 
 
-def _fit_calibration_scale(residual, var, n_trees, y_err, min_trees) -> float:
-    """Scale s giving out-of-bag z-scores of unit mad_std, with σ² = var (s² + 1/T)."""
+def _z_spread(z: np.ndarray, statistic: str) -> float:
+    """mad_std of z ("oob") or the 68.27 % quantile of |z| ("oob_coverage"); 1 when calibrated."""
+    if statistic == "oob_coverage":
+        return float(np.quantile(np.abs(z), _ONE_SIGMA))
+    return float(mad_std(z))
+
+
+def _fit_calibration_scale(residual, var, n_trees, y_err, min_trees, statistic="oob") -> float:
+    """Scale s giving out-of-bag z-scores of unit spread, with σ² = var (s² + 1/T).
+
+    The spread is mad_std (``statistic="oob"``) or the 68.27 % quantile of |z|
+    (``"oob_coverage"``: split-conformal on the normalised out-of-bag residuals).
+    """
     err2 = np.zeros_like(residual) if y_err is None else y_err**2
     with np.errstate(invalid="ignore", divide="ignore"):
         a = var
@@ -1090,7 +1182,7 @@ def _fit_calibration_scale(residual, var, n_trees, y_err, min_trees) -> float:
         return 1.0  # every tree agrees on every star: s has nothing to scale
 
     def excess_width(s):
-        return float(mad_std(r / np.sqrt(a * s * s + b))) - 1.0
+        return _z_spread(r / np.sqrt(a * s * s + b), statistic) - 1.0
 
     if excess_width(0.0) <= 0:
         # The target errors and the finite number of trees explain the residuals.
@@ -1099,6 +1191,40 @@ def _fit_calibration_scale(residual, var, n_trees, y_err, min_trees) -> float:
     while excess_width(hi) > 0 and hi < 1e9:
         hi *= 2.0
     return float(brentq(excess_width, 0.0, hi, xtol=1e-6))
+
+
+def _fit_local_scales(X_values, residual, var, n_trees, y_err, min_trees, scale):
+    """Per-region scales: a shallow tree on the inputs splits where the out-of-bag |z| of
+    the global ``scale`` differs, and each leaf gets its own coverage-matched scale.
+
+    Returns the tree and the scale of every node (indexed by ``tree.apply``), or
+    (None, None) when fewer than ``2 * _LOCAL_MIN_STARS`` stars can be used.
+    """
+    err2 = np.zeros_like(residual) if y_err is None else y_err**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = residual / np.sqrt(var * (scale**2 + 1.0 / n_trees) + err2)
+    ok = (n_trees >= min_trees) & np.isfinite(z)
+    n_ok = int(ok.sum())
+    if n_ok < 2 * _LOCAL_MIN_STARS:
+        return None, None  # too few stars for two regions: the global scale stands
+    tree = DecisionTreeRegressor(
+        max_leaf_nodes=_LOCAL_LEAVES,
+        min_samples_leaf=max(_LOCAL_MIN_STARS, n_ok // (2 * _LOCAL_LEAVES)),
+        random_state=0,
+    ).fit(X_values[ok], np.abs(z[ok]))
+    leaves = tree.apply(X_values)
+    scales = np.full(tree.tree_.node_count, float(scale))
+    for leaf in np.unique(leaves[ok]):
+        m = leaves == leaf
+        scales[leaf] = _fit_calibration_scale(
+            residual[m],
+            var[m],
+            n_trees[m],
+            None if y_err is None else y_err[m],
+            min_trees,
+            statistic="oob_coverage",
+        )
+    return tree, scales
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ _FORMATS = {".joblib": "joblib", ".pkl": "joblib", ".skops": "skops"}
 #: is safe because the function it wraps is itself audited by name.
 SKOPS_TRUSTED_TYPES: tuple[str, ...] = (
     "functools.partial",
+    "skages.applicability.ApplicabilityScore",
     "skages.encoder.SpectrumToPSDEncoder",
     "skages.forest.ProbabilisticForestRegressor",
     "skages.pipeline._fixed_feature_names",
@@ -87,7 +88,9 @@ def training_summary(X: Any = None, y: Any = None, *, labels: Any = None) -> dic
         Training log10 ages, log10(Gyr); NaN for stars without an age.
     labels : pandas.DataFrame, optional
         Training labels; the ranges of ``teff``, ``fe_h``, ``logg``, ``numax`` are kept
-        where present, and the number of RC and RGB stars from ``evstate``.
+        where present, the number of RC and RGB stars from ``evstate``, and
+        ``simulated`` (True when every ``apogee_id`` is one of skages.datasets'
+        "2M-SIM-…" identifiers: the catalogue then warns that the model dates real stars).
 
     Returns
     -------
@@ -112,6 +115,10 @@ def training_summary(X: Any = None, y: Any = None, *, labels: Any = None) -> dic
         if "evstate" in labels:
             counts = labels["evstate"].astype(str).value_counts()
             out["evstate_counts"] = {str(k): int(v) for k, v in counts.items()}
+        if "apogee_id" in labels and len(labels):
+            # skages.datasets names its stars "2M-SIM-0000001", ...: no 2MASS ID does
+            ids = np.char.startswith(np.asarray(labels["apogee_id"]).astype(str), "2M-SIM-")
+            out["simulated"] = bool(ids.all())
     return out
 
 

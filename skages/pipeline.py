@@ -42,6 +42,8 @@ __all__ = [
     "age_bias_scorer",
     "age_scatter",
     "age_scatter_scorer",
+    "age_trust",
+    "applicability_score",
     "fit_age_model",
     "make_age_frame",
     "make_age_pipeline",
@@ -422,6 +424,96 @@ def _frozen_copy(encoder: Any, names: Sequence[str]) -> Any:
 
 
 # -------------------------------------------------------------------- scorers
+
+
+def applicability_score(model: Any, X: Any) -> np.ndarray:
+    """The applicability score of each star under a fitted age Pipeline.
+
+    The forest's :meth:`~skages.forest.ProbabilisticForestRegressor.applicability` on the
+    features the Pipeline gives it (latent coordinates, Teff, [Fe/H]): above 1, the star
+    lies further from the training stars than all but ``outside_fraction`` of them, and
+    its age is an extrapolation.
+
+    Parameters
+    ----------
+    model : sklearn.pipeline.Pipeline
+        A fitted :func:`make_age_pipeline` (or :func:`fit_age_model`) Pipeline.
+    X : array-like or DataFrame
+        Its inputs, as for ``model.predict`` (:func:`make_age_frame`'s layout).
+
+    Returns
+    -------
+    ndarray of shape (n_stars,)
+        Dimensionless score.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    forest = model[-1]
+    check_is_fitted(forest)
+    if not hasattr(forest, "applicability"):
+        raise TypeError(f"the model's last step has no applicability score: {forest!r}")
+    return forest.applicability(model[:-1].transform(X))
+
+
+def age_trust(
+    model: Any,
+    X: Any,
+    *,
+    snr: Any = None,
+    thresholds: Any = None,
+    max_applicability: float | None = 1.0,
+) -> Any:
+    """log10 age, its 1σ, the applicability score and the warning flags of each star.
+
+    The Python side of the catalogue's warning bits: the spectrum-quality checks of
+    :func:`skages.quality.spectrum_quality` against the encoder's training mean spectrum
+    and the applicability score (:func:`applicability_score`).
+
+    Parameters
+    ----------
+    model : sklearn.pipeline.Pipeline
+        A fitted age Pipeline.
+    X : DataFrame or ndarray
+        Its inputs (:func:`make_age_frame`'s layout: the spectrum then the labels).
+    snr : array-like of shape (n_stars,), optional
+        S/N of each spectrum (e.g. SNREV) for the noise check; skipped if None.
+    thresholds : skages.quality.QualityThresholds, optional
+        The quality bounds; the defaults if None.
+    max_applicability : float or None, default=1.0
+        ``outside_training`` above this score; None never sets it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``log_age`` (log10 Gyr), ``log_age_err`` (dex), ``applicability``,
+        ``quality_flags`` (:class:`skages.quality.QualityFlag` bits) and
+        ``outside_training`` (bool), one row per star.
+    """
+    import pandas as pd
+    from sklearn.frozen import FrozenEstimator
+
+    from skages.quality import spectrum_quality
+
+    encoder = model.named_steps["features"].named_transformers_["encoder"]
+    if isinstance(encoder, FrozenEstimator):
+        encoder = encoder.estimator
+    values = X.to_numpy() if isinstance(X, pd.DataFrame) else np.asarray(X)
+    spectra = values[:, : encoder.n_features_in_].astype(np.float64)
+    flags, _ = spectrum_quality(spectra, encoder.mean_, snr=snr, thresholds=thresholds)
+    mean, std = model.predict(X, return_std=True)
+    score = applicability_score(model, X)
+    outside = np.zeros(len(score), bool)
+    if max_applicability is not None:
+        outside = score > max_applicability
+    return pd.DataFrame(
+        {
+            "log_age": mean,
+            "log_age_err": std,
+            "applicability": score,
+            "quality_flags": flags,
+            "outside_training": outside,
+        }
+    )
 
 
 def _finite_pairs(y_true: Any, *arrays: Any) -> list[np.ndarray]:

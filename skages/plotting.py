@@ -9,6 +9,7 @@ import numpy as np
 __all__ = [
     "plot_age_comparison",
     "plot_alpha_sensitivity",
+    "plot_applicability",
     "plot_confusion",
     "plot_latent_jacobian",
     "plot_latent_pairs",
@@ -17,6 +18,7 @@ __all__ = [
     "plot_psd",
     "plot_psd_from_latent",
     "plot_psd_reconstruction",
+    "plot_reliability",
     "plot_scatter_bars",
     "plot_z_scores",
 ]
@@ -691,3 +693,97 @@ def plot_latent_jacobian(jacobian: Any, wavelength: Any = None, *, ax=None):
         ax.set_ylabel(f"|∂z{k}/∂f|", fontsize="small")
     axes[-1, 0].set_xlabel("Wavelength (Å)")
     return fig
+
+
+def plot_reliability(
+    log_age_true: Any,
+    log_age_pred: Any,
+    log_age_std: Any,
+    log_age_err: Any = None,
+    *,
+    groups: Any = None,
+    ax=None,
+):
+    """Reliability (calibration) curve: observed against nominal coverage of intervals.
+
+    For each nominal coverage p, the fraction of stars with :math:`|z|` below the p quantile of
+    a unit normal, z = (predicted − reference) / sqrt(σ² + σ_ref²). Calibrated
+    uncertainties follow the diagonal; a curve above it means σ too large.
+
+    Parameters
+    ----------
+    log_age_true, log_age_pred, log_age_std : array-like of shape (n_stars,)
+        Reference and predicted log10 ages and the 1σ of the predictions, log10(Gyr).
+    log_age_err : array-like of shape (n_stars,), optional
+        1σ of the references (dex).
+    groups : array-like of shape (n_stars,), optional
+        One curve per group (e.g. "RGB", "RC") besides all stars.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from scipy.stats import norm
+
+    ax = _axes(ax, (4.2, 4.2))
+    t, p, s = (np.asarray(v, float) for v in (log_age_true, log_age_pred, log_age_std))
+    e = np.zeros_like(t) if log_age_err is None else np.asarray(log_age_err, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs(p - t) / np.sqrt(s**2 + e**2)
+    ok = np.isfinite(z)
+    nominal = np.linspace(0.01, 0.99, 50)
+    bounds = norm.ppf(0.5 + nominal / 2)
+    sets = {"all": ok}
+    if groups is not None:
+        g = np.asarray(groups).astype(str)
+        sets.update({name: ok & (g == name) for name in sorted(set(g[ok]))})
+    for name, m in sets.items():
+        if m.sum() == 0:
+            continue
+        observed = (z[m][:, None] < bounds[None, :]).mean(axis=0)
+        ax.plot(nominal, observed, label=f"{name} ({int(m.sum())})")
+    ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
+    for level in (0.6827, 0.9545):
+        ax.axvline(level, color="0.8", lw=0.6)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="nominal coverage", ylabel="observed coverage")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
+def plot_applicability(scores: dict[str, Any], *, threshold: float = 1.0, ax=None, path=None):
+    """Applicability scores of in- and out-of-population stars.
+
+    Parameters
+    ----------
+    scores : dict of str to array-like
+        Scores per set of stars; the first set is drawn as a histogram (the held-out
+        stars), the others as points, one row each.
+    threshold : float, default=1.0
+        The ``OUTSIDE_TRAINING`` bound, drawn as a line.
+    path : str or path-like, optional
+        Save the figure there.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    names = list(scores)
+    ax = _axes(ax, (6.5, 0.9 + 0.35 * len(names)))
+    values = {k: np.log10(np.clip(np.asarray(v, float), 1e-3, None)) for k, v in scores.items()}
+    first = values[names[0]]
+    lo = min(np.nanmin(v) for v in values.values())
+    hi = max(np.nanmax(v) for v in values.values())
+    bins = np.linspace(lo, hi, 60)
+    counts, _ = np.histogram(first[np.isfinite(first)], bins)
+    scale = 0.8 / max(counts.max(), 1)
+    ax.bar(bins[:-1], counts * scale, width=np.diff(bins), align="edge", bottom=len(names) - 1,
+           color="0.7", label=names[0])  # fmt: skip
+    for row, name in enumerate(names[1:]):
+        v = values[name]
+        ax.plot(v, np.full(v.shape, len(names) - 2 - row + 0.4), "o", ms=3)
+    ax.set_yticks(np.arange(len(names)) + 0.4, [*names[1:][::-1], names[0]])
+    ax.axvline(np.log10(threshold), color="C3", lw=1, ls="--")
+    ax.set_xlabel("log10 applicability score (> 0: OUTSIDE_TRAINING)")
+    if path is not None:
+        ax.figure.savefig(path, dpi=120)
+    return ax

@@ -19,10 +19,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "skages"
 LAYERS = (
     ("base", ("skages", "skages._version", "skages._atomic", "skages._lock", "skages._units",
               "skages._warnings", "skages._data")),
-    ("arrays", ("skages.seismology", "skages.spectra")),
+    ("arrays", ("skages.seismology", "skages.spectra", "skages.quality")),
     ("files", ("skages.io",)),
     ("simulation", ("skages.datasets",)),
-    ("estimators", ("skages._ved", "skages._optim", "skages.encoder", "skages.forest")),
+    ("estimators", ("skages._ved", "skages._optim", "skages.encoder", "skages.forest",
+                    "skages.applicability")),
     ("models", ("skages.pipeline", "skages.persistence", "skages._latent")),
     ("figures", ("skages.plotting",)),
     ("reports", ("skages.evaluation",)),

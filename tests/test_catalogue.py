@@ -16,6 +16,7 @@ from astropy.table import Table
 from sklearn.utils import Bunch
 
 from skages.catalogue import (
+    WARNING_FLAGS,
     CatalogueCuts,
     CatalogueFlag,
     _chunk,
@@ -99,7 +100,8 @@ def test_catalogue_matches_the_pipeline_and_the_papers_cuts(tiny, tmp_path):
     np.testing.assert_allclose(table["Age_Error"][aged], np.log(10) * 10**mean * std, rtol=1e-12)
 
     flags = np.asarray(table["SKAGES_FLAG"])
-    assert np.all(flags[aged] == 0)
+    # aged rows carry no error bit; warning bits (e.g. OUTSIDE_TRAINING) keep the age
+    assert np.all(flags[aged] & ~WARNING_FLAGS == 0)
     assert np.all(flags[~latent] == CatalogueFlag.LATENT_CUT)
     assert np.all(flags[latent & ~aged] == CatalogueFlag.AGE_CUT)
     assert result.n_ages == aged.sum() and result.flag_counts["AGE_CUT"] == (latent & ~aged).sum()
@@ -149,9 +151,12 @@ def test_csv_and_parquet_hold_the_same_catalogue(tiny, tmp_path, fmt):
 def test_cuts_are_configurable_and_checked():
     cuts = CatalogueCuts.from_strings(["latent_snr_min=50", "age_logg_min=none"])
     assert cuts.latent_snr_min == 50 and cuts.age_logg_min is None
-    assert CatalogueCuts.none().to_dict() == dict.fromkeys(
-        ["latent_logg_min", "latent_logg_max", "latent_snr_min", "age_logg_min"]
-    ) | {"min_finite_fraction": 0.0}
+    cuts = ["latent_logg_min", "latent_logg_max", "latent_snr_min", "age_logg_min"]
+    checks = ["max_masked_fraction", "max_level_offset", "min_line_depth", "max_line_depth"]
+    checks += ["max_noise_ratio", "max_applicability"]
+    assert CatalogueCuts.none().to_dict() == dict.fromkeys([*cuts, *checks]) | {
+        "min_finite_fraction": 0.0
+    }
     with pytest.raises(ValueError, match="NAME=VALUE"):
         CatalogueCuts.from_strings(["logg=2"])
     with pytest.raises(ValueError, match="must be a number"):
@@ -385,7 +390,9 @@ def test_folder_of_apstar_files_with_an_allstar(tiny, tmp_path, caplog):
     assert list(table["APOGEE_ID"]) == [ids[i] for i in order]  # the allStar's rows
     assert list(table["STARFLAG"]) == list(range(6))
     F = CatalogueFlag
-    assert list(table["SKAGES_FLAG"]) == [F.NO_SPECTRUM, 0, F.BAD_SPECTRUM, 0, 0, 0]
+    # error bits; these re-normalised spectra may also carry a warning bit
+    errors = np.asarray(table["SKAGES_FLAG"]) & ~WARNING_FLAGS
+    assert list(errors) == [F.NO_SPECTRUM, 0, F.BAD_SPECTRUM, 0, 0, 0]
     assert f"apStar-dr17-{ids[4]}.fits" in caplog.text  # the unreadable file is named
 
     # the latents are those of the continuum-normalised spectra

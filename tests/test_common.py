@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from skages.applicability import ApplicabilityScore
 from skages.encoder import SpectrumToPSDEncoder
 from skages.forest import ProbabilisticForestRegressor
 from skages.spectra import ContinuumNormalizer
@@ -48,6 +49,7 @@ ESTIMATORS = [
         random_state=0,
     ),
     ProbabilisticForestRegressor(n_estimators=20, random_state=0),
+    ApplicabilityScore(n_neighbors=3),
 ]
 
 

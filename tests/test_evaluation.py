@@ -7,10 +7,13 @@ import json
 import numpy as np
 import pytest
 
+from skages.catalogue import CatalogueCuts
 from skages.encoder import SpectrumToPSDEncoder
 from skages.evaluation import (
     age_metrics,
     alpha_sensitivity,
+    coverage_table,
+    decoder_numax_check,
     evaluate_age_model,
     latent_classification,
     latent_regression,
@@ -36,7 +39,11 @@ def report(small_survey):
         ),
         forest=ProbabilisticForestRegressor(n_estimators=20, random_state=0),
     )
-    return evaluate_age_model(model, train, test, n_components=5), train, test
+    return (
+        evaluate_age_model(model, train, test, n_components=5, cuts=CatalogueCuts()),
+        train,
+        test,
+    )
 
 
 def test_split_keeps_the_mix(small_survey):
@@ -312,3 +319,65 @@ def test_z_score_bins_are_regular_and_centred_on_zero():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     median = next(label for label in labels if label.startswith("median "))
     assert float(median.split()[1]) == pytest.approx(0.5, abs=0.15) and "biased high" in median
+
+
+def test_coverage_table_by_hand():
+    y = np.zeros(8)
+    pred = np.array([0.5, -0.5, 1.5, -1.5, 2.5, 0.1, np.nan, 0.0])
+    std = np.ones(8)
+    groups = np.array(["RGB"] * 4 + ["RC"] * 4)
+    table = coverage_table(y, pred, std, groups=groups)
+    assert list(table.index) == ["all", "RC", "RGB"]
+    assert table.loc["all", "n"] == 7  # the NaN prediction is skipped
+    assert table.loc["RGB", "within_1"] == 0.5 and table.loc["RGB", "within_2"] == 1.0
+    assert table.loc["RC", "within_1"] == pytest.approx(2 / 3)
+    # the reference errors enter in quadrature: errors of sqrt(3) halve every z
+    wide = coverage_table(y, pred, std, np.full(8, np.sqrt(3.0)))
+    assert wide.loc["all", "within_1"] == pytest.approx(6 / 7)
+    with pytest.raises(ValueError, match="non-negative"):
+        coverage_table(y, pred, -std)
+
+
+def test_decoder_numax_check(small_survey):
+    from skages.seismology import estimate_numax
+
+    encoder = SpectrumToPSDEncoder(
+        encoder_filters=(4, 8), hidden_units=8, decoder_filters=(4, 4), max_epochs=2,
+        random_state=0,
+    ).fit(small_survey.spectra[:200], psd=small_survey.psd[:200])  # fmt: skip
+    spectra = small_survey.spectra[200:230]
+    decoded = encoder.predict_psd(spectra)
+    same = decoder_numax_check(encoder, spectra, psd=decoded)
+    assert same["mismatch_rate"] == 0.0
+    np.testing.assert_allclose(same["log_ratio"], 0.0, atol=1e-12)
+    observed = decoder_numax_check(encoder, spectra, psd=small_survey.psd[200:230])
+    np.testing.assert_allclose(
+        observed["numax_observed"], estimate_numax(small_survey.psd[200:230])
+    )
+    assert observed["mismatch"].mean() == pytest.approx(observed["mismatch_rate"])
+    doubled = decoder_numax_check(encoder, spectra, numax=2 * same["numax_decoded"])
+    assert doubled["mismatch"].all()
+    with pytest.raises(ValueError, match="exactly one"):
+        decoder_numax_check(encoder, spectra)
+
+
+def test_report_states_coverage_and_what_the_cuts_date(report):
+    rep, _, test = report
+    m = rep.metrics
+    coverage = m["coverage"]
+    assert coverage["all"]["n"] == m["n_test_aged"]
+    assert {"RGB", "RC"} <= set(coverage)
+    for c in coverage.values():
+        assert 0 <= c["within_1"] <= c["within_2"] <= 1
+    cuts = m["catalogue_cuts"]
+    assert cuts["scored"]["n"] == m["n_test_aged"]
+    logg = test.labels["logg"].to_numpy()
+    snr = test.labels["snr"].to_numpy()
+    aged = np.isfinite(test.labels["log_age"].to_numpy()) & test.labels["precise_age"].to_numpy()
+    expect = aged & (logg >= 2.5) & (logg > 1.5) & (logg < 3.6) & (snr > 30)
+    assert cuts["dated"]["n"] == int(expect.sum())
+    assert cuts["dated"]["n_RC"] + cuts["dated"]["n_RGB"] == cuts["dated"]["n"]
+    text = rep.to_markdown()
+    assert "## Coverage of the uncertainties" in text
+    assert f"{cuts['dated']['n']} of the {cuts['scored']['n']} scored stars" in text
+    assert "reliability" in rep.figures

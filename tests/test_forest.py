@@ -234,6 +234,51 @@ def test_calibrated_sigma_gives_unit_z_width_on_held_out_stars():
     assert widths["raw"] < 0.85
 
 
+def _two_regimes(n, rng):
+    """x0 < 0.5: targets with little scatter the inputs do not explain; x0 >= 0.5: much."""
+    X = rng.uniform(size=(n, 3))
+    noisy = X[:, 0] >= 0.5
+    y = np.sin(3 * X[:, 1]) + rng.normal(size=n) * np.where(noisy, 0.3, 0.05)
+    return X, y, noisy
+
+
+def test_oob_coverage_puts_68_percent_of_out_of_bag_stars_within_one_sigma():
+    rng = np.random.default_rng(7)
+    X, y, _ = _two_regimes(800, rng)
+    model = ProbabilisticForestRegressor(60, random_state=0, calibration="oob_coverage").fit(X, y)
+    z = (model.oob_prediction_ - y) / model.oob_std_
+    z = z[np.isfinite(z)]
+    assert np.mean(np.abs(z) < 1) == pytest.approx(0.6827, abs=0.005)
+    assert model.calibration_tree_ is None
+
+
+def test_oob_local_calibrates_each_regime_where_one_scale_cannot():
+    rng = np.random.default_rng(11)
+    X, y, _ = _two_regimes(1500, rng)
+    Xt, yt, noisy = _two_regimes(4000, rng)
+    within = {}
+    for calibration in ("oob", "oob_local"):
+        model = ProbabilisticForestRegressor(60, random_state=0, calibration=calibration)
+        mean, std = model.fit(X, y).predict(Xt, return_std=True)
+        inside = np.abs(mean - yt) / std < 1
+        within[calibration] = (inside[~noisy].mean(), inside[noisy].mean())
+    # one scale: the quiet half over-covered, the noisy half under-covered
+    quiet, loud = within["oob"]
+    assert quiet - loud > 0.15
+    # per-region scales: the two halves alike, the noisy one no longer under-covered
+    quiet, loud = within["oob_local"]
+    assert abs(quiet - loud) < 0.08
+    assert loud > within["oob"][1] + 0.05
+    # on the out-of-bag stars it was fitted to, each half has 68 % within 1σ
+    z = np.abs(model.oob_prediction_ - y) / model.oob_std_
+    first = X[:, 0] >= 0.5
+    for half in (first, ~first):
+        assert np.mean(z[half] < 1) == pytest.approx(0.6827, abs=0.02)
+    assert model.calibration_tree_.get_n_leaves() >= 2
+    leaf_scales = model.calibration_scales_[model.calibration_tree_.apply(Xt)]
+    assert leaf_scales[noisy].mean() > leaf_scales[~noisy].mean()
+
+
 def test_oob_attributes(small):
     X, X_err, y, y_err = small
     model = ProbabilisticForestRegressor(30, random_state=0).fit(X, y, X_err=X_err, y_err=y_err)
@@ -495,7 +540,7 @@ def test_bad_predict_input_and_options(small):
         model.predict(X[:10], X_err=X_err[:9])
     with pytest.raises(ValueError, match="X_err must be non-negative"):
         model.predict(X[:10], X_err=-X_err[:10] - 1)
-    with pytest.raises(ValueError, match="calibration='oob' needs bootstrap=True"):
+    with pytest.raises(ValueError, match="calibration='oob_local' needs bootstrap=True"):
         ProbabilisticForestRegressor(5, bootstrap=False).fit(X, y)
     with pytest.raises(ValueError, match="bias_correction='oob' needs bootstrap=True"):
         ProbabilisticForestRegressor(

@@ -12,6 +12,8 @@ from skages.pipeline import (
     age_bias,
     age_scatter,
     age_scatter_scorer,
+    age_trust,
+    applicability_score,
     fit_age_model,
     make_age_frame,
     make_age_pipeline,
@@ -216,3 +218,47 @@ def test_fit_age_model_two_stages(small_survey):
         fit_age_model(small_survey.spectra, small_survey.psd, lab, forest_stars="all")
     with pytest.raises(ValueError, match="no column 'log_age'"):
         fit_age_model(small_survey.spectra, small_survey.psd, lab.drop(columns="log_age"))
+
+
+def test_applicability_and_warning_flags_of_an_age_model(small_survey):
+    from skages.quality import QualityFlag
+
+    lab = small_survey.labels
+    model = fit_age_model(
+        small_survey.spectra, small_survey.psd, lab, encoder=_tiny_encoder(),
+        forest=_forest(), forest_stars="aged",
+    )  # fmt: skip
+    X = make_age_frame(small_survey.spectra, lab).iloc[:6].copy()
+    snr = lab["snr"].to_numpy()[:6]
+    normal = age_trust(model, X, snr=snr)
+    # stars of the training set are inside; their spectra pass the checks
+    assert np.all(normal.applicability < 1.5) and np.all(normal.quality_flags == 0)
+    np.testing.assert_array_equal(normal.applicability, applicability_score(model, X))
+    mean, std = model.predict(X, return_std=True)
+    np.testing.assert_array_equal(normal.log_age, mean)
+    np.testing.assert_array_equal(normal.log_age_err, std)
+    odd = X.copy()
+    odd["teff"] = 7000.0
+    assert np.all(age_trust(model, odd, snr=snr).outside_training)
+    flat = X.copy()
+    flat.iloc[:, :7514] = 1.0
+    flags = age_trust(model, flat, snr=snr).quality_flags.to_numpy()
+    assert np.all(flags & QualityFlag.LINES_UNLIKE_TRAINING)
+
+
+@pytest.mark.usefixtures("metadata_routing")
+def test_frozen_search_over_calibration_and_outside_fraction(data):
+    encoder = _tiny_encoder(output_std=True)
+    encoder.fit(data["X"].iloc[:, :7514].to_numpy(), psd=data["psd"])
+    pipe = make_age_pipeline(encoder, _forest(), freeze_encoder=True)
+    aged = np.isfinite(data["y"])
+    grid = {"forest__calibration": ["oob", "oob_local"], "forest__outside_fraction": [0.01, 0.05]}
+    scoring = z_width_scorer.set_score_request(y_err=True)
+    search = GridSearchCV(pipe, grid, cv=2, scoring=scoring).fit(
+        data["X"][aged], data["y"][aged], y_err=data["y_err"][aged]
+    )
+    best = search.best_estimator_
+    assert (
+        best[-1].applicability_.outside_fraction == search.best_params_["forest__outside_fraction"]
+    )
+    assert np.all(np.isfinite(applicability_score(best, data["X"].iloc[:3])))

@@ -47,13 +47,14 @@ work), ``_progress`` (the resumable progress store), ``_runners`` (local and Das
 from skages.catalogue._columns import CATALOGUE_FORMAT_VERSION, catalogue_columns
 from skages.catalogue._columns import SIMULATED_FIELD as SIMULATED_FIELD  # not in __all__
 from skages.catalogue._columns import SIMULATED_TELESCOPE as SIMULATED_TELESCOPE
-from skages.catalogue._cuts import CatalogueCuts, CatalogueFlag
+from skages.catalogue._cuts import WARNING_FLAGS, CatalogueCuts, CatalogueFlag
 from skages.catalogue._predict import predict_catalogue
 from skages.catalogue._runners import dask_client
 from skages.catalogue._writers import read_catalogue
 
 __all__ = [
     "CATALOGUE_FORMAT_VERSION",
+    "WARNING_FLAGS",
     "CatalogueCuts",
     "CatalogueFlag",
     "catalogue_columns",

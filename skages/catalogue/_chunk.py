@@ -15,9 +15,10 @@ from skages.catalogue._columns import (
     _empty_columns,
     _str_array,
 )
-from skages.catalogue._cuts import CatalogueCuts, CatalogueFlag
+from skages.catalogue._cuts import _QUALITY_BITS, CatalogueCuts, CatalogueFlag
 from skages.catalogue._model import _Predictor
 from skages.catalogue._sources import _Source, _Task
+from skages.quality import spectrum_quality
 
 logger = logging.getLogger("skages.catalogue")
 
@@ -49,6 +50,13 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
 
     logg = labels["logg"].to_numpy() if "logg" in labels else np.full(n, np.nan)
     snr = labels["snrev"].to_numpy() if "snrev" in labels else np.full(n, np.nan)
+    if predictor.reference is not None and usable.any():
+        q, _ = spectrum_quality(
+            spectra[usable], predictor.reference, snr=snr[usable], thresholds=cuts._quality(),
+            ids=labels["APOGEE_ID"].to_numpy()[usable],
+        )  # fmt: skip
+        for qbit, bit in _QUALITY_BITS.items():
+            flags[np.flatnonzero(usable)[(q & qbit) != 0]] |= bit
     have_cut_labels, in_latent = cuts._masks(logg, snr)
     flags[usable & ~have_cut_labels] |= CatalogueFlag.NO_CUT_LABELS
     flags[usable & have_cut_labels & ~in_latent] |= CatalogueFlag.LATENT_CUT
@@ -86,6 +94,12 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
             flags[where[failed_age]] |= CatalogueFlag.MODEL_FAILED
             cols["LogAge"][where] = res[:, 0]
             cols["LogAge_Error"][where] = res[:, 1]
+            if cuts.max_applicability is not None:
+                with np.errstate(invalid="ignore"):
+                    outside = where[res[:, 2] > cuts.max_applicability]
+                flags[outside] |= CatalogueFlag.OUTSIDE_TRAINING
+                if outside.size:
+                    logger.warning("OUTSIDE_TRAINING on %d stars", outside.size)
     if has_ages:
         cols["Age"] = 10.0 ** cols["LogAge"]
         cols["Age_Error"] = np.log(10.0) * cols["Age"] * cols["LogAge_Error"]

@@ -11,13 +11,18 @@ from numbers import Real
 
 import numpy as np
 
+from skages.quality import QualityFlag, QualityThresholds
+
 _CUT_LABELS = ("logg", "snrev")
 
 
 class CatalogueFlag(enum.IntFlag):
-    """Bits of the catalogue's ``SKAGES_FLAG`` column: why a row has no latent or no age.
+    """Bits of the catalogue's ``SKAGES_FLAG`` column: why a row has no latent or no age,
+    or (bits 128 and up, warnings) why its latent and age should not be trusted.
 
-    A row with ``SKAGES_FLAG == 0`` has latent coordinates and an age.
+    A row with ``SKAGES_FLAG == 0`` has latent coordinates and an age that passed every
+    check. The warning bits leave the values in place; see the docs page "How far to trust
+    an age".
     """
 
     #: No spectrum for this star: not in the survey file or the folder.
@@ -36,6 +41,18 @@ class CatalogueFlag(enum.IntFlag):
     NO_MODEL_LABELS = 32
     #: The model raised an error on this row (logged).
     MODEL_FAILED = 64
+    #: Warning: the star's inputs (latent coordinates and σ, Teff, [Fe/H]) lie outside
+    #: the training set: applicability score > ``CatalogueCuts.max_applicability``.
+    OUTSIDE_TRAINING = 128
+    #: Warning: more masked pixels than ``CatalogueCuts.max_masked_fraction``.
+    MASKED_PIXELS = 256
+    #: Warning: median flux off 1 by more than ``CatalogueCuts.max_level_offset``.
+    BAD_NORMALISATION = 512
+    #: Warning: line depths against the training mean spectrum outside
+    #: ``CatalogueCuts.min_line_depth`` … ``max_line_depth`` (featureless, another kind of star).
+    LINES_UNLIKE_TRAINING = 1024
+    #: Warning: pixel scatter above ``CatalogueCuts.max_noise_ratio`` times 1 / SNREV.
+    NOISE_MISMATCH = 2048
 
 
 _FLAG_HELP = {
@@ -46,6 +63,26 @@ _FLAG_HELP = {
     CatalogueFlag.AGE_CUT: "outside the age cut (log g)",
     CatalogueFlag.NO_MODEL_LABELS: "Teff/[Fe/H] or their errors missing",
     CatalogueFlag.MODEL_FAILED: "the model failed on this row",
+    CatalogueFlag.OUTSIDE_TRAINING: "warning: inputs outside the training set",
+    CatalogueFlag.MASKED_PIXELS: "warning: many masked pixels",
+    CatalogueFlag.BAD_NORMALISATION: "warning: spectrum not continuum-normalised",
+    CatalogueFlag.LINES_UNLIKE_TRAINING: "warning: lines unlike the training spectra",
+    CatalogueFlag.NOISE_MISMATCH: "warning: noise inconsistent with SNREV",
+}
+#: The warning bits: a row with only these set still has its latent and age.
+WARNING_FLAGS = (
+    CatalogueFlag.OUTSIDE_TRAINING
+    | CatalogueFlag.MASKED_PIXELS
+    | CatalogueFlag.BAD_NORMALISATION
+    | CatalogueFlag.LINES_UNLIKE_TRAINING
+    | CatalogueFlag.NOISE_MISMATCH
+)
+#: Each spectrum-quality bit of skages.quality and its catalogue bit.
+_QUALITY_BITS = {
+    QualityFlag.MASKED: CatalogueFlag.MASKED_PIXELS,
+    QualityFlag.BAD_NORMALISATION: CatalogueFlag.BAD_NORMALISATION,
+    QualityFlag.LINES_UNLIKE_TRAINING: CatalogueFlag.LINES_UNLIKE_TRAINING,
+    QualityFlag.NOISE_MISMATCH: CatalogueFlag.NOISE_MISMATCH,
 }
 
 
@@ -67,6 +104,14 @@ class CatalogueCuts:
         Teff in K and [Fe/H] in dex with their errors, exist).
     min_finite_fraction : float, default=0.5
         A spectrum with fewer finite (unmasked) pixels than this fraction is unusable.
+    max_masked_fraction, max_level_offset, min_line_depth, max_line_depth, max_noise_ratio \
+: float or None, default=0.3, 0.2, 0.35, 3.0 and 3.0
+        The spectrum-quality checks of :func:`skages.quality.spectrum_quality` (the
+        noise is compared with 1 / SNREV; the median flux must lie within
+        ``1 ± max_level_offset``): warning bits, the values are kept.
+    max_applicability : float or None, default=1.0
+        ``OUTSIDE_TRAINING`` above this applicability score (the forest's
+        :meth:`~skages.forest.ProbabilisticForestRegressor.applicability`): warning bit.
 
     Examples
     --------
@@ -83,6 +128,12 @@ class CatalogueCuts:
     latent_snr_min: float | None = 30.0
     age_logg_min: float | None = 2.5
     min_finite_fraction: float = 0.5
+    max_masked_fraction: float | None = 0.3
+    max_level_offset: float | None = 0.2
+    min_line_depth: float | None = 0.35
+    max_line_depth: float | None = 3.0
+    max_noise_ratio: float | None = 3.0
+    max_applicability: float | None = 1.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -103,7 +154,8 @@ class CatalogueCuts:
     @classmethod
     def none(cls) -> CatalogueCuts:
         """No cuts: latent and ages for every usable spectrum with the model's labels."""
-        return cls(None, None, None, None, 0.0)
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**dict.fromkeys(names) | {"min_finite_fraction": 0.0})
 
     def to_dict(self) -> dict[str, float | None]:
         """The cuts as a JSON-friendly dict."""
@@ -159,6 +211,15 @@ class CatalogueCuts:
             if self.latent_snr_min is not None:
                 latent &= snr > self.latent_snr_min
         return have, latent
+
+    def _quality(self) -> QualityThresholds:
+        level, lines = self.max_level_offset, (self.min_line_depth, self.max_line_depth)
+        return QualityThresholds(
+            max_masked_fraction=self.max_masked_fraction,
+            level_range=None if level is None else (1.0 - level, 1.0 + level),
+            line_depth_range=None if None in lines else lines,
+            max_noise_ratio=self.max_noise_ratio,
+        )
 
     def _age(self, logg: np.ndarray) -> np.ndarray:
         if self.age_logg_min is None:

@@ -40,6 +40,7 @@ class _Predictor:
             self.label_names = []
             self.latent_dim = int(model.latent_dim)
             self.n_pixels = int(model.n_features_in_)
+            self.reference = getattr(model, "mean_", None)
             if not model.output_std:
                 raise TypeError("the encoder of a latent catalogue needs output_std=True")
             return
@@ -68,6 +69,7 @@ class _Predictor:
         self.label_names = labels
         self.latent_dim = int(encoder.latent_dim)
         self.n_pixels = int(encoder.n_features_in_)
+        self.reference = getattr(encoder, "mean_", None)  # training mean spectrum
 
     def latent(self, spectra: np.ndarray) -> np.ndarray:
         """(n, 2 * latent_dim) float32: latent means then σ.
@@ -80,14 +82,18 @@ class _Predictor:
             warnings.filterwarnings("ignore", "X does not have valid feature names")
             return np.asarray(self.encoder.transform(spectra))  # a DataFrame under set_output
 
-    def ages(self, latent: np.ndarray, labels: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """log10 age (log10 Gyr) and its 1σ from latent outputs and labels."""
+    def ages(self, latent: np.ndarray, labels: pd.DataFrame) -> tuple[np.ndarray, ...]:
+        """log10 age (log10 Gyr), its 1σ and the applicability score (NaN if the forest
+        has none) from latent outputs and labels."""
         data = {n: latent[:, k] for k, n in enumerate(self.latent_names)}
         for name in self.label_names:
             data[f"passthrough__{name}"] = labels[name].to_numpy(dtype=np.float64)
         frame = pd.DataFrame({n: data[n] for n in self.feature_names})
         mean, std = self.forest.predict(frame, return_std=True)
-        return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        score = np.full(len(frame), np.nan)
+        if getattr(self.forest, "applicability_", None) is not None:
+            score = self.forest.applicability(frame)
+        return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64), score
 
 
 def _model_id(model: Any, path: Path | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from numbers import Integral
 from pathlib import Path
@@ -192,6 +193,15 @@ def _predict_catalogue_locked(
     model_info["model_skages_version"] = model_meta.get("skages_version", "")
     needed = [*_CUT_LABELS, *predictor.label_names]
     rows, locator, source, describe = _prepare_inputs(spectra, labels, needed, bad_pixel_fill)
+    if (model_meta.get("training") or {}).get("simulated"):
+        model_info["model_simulated"] = True
+        if not describe.get("simulated"):
+            msg = (
+                "this model was trained on simulated spectra (skages.datasets): its ages of "
+                "real stars are untested; the catalogue header says so (MODELSIM)"
+            )
+            logger.warning(msg)
+            warnings.warn(msg, UserWarning, stacklevel=3)
     n_rows = len(rows)
     if n_rows == 0:
         raise ValueError(f"no rows to predict: {describe.get('labels') or spectra} is empty")

@@ -68,6 +68,13 @@ _FITS_KEYS = {
     "latent_snr_min": ("SNRLAT", "latent: SNREV > this"),
     "age_logg_min": ("LGAGEMIN", "ages: log g >= this (dex)"),
     "min_finite_fraction": ("MINFINIT", "usable spectrum: finite pixel fraction >= this"),
+    "max_masked_fraction": ("MAXMASK", "warn: masked pixel fraction > this"),
+    "max_level_offset": ("MAXLEVEL", "warn: |median flux - 1| > this"),
+    "min_line_depth": ("MINLINES", "warn: line depth vs training mean < this"),
+    "max_line_depth": ("MAXLINES", "warn: line depth vs training mean > this"),
+    "max_noise_ratio": ("MAXNOISE", "warn: pixel scatter x SNREV > this"),
+    "max_applicability": ("MAXAPPL", "warn: applicability score > this"),
+    "model_simulated": ("MODELSIM", "model trained on simulated spectra"),
     "content_sha256": ("CATSHA", "SHA-256 of the table content (skages)"),
     "simulated": ("SIMULATD", "rows are simulated stars, not APOGEE data"),
     "training_rows": ("INTRAIN", "IN_TRAINING = 1 marks"),
@@ -99,6 +106,8 @@ def _provenance(model_info, describe, cuts, chunk_size, counts) -> dict[str, Any
     }
     if describe.get("simulated"):
         prov["simulated"] = True
+    if model_info.get("model_simulated"):
+        prov["model_simulated"] = True
     for key, value in cuts.to_dict().items():
         prov[key] = "none" if value is None else value
     for bit in CatalogueFlag:
@@ -150,6 +159,8 @@ def _write_fits(table, path: Path) -> None:
         hdu.header[f"FLAG{i}"] = (bit.name, f"{int(bit)}: {_FLAG_HELP[bit]}"[:47])
     if table.meta.get("simulated"):
         hdu.header.add_comment(_SIMULATED_NOTE)
+    if table.meta.get("model_simulated"):
+        hdu.header.add_comment("The model was trained on simulated spectra: ages untested.")
     for card in _unit_comments(table):
         hdu.header.add_comment(card)
     hdu.header["EXTNAME"] = "AGES" if "LogAge" in table.colnames else "LATENT"

@@ -1,0 +1,95 @@
+"""Coverage of the forest's intervals on held-out stars: which calibration to ship.
+
+For precise seismic inputs (νmax, Δν, Teff, [Fe/H] with their errors → log10 age), the
+real APOKASC-2 case (Pinsonneault et al. 2018 Table 5, RGB and RC, 1,200 training stars,
+the rest held out) and the simulated population of :func:`skages.datasets.make_apokasc`
+(5,000 stars, 1,200 training), every ``calibration`` of
+:class:`skages.forest.ProbabilisticForestRegressor` and both forest variants, this prints
+per evolutionary state the fraction of held-out stars with |z| < 1 and |z| < 2 and the z
+width (mad_std), with z = (prediction − reference) / √(σ² + σ_ref²). Goals (issue 22):
+68 ± 3 %, 95 ± 2 %, width 0.9–1.1.
+
+Usage::
+
+    python benchmarks/bench_intervals.py [--quick] [--seeds 3] [--n-estimators 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+
+from skages.evaluation import coverage_table
+from skages.forest import ProbabilisticForestRegressor
+
+COLS = ["numax", "dnu", "teff", "fe_h"]
+ERRS = [c + "_err" for c in COLS]
+N_TRAIN = 1200
+
+
+def _data(kind: str, seed: int) -> pd.DataFrame:
+    if kind == "simulated":
+        from skages.datasets import _sim_population as pop
+
+        config = pop.PopulationConfig(missing_age_fraction=0.0, precise_age_fraction=0.3)
+        return pd.DataFrame(pop.draw_population(np.random.default_rng(seed), 5000, config))
+    from skages.io import read_apokasc2
+
+    real = read_apokasc2().to_pandas()
+    real = real[real.evstate.isin(["RGB", "RC"])].dropna(
+        subset=[*COLS, *ERRS, "log_age", "log_age_err"]
+    )
+    return real.sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, 30 trees")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--n-estimators", type=int, default=100)
+    args = parser.parse_args()
+    seeds = range(1) if args.quick else range(args.seeds)
+    n_trees = 30 if args.quick else args.n_estimators
+    paper = dict(perturb_inputs="fit_and_predict", target_weighting="inverse_variance")
+    variants = {"default": {}, "paper": paper}
+    calibrations = [None, "oob", "oob_coverage", "oob_local"]
+    start = time.perf_counter()
+    rows = []
+    for kind in ("APOKASC-2", "simulated"):
+        for seed in seeds:
+            p = _data(kind, seed)
+            X, X_err = p[COLS].to_numpy(), p[ERRS].to_numpy()
+            y, y_err = p.log_age.to_numpy(), p.log_age_err.to_numpy()
+            state = p.evstate.to_numpy().astype(str)[N_TRAIN:]
+            for vname, params in variants.items():
+                for cal in calibrations:
+                    model = ProbabilisticForestRegressor(
+                        n_trees, random_state=seed, calibration=cal, **params
+                    ).fit(X[:N_TRAIN], y[:N_TRAIN], X_err=X_err[:N_TRAIN], y_err=y_err[:N_TRAIN])
+                    mean, std = model.predict(X[N_TRAIN:], return_std=True, X_err=X_err[N_TRAIN:])
+                    table = coverage_table(y[N_TRAIN:], mean, std, y_err[N_TRAIN:], groups=state)
+                    for group, row in table.iterrows():
+                        rows.append(dict(data=kind, variant=vname, calibration=str(cal),
+                                         seed=seed, state=group, **row.to_dict()))  # fmt: skip
+    frame = pd.DataFrame(rows)
+    summary = (
+        frame.groupby(["data", "variant", "calibration", "state"], sort=False)[
+            ["n", "within_1", "within_2", "z_width"]
+        ]
+        .mean()
+        .round(3)
+    )
+    print(
+        f"held-out coverage, {N_TRAIN} training stars, {n_trees} trees, mean over seeds "
+        f"{list(seeds)} (goals: within_1 0.68±0.03, within_2 0.95±0.02, z_width 0.9-1.1)"
+    )
+    with pd.option_context("display.width", 120, "display.max_rows", 200):
+        print(summary.to_string())
+    print(f"total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

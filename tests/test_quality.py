@@ -1,0 +1,110 @@
+"""Tests of skages.quality: each spectrum-quality check fires on its case, not on a giant."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from skages.quality import QualityFlag, QualityThresholds, spectrum_quality
+
+
+@pytest.fixture(scope="module")
+def giants(small_survey):
+    """Training mean spectrum of 200 simulated giants; 100 others with their S/N."""
+    spectra = np.asarray(small_survey.spectra, dtype=np.float64)
+    reference = np.nanmean(spectra[:200], axis=0)
+    snr = np.asarray(small_survey.labels["snr"], dtype=float)
+    return reference, spectra[200:], snr[200:], np.asarray(small_survey.spectra_err)[200:]
+
+
+def test_simulated_giants_pass_every_check(giants):
+    reference, spectra, snr, err = giants
+    flags, stats = spectrum_quality(spectra, reference, snr=snr)
+    assert np.all(flags == 0)
+    # the statistics are measured, not defaulted
+    assert np.all(stats["line_depth"] > 0.35) and np.all(np.isfinite(stats["noise_ratio"]))
+    flags_err, _ = spectrum_quality(spectra, reference, spectra_err=err)
+    assert np.all(flags_err == 0)
+
+
+@pytest.mark.parametrize(
+    ("case", "bit"),
+    [
+        ("flat", QualityFlag.LINES_UNLIKE_TRAINING),
+        ("constant 0.5", QualityFlag.BAD_NORMALISATION),
+        ("noise S/N 5 under label 150", QualityFlag.NOISE_MISMATCH),
+        ("45 % masked", QualityFlag.MASKED),
+        ("lines at 20 % depth", QualityFlag.LINES_UNLIKE_TRAINING),
+    ],
+)
+def test_each_check_fires_on_its_case(giants, case, bit, caplog):
+    reference, spectra, _, _ = giants
+    rng = np.random.default_rng(3)
+    star = spectra[:5].copy()
+    if case == "flat":
+        star[:] = 1.0
+    elif case == "constant 0.5":
+        star[:] = 0.5
+    elif case.startswith("noise"):
+        star += rng.normal(size=star.shape) * 0.2
+    elif case == "45 % masked":
+        star[rng.random(star.shape) < 0.45] = np.nan
+    else:
+        star = 1.0 - 0.2 * (1.0 - star)
+    caplog.set_level(logging.WARNING, logger="skages.quality")
+    flags, _ = spectrum_quality(star, reference, snr=np.full(5, 150.0), ids=list("abcde"))
+    assert np.all(flags & bit)
+    assert bit.name in caplog.text and "a:" in caplog.text  # named in the log, star by star
+    # the same stars unchanged pass
+    clean, _ = spectrum_quality(spectra[:5], reference, snr=np.full(5, 150.0))
+    assert np.all(clean == 0)
+
+
+def test_switching_a_check_off(giants):
+    reference, spectra, _, _ = giants
+    star = np.full((1, spectra.shape[1]), 0.5)
+    off = QualityThresholds(level_range=None, line_depth_range=None)
+    flags, _ = spectrum_quality(star, reference, thresholds=off)
+    assert flags[0] == 0
+    flags, _ = spectrum_quality(star, reference)
+    assert flags[0] == QualityFlag.BAD_NORMALISATION | QualityFlag.LINES_UNLIKE_TRAINING
+
+
+def test_noise_check_needs_a_stated_noise(giants):
+    reference, spectra, _, _ = giants
+    noisy = spectra[:2] + np.random.default_rng(0).normal(size=spectra[:2].shape) * 0.2
+    flags, stats = spectrum_quality(noisy, reference)
+    assert not np.any(flags & QualityFlag.NOISE_MISMATCH)
+    assert np.all(np.isnan(stats["noise_ratio"]))
+
+
+def test_real_m_dwarfs_and_a_real_giant(giants, shared_data):
+    from skages.io import read_normalized_spectra
+
+    reference = giants[0]
+    files = sorted((shared_data / "apogee_fixtures").glob("aspcapStar-r6-*.fits"))
+    dwarfs = read_normalized_spectra(files)
+    flags, stats = spectrum_quality(dwarfs.spectra, reference)
+    assert np.all(flags & QualityFlag.LINES_UNLIKE_TRAINING)
+    assert np.all(np.abs(stats["line_depth"]) < 0.2)
+    giant = np.load(
+        shared_data / "apogee_fixtures" / "apogee_dr14_2M08002084+4044415_normalized.npz"
+    )
+    good = giant["good_pixel_mask"].astype(bool)
+    flux = np.where(good, giant["normalized_flux"], np.nan)[None]
+    err = np.where(good, giant["normalized_error"], np.nan)[None]
+    flags, _ = spectrum_quality(flux, reference, spectra_err=np.nan_to_num(err, nan=0.0))
+    assert flags[0] == 0
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="reference must have shape"):
+        spectrum_quality(np.ones((2, 10)), np.ones(9))
+    with pytest.raises(ValueError, match="snr must have shape"):
+        spectrum_quality(np.ones((2, 10)), np.ones(10), snr=[1.0])
+    with pytest.raises(ValueError, match="spectra_err must be non-negative"):
+        spectrum_quality(np.ones((1, 10)), np.ones(10), spectra_err=-np.ones((1, 10)))
+    with pytest.raises(ValueError, match="low < high"):
+        QualityThresholds(level_range=(1.2, 0.8))
