@@ -349,7 +349,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         description=(
             "Simulate an APOKASC-like survey (skages.datasets.write_apokasc) and write it, "
             "chunk by chunk in bounded memory, to a skages HDF5 survey file. Star i depends "
-            "only on the seed and on i; an interrupted run continues with --resume."
+            "only on the seed and on i; an interrupted run continues when the same command is "
+            "run again (--restart discards it)."
         ),
         epilog=(
             "examples:\n"
@@ -383,7 +384,9 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--n-jobs", type=_positive_int, default=1, help="worker processes")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument(
+        "--resume", action="store_true", help="(the default) continue an interrupted run"
+    )
     p.add_argument(
         "--restart", action="store_true", help="discard an interrupted run's OUTPUT.partial"
     )
@@ -403,34 +406,25 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from skages.datasets import write_apokasc
 
-    partial = args.output.with_name(args.output.name + ".partial")
     if args.output.exists() and not args.overwrite:
         raise FileExistsError(
             f"{args.output} exists (a complete survey); pass --overwrite to replace it"
         )
-    try:
-        path = write_apokasc(
-            args.output,
-            args.n_stars,
-            chunk_size=args.chunk_size,
-            psd=not args.no_psd,
-            raw_flux=args.raw_flux,
-            reference_ages=args.reference_ages,
-            overwrite=args.overwrite,
-            resume=args.resume,
-            restart=args.restart,
-            n_jobs=args.n_jobs,
-            verbose=0 if args.quiet else 1,
-            random_state=args.seed,
-        )
-    except OSError as exc:
-        if isinstance(exc, FileExistsError) or not partial.exists():
-            raise
-        raise OSError(
-            exc.errno,
-            f"could not write {args.output} ({exc.strerror or exc}); the stars written so "
-            f"far are kept in {partial}: free some space and rerun with --resume",
-        ) from exc
+    # resumes an interrupted run by default (its checked .partial); --restart discards it
+    path = write_apokasc(
+        args.output,
+        args.n_stars,
+        chunk_size=args.chunk_size,
+        psd=not args.no_psd,
+        raw_flux=args.raw_flux,
+        reference_ages=args.reference_ages,
+        overwrite=args.overwrite,
+        resume=not args.restart,
+        restart=args.restart,
+        n_jobs=args.n_jobs,
+        verbose=0 if args.quiet else 1,
+        random_state=args.seed,
+    )
     print(f"simulated survey of {args.n_stars} stars written to {path}")
     return 0
 

@@ -461,7 +461,7 @@ def test_finished_output_is_not_overwritten_without_overwrite(tiny, tmp_path, ca
 # ---------------------------------------------------------------------- loose ends
 
 
-def test_simulate_refuses_to_truncate_a_partial_without_restart(tmp_path, capsys, monkeypatch):
+def test_simulate_resumes_by_default_and_restart_discards(tmp_path, capsys, monkeypatch):
     from skages.io import SurveyWriter
 
     original = SurveyWriter.append
@@ -478,15 +478,15 @@ def test_simulate_refuses_to_truncate_a_partial_without_restart(tmp_path, capsys
     monkeypatch.setattr(SurveyWriter, "append", append)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
-    monkeypatch.setattr(SurveyWriter, "append", original)
     partial = tmp_path / "sim.h5.partial"
-    size = partial.stat().st_size
-    assert main(argv) == 1
-    _one_line_error(capsys.readouterr().err, "sim.h5.partial", "--resume", "--restart")
-    assert partial.stat().st_size == size  # kept, not truncated
-    assert main([*argv, "--restart"]) == 0
+    assert partial.exists() and not out.exists()
+    # the same command again continues the partial: the first chunk is not written again
+    calls["n"] = -100
+    assert main(argv) == 0
+    assert calls["n"] == -100 + 2  # two appends (rows 8-16, 16-20), not three
     with SurveyReader(out) as survey:
         assert survey.n_stars == 20
+    assert main([*argv, "--restart", "--overwrite"]) == 0
     assert main([*argv, "--resume", "--restart", "--overwrite"]) == 1
     _one_line_error(capsys.readouterr().err, "--resume or --restart")
 

@@ -624,10 +624,19 @@ def make_apokasc(
 
 
 def _stored_metadata(partial: Path) -> dict:
+    """The settings and seed of an unfinished survey, read without changing the file."""
     import h5py
 
-    with h5py.File(partial, "r") as h5:
-        return json.loads(h5.attrs.get("metadata", "{}"))
+    try:
+        with h5py.File(partial, "r") as h5:
+            return json.loads(h5.attrs.get("metadata", "{}"))
+    except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError for damage
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(
+            f"cannot resume {partial}: the HDF5 file is damaged ({text.split(' (')[0]}), "
+            "e.g. by a full disk during a write; it is left as it is: delete it or start "
+            "again with --restart (restart=True)"
+        ) from exc
 
 
 @validate_params(
@@ -732,7 +741,7 @@ def write_apokasc(
         if stored_settings != settings:
             raise ValueError(
                 f"cannot resume {partial}: it was written with settings {stored_settings}, "
-                f"this call asks for {settings}"
+                f"this call asks for {settings}; start again with --restart (restart=True)"
             )
         stored_seed = int(stored["random_seed"])
         entropy = stored_seed if random_state is None else _entropy(random_state)
