@@ -99,7 +99,7 @@ def _stored_rows(h5: Any, start: int, stop: int) -> tuple[dict, dict]:
     return arrays, cols
 
 
-def verify_survey_checksums(h5: Any, path: Path, n_stars: int | None = None) -> int:
+def _verify_checksums(h5: Any, path: Path, n_stars: int | None = None) -> int:
     """Re-read every committed append of an open survey file and compare its checksum.
 
     Returns the number of rows verified. Raises ValueError naming the file and the rows
@@ -625,7 +625,7 @@ class SurveyWriter:
         # nothing at the final name unless every chunk reads back as it was written
         try:
             with _open_hdf5(self.partial_path, "r") as h5:
-                verify_survey_checksums(h5, self.partial_path)
+                _verify_checksums(h5, self.partial_path)
         except ValueError:
             raise
         except Exception as exc:
@@ -719,11 +719,12 @@ def _check_resumable(partial: Path, *, verify: bool = True) -> int:
             "--restart (restart=True)"
         ) from exc
     try:
+        _check_self_contained(h5, partial)
         _check_survey_attrs(h5, partial, allow_incomplete=True)
         n = int(h5.attrs["n_stars"])
         try:
             if verify:
-                verify_survey_checksums(h5, partial, n)
+                _verify_checksums(h5, partial, n)
         except ValueError:
             raise
         except Exception as exc:
@@ -742,6 +743,63 @@ def _check_resumable(partial: Path, *, verify: bool = True) -> int:
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text.split(" (")[0]
+
+
+def _check_self_contained(h5: Any, path: PathLike) -> None:
+    """Refuse an HDF5 file whose data live outside it.
+
+    External links (so also soft links that leave the file: they can only do so
+    through an external link, which is refused where it stands),
+    datasets with external storage (raw bytes read from another file, e.g.
+    ``/etc/passwd``) and virtual datasets (mapped from other files) are refused with
+    one message naming the file and the dataset. Checked before any data is read.
+
+    Parameters
+    ----------
+    h5 : h5py.File
+        The open file.
+    path : path-like
+        Its name, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the dataset or link, and where it points.
+    """
+    import h5py
+
+    def refuse(name: str, what: str) -> None:
+        raise ValueError(
+            f"{path}: {name!r} {what}; skages reads only self-contained HDF5 files (no "
+            "external links, external storage or virtual datasets): write the data into "
+            "the file itself"
+        )
+
+    def check_link(name: str, link: Any) -> None:
+        if isinstance(link, h5py.ExternalLink):
+            refuse("/" + name, f"is an external link to {link.filename}:{link.path}")
+        if isinstance(link, h5py.HardLink):
+            obj = h5.get(name)
+            if isinstance(obj, h5py.Dataset):
+                plist = obj.id.get_create_plist()
+                if plist.get_layout() == h5py.h5d.VIRTUAL:
+                    sources = sorted(
+                        {plist.get_virtual_filename(i) for i in range(plist.get_virtual_count())}
+                    )
+                    refuse("/" + name, f"is a virtual dataset mapped from {sources}")
+                if plist.get_external_count() > 0:
+                    files = sorted(
+                        {
+                            plist.get_external(i)[0].decode(errors="replace")
+                            for i in range(plist.get_external_count())
+                        }
+                    )
+                    refuse("/" + name, f"is stored outside the file, in {files}")
+
+    links: list[tuple[str, Any]] = []
+    h5.visititems_links(lambda name, link: links.append((name, link)))  # raise outside h5py
+    for name, link in links:
+        check_link(name, link)
 
 
 def _check_survey_attrs(h5: Any, path: Path, *, allow_incomplete: bool = False) -> None:
@@ -816,6 +874,7 @@ class SurveyReader:
                 f"{self.path} cannot be opened as HDF5 (damaged or truncated?): {exc}"
             ) from exc
         try:
+            _check_self_contained(self._file, self.path)
             _check_survey_attrs(self._file, self.path)
             self._open_structure(h5py)
         except ValueError:
