@@ -26,7 +26,7 @@ def describe_write_error(exc: BaseException) -> tuple[int | None, str]:
     """The errno and a short reason of a failed write (OSError, or h5py's RuntimeError).
 
     h5py reports a full disk as ``RuntimeError``/``OSError`` whose text holds
-    ``errno = 28``; this recovers ``errno.ENOSPC`` and says "no space left on device".
+    ``errno = 28``; this recovers ``errno.ENOSPC`` and says "No space left on device".
     """
     code = getattr(exc, "errno", None)
     text = str(exc)
@@ -36,10 +36,8 @@ def describe_write_error(exc: BaseException) -> tuple[int | None, str]:
             code = int(found.group(1))
         elif "No space left" in text:
             code = errno.ENOSPC
-    if code == errno.ENOSPC:
-        return code, "no space left on device"
     if code is not None and code > 0:
-        return code, os.strerror(code).lower()
+        return code, os.strerror(code)  # "No space left on device" for ENOSPC
     reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else "")
     return code, str(reason or type(exc).__name__)
 

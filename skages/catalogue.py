@@ -477,7 +477,8 @@ def _load(model: Any, trusted: Sequence[str] | None = None) -> tuple[Any, Path |
 
             fitted = _encoder_class().from_astronn(path, output_std=True)
             return fitted, path / WEIGHTS_FILE, {"source": "astroNN folder"}
-        fitted, meta = load_model(path, trusted=None if trusted is None else list(trusted))
+        trust = trusted if trusted is None or isinstance(trusted, bool) else list(trusted)
+        fitted, meta = load_model(path, trusted=trust)
         return fitted, path, meta
     return model, None, {}
 
@@ -1530,9 +1531,10 @@ def predict_catalogue(
         Keep the progress folder after success (it is removed by default).
     progress_dir : path-like, optional
         Where finished chunks are kept; default ``<output>.progress`` beside the output.
-    trusted : sequence of str, optional
-        For a ``.skops`` model file: extra type names to trust
-        (:func:`skages.persistence.load_model`).
+    trusted : bool or sequence of str, optional
+        As for :func:`skages.persistence.load_model`: True to load a ``.joblib``
+        (pickle) model file, which runs any code it holds; for a ``.skops`` file, extra
+        type names to trust.
     verbose : int, default=0
         Progress bar on stderr when > 0.
 

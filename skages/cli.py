@@ -831,8 +831,10 @@ def _load_encoder(path: Path, args: argparse.Namespace):
         return SpectrumToPSDEncoder.from_astronn(path, output_std=True)
     if not path.exists():
         raise FileNotFoundError(f"no such encoder (astroNN folder or model file): {path}")
-    _check_model_trust(argparse.Namespace(model=path, trust_joblib=args.trust_joblib))
-    model, _ = load_model(path, trusted=args.trust)
+    trusted = _check_model_trust(
+        argparse.Namespace(model=path, trust_joblib=args.trust_joblib, trust=args.trust)
+    )
+    model, _ = load_model(path, trusted=trusted)
     if isinstance(model, Pipeline) and "features" in model.named_steps:
         model = model.named_steps["features"].named_transformers_.get("encoder")
     if isinstance(model, FrozenEstimator):
@@ -990,8 +992,9 @@ def _catalogue(args: argparse.Namespace, command: str, **options):
         _check_module("pyarrow", "parquet", f"writing {args.output.name} (Parquet)")
     if options.get("scheduler") is not None:
         _check_module("distributed", "dask", "running on Dask (--dask, --scheduler)")
+    trusted = args.trust
     if not args.model.is_dir():  # an astroNN folder holds no pickle
-        _check_model_trust(args)
+        trusted = _check_model_trust(args)
     try:
         return predict_catalogue(
             args.model,
@@ -1003,7 +1006,7 @@ def _catalogue(args: argparse.Namespace, command: str, **options):
             cuts=cuts,
             overwrite=args.overwrite,
             restart=args.restart,
-            trusted=args.trust,
+            trusted=trusted,
             verbose=0 if args.quiet else 1,
             **options,
         )
@@ -1130,7 +1133,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for path in (args.model, args.survey, args.test_survey):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"no such file: {path}")
-    _check_model_trust(args)
+    trusted = _check_model_trust(args)
     report = evaluate_saved_model(
         args.model,
         args.survey,
@@ -1139,7 +1142,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         random_state=args.seed,
         n_jobs=args.n_jobs,
-        trusted=args.trust,
+        trusted=trusted,
     )
     import matplotlib.pyplot as plt
 
@@ -1261,17 +1264,21 @@ def _add_trust_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_model_trust(args: argparse.Namespace) -> None:
-    """Refuse a pickle-based model unless the user said they trust it."""
+def _check_model_trust(args: argparse.Namespace) -> bool | list[str] | None:
+    """Refuse a pickle-based model unless the user said they trust it.
+
+    Returns the ``trusted`` argument of :func:`skages.persistence.load_model`: True for
+    a trusted joblib file, else the ``--trust`` type names.
+    """
     suffix = Path(args.model).suffix.lower()
     if suffix not in (".joblib", ".pkl"):
-        return
+        return getattr(args, "trust", None)
     if args.trust_joblib or os.environ.get(TRUST_JOBLIB_ENV, "").strip().lower() in (
         "1",
         "true",
         "yes",
     ):
-        return
+        return True
     raise ValueError(
         f"{args.model} is a joblib (pickle) file, and loading a pickle runs any code it "
         f"holds; pass --trust-joblib (or set {TRUST_JOBLIB_ENV}=1) if you wrote it or trust "

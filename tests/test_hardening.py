@@ -207,7 +207,7 @@ def test_damaged_joblib_is_one_clear_error(tiny, tmp_path, capsys, damage):
     else:
         path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"model\.joblib is not a readable joblib model"):
-        load_model(path)
+        load_model(path, trusted=True)
     assert _predict(path, tiny.survey, tmp_path / "a.fits", "--trust-joblib") == 1
     _one_line_error(capsys.readouterr().err, "model.joblib", "not a readable joblib model")
 
@@ -243,7 +243,7 @@ def test_version_is_checked_before_any_class_is_needed(tiny, tmp_path, monkeypat
     with pytest.raises(ValueError, match=r"written by skages 0\.0\.1.*Install skages==0\.0\.1"):
         load_model(path)
     with pytest.raises(ValueError, match="names a class or function that this skages"):
-        load_model(now)
+        load_model(now, trusted=True)
 
     # skops: the metadata member is read before the types are even listed
     skops_old = tmp_path / "old.skops"

@@ -116,7 +116,7 @@ def test_a_full_disk_mid_write_is_one_clean_error_and_resumes_exactly(
     with pytest.raises(WriteError) as info:
         write_apokasc(out, 300, chunk_size=50, psd=False, random_state=1)
     message = str(info.value)
-    assert "[Errno" not in message and "no space left on device" in message
+    assert "[Errno" not in message and "No space left on device" in message
     assert "s.h5.partial" in message and "stars written before are kept" in message
     assert info.value.errno == errno.ENOSPC
     assert not out.exists()
@@ -137,7 +137,7 @@ def test_a_lost_write_never_reaches_the_final_name(tmp_path, monkeypatch):
 def test_a_full_disk_while_creating_the_file_leaves_nothing(tmp_path, monkeypatch, reference):
     out = tmp_path / "s.h5"
     _fill_disk_at(monkeypatch, 3_000)
-    with pytest.raises(WriteError, match="no space left on device"):
+    with pytest.raises(WriteError, match="No space left on device"):
         write_apokasc(out, 300, chunk_size=50, psd=False, random_state=1)
     assert not out.exists() and not (tmp_path / "s.h5.partial").exists()
 
@@ -225,7 +225,7 @@ def test_atomic_path_full_disk_message_has_no_errno_noise(tmp_path):
     with pytest.raises(WriteError) as info, atomic_path(target) as tmp:
         tmp.write_bytes(b"x")
         raise OSError(errno.ENOSPC, "No space left on device")
-    assert str(info.value) == f"could not write {target}: no space left on device"
+    assert str(info.value) == f"could not write {target}: No space left on device"
     with pytest.raises(WriteError) as info, atomic_path(target):
         raise OSError("disk quota exceeded somewhere")
     assert "[Errno None]" not in str(info.value)

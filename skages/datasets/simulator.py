@@ -710,8 +710,7 @@ def write_apokasc(
     FileExistsError
         If ``<path>.partial`` exists and neither ``resume`` nor ``restart`` is set.
     """
-    from skages.io import SurveyWriter
-    from skages.seismology import frequency_grid
+    from skages._atomic import WriteError
 
     options = _check_options(
         missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, reference_ages
@@ -761,6 +760,31 @@ def write_apokasc(
         "settings": settings,
     }
     units = {k: v for k, v in LABEL_UNITS.items() if v}
+    try:
+        _write_chunks(path, partial, n_stars, chunk_size, entropy, options, n_jobs, verbose,
+                      psd, units, metadata, overwrite, resume)  # fmt: skip
+    except (WriteError, FileExistsError):
+        raise
+    except OSError as exc:  # a write that failed outside the writer's own checks
+        from skages._atomic import describe_write_error
+
+        code, reason = describe_write_error(exc)
+        kept = ""
+        if partial.exists():
+            kept = f"; the stars written so far are kept in {partial}"
+        raise WriteError(
+            code, f"could not write {path}: {reason}{kept}: run the same command again to resume"
+        ) from exc
+    return path
+
+
+def _write_chunks(
+    path, partial, n_stars, chunk_size, entropy, options, n_jobs, verbose, psd, units,
+    metadata, overwrite, resume,
+) -> None:  # fmt: skip
+    from skages.io import SurveyWriter
+    from skages.seismology import frequency_grid
+
     with SurveyWriter(
         path,
         frequency=frequency_grid() if psd else None,
@@ -775,7 +799,6 @@ def write_apokasc(
         for chunk in _iter_chunks(n_stars, chunk_size, start, entropy, options, n_jobs, verbose):
             arrays = {name: chunk[name] for name in _array_names(options)}
             writer.append(labels=chunk.labels, **arrays)
-    return path
 
 
 # ------------------------------------------------------------- light curves

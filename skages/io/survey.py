@@ -503,8 +503,9 @@ class SurveyWriter:
         return WriteError(
             code,
             f"could not write {self.partial_path}: {reason}; the {self._n} stars written "
-            "before are kept there and are checked when the same run is started again"
-            + (" (free some space first)" if code == errno.ENOSPC else ""),
+            "before are kept there: "
+            + ("free some space and " if code == errno.ENOSPC else "")
+            + "run the same command again to resume (they are checked first)",
         )
 
     def _check_space(self, k: int, arrays: Mapping[str, np.ndarray], cols: Mapping) -> None:
