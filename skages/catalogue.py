@@ -527,8 +527,12 @@ def _label_frame(table: Any, needed: Sequence[str], what: str) -> pd.DataFrame:
             f"{type(table).__name__}"
         )
     out = pd.DataFrame(index=pd.RangeIndex(n))
+    from skages._labels import check_text_ids, numeric_label
+
     for name in _ID_COLUMNS:
         key = name.lower()
+        if key == "apogee_id" and key in cols:
+            check_text_ids(get(key), name, what)
         out[name] = _str_array(get(key)) if key in cols else np.full(n, "", dtype="U1")
     for name in _FLAG_COLUMNS:
         key = name.lower()
@@ -549,8 +553,7 @@ def _label_frame(table: Any, needed: Sequence[str], what: str) -> pd.DataFrame:
                 + ("applicability cuts need" if name in _CUT_LABELS else "age model needs")
                 + f"; it has {sorted(cols)[:20]}"
             )
-        values = pd.to_numeric(pd.Series(np.asarray(get(name))), errors="coerce")
-        out[name] = values.to_numpy(dtype=np.float64)
+        out[name] = numeric_label(get(name), name, what)  # '4837.7 K' parsed, not NaN
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from astropy.io import fits
 from astropy.table import Table
@@ -550,3 +551,56 @@ def test_truncated_gzipped_apokasc2_names_the_file(tmp_path):
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"APOKASC2_Table5\.txt\.gz is not a readable"):
         read_apokasc2(bad)
+
+
+# ------------------------------------------------------------ label types, duplicates
+
+
+def _survey_labels(tiny) -> pd.DataFrame:
+    with SurveyReader(tiny.survey) as reader:
+        frame = reader.labels.reset_index(drop=True)
+    frame.columns = [c.upper() for c in frame.columns]
+    frame["TELESCOPE"], frame["FIELD"] = "apo25m", "SIM"
+    return frame
+
+
+def test_label_strings_with_units_are_parsed_not_nan(tiny, tmp_path):
+    frame = _survey_labels(tiny)
+    plain = predict_catalogue(tiny.model, tiny.survey, tmp_path / "a.fits", labels=frame)
+    frame["TEFF"] = [f"{v} K" for v in frame["TEFF"]]
+    frame["FE_H"] = [str(v) for v in frame["FE_H"]]
+    text = predict_catalogue(tiny.model, tiny.survey, tmp_path / "b.fits", labels=frame)
+    assert text.n_ages == plain.n_ages > 0
+    a, b = read_catalogue(plain.path), read_catalogue(text.path)
+    np.testing.assert_array_equal(np.asarray(a["LogAge"]), np.asarray(b["LogAge"]))
+
+
+def test_non_numeric_label_text_and_numeric_ids_name_the_column(tiny, tmp_path):
+    frame = _survey_labels(tiny)
+    frame["TEFF"] = ["hot"] + [str(v) for v in frame["TEFF"].iloc[1:]]
+    with pytest.raises(ValueError, match=r"column 'teff' holds text that is not a number in K"):
+        predict_catalogue(tiny.model, tiny.survey, tmp_path / "a.fits", labels=frame)
+    frame = _survey_labels(tiny)
+    frame["TEFF"] = [f"{v} km" for v in frame["TEFF"]]
+    with pytest.raises(ValueError, match=r"column 'teff'"):
+        predict_catalogue(tiny.model, tiny.survey, tmp_path / "a.fits", labels=frame)
+    frame = _survey_labels(tiny)
+    frame["APOGEE_ID"] = np.arange(len(frame), dtype=float)
+    with pytest.raises(ValueError, match=r"column 'APOGEE_ID' holds numbers \(float64\)"):
+        predict_catalogue(tiny.model, tiny.survey, tmp_path / "a.fits", labels=frame)
+    assert not (tmp_path / "a.fits").exists()
+
+
+def test_duplicate_survey_rows_are_named(tiny, tmp_path, caplog):
+    from skages.io import read_survey, write_survey
+
+    data = read_survey(tiny.survey)
+    data.labels = data.labels.reset_index(drop=True)
+    data.labels.loc[1, "apogee_id"] = data.labels.loc[0, "apogee_id"]
+    data.labels["telescope"], data.labels["field"] = "apo25m", "SIM"
+    path = write_survey(tmp_path / "dup.h5", data)
+    frame = _survey_labels(tiny).drop(index=1).reset_index(drop=True)
+    with caplog.at_level("WARNING", logger="skages"):
+        predict_catalogue(tiny.model, path, tmp_path / "a.fits", labels=frame)
+    assert "2 spectra share APOGEE_ID/TELESCOPE/FIELD" in caplog.text
+    assert data.labels.loc[0, "apogee_id"] in caplog.text

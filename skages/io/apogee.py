@@ -542,9 +542,13 @@ def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np
     then on APOGEE_ID and telescope, then on APOGEE_ID alone where the spectra hold
     only one observation of that star.
     """
+    from skages._labels import warn_duplicate_rows
+
     out = np.full(len(catalogue), -1, dtype=np.int64)
     for cols in (["APOGEE_ID", "TELESCOPE", "FIELD"], ["APOGEE_ID", "TELESCOPE"], ["APOGEE_ID"]):
         spec_key, spec_known = _keys(spectra, cols)
+        if len(cols) == 3:  # the same star, telescope and field twice: name them
+            warn_duplicate_rows(spec_key, spec_known, what)
         cat_key, cat_known = _keys(catalogue, cols)
         if len(cols) == 1:  # a star observed more than once cannot be told apart by id
             spec_known &= ~spec_key.duplicated(keep=False).to_numpy()
