@@ -271,7 +271,9 @@ def _single_lightkurve_messages() -> None:
     the root handler of :func:`main`, and each message is printed twice.
     """
     try:
-        import lightkurve  # noqa: F401  (the import attaches lightkurve's handler)
+        with warnings.catch_warnings():  # its optional-dependency notice, on every run
+            warnings.filterwarnings("ignore", message=".*oktopus", category=UserWarning)
+            import lightkurve  # noqa: F401  (the import attaches lightkurve's handler)
     except ImportError:  # the reader raises the helpful error itself
         return
     lk_logger = logging.getLogger("lightkurve")
@@ -1401,7 +1403,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     for add in _COMMANDS:
         add(sub)
+    for command in sub.choices.values():  # -q / -v after the command too
+        _add_verbosity(command)
     return parser
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    """``-q`` and ``-v`` on a subcommand; absent, they leave the main parser's values."""
+    p.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

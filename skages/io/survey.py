@@ -673,6 +673,21 @@ class SurveyWriter:
             self.abort(quiet=isinstance(exc, WriteError))
 
 
+def _fits_hint(path: Path) -> str:
+    """A hint when a FITS table (an allStar) is given where a survey is expected."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return ""
+    if head != b"SIMPLE":
+        return ""
+    return (
+        ": it is a FITS file; an allStar table goes to --labels (labels=...), with "
+        "--spectra an HDF5 survey or a folder of apStar / aspcapStar files"
+    )
+
+
 def _fsync(path: Path) -> None:
     """Flush a file (or a folder's entries) to the disk; a no-op where not supported."""
     try:
@@ -867,6 +882,7 @@ class SurveyReader:
         if not h5py.is_hdf5(self.path):
             raise ValueError(
                 f"{self.path} is not an HDF5 file (expected a skages survey collection)"
+                + _fits_hint(self.path)
             )
         try:
             self._file = h5py.File(self.path, "r")
