@@ -17,7 +17,7 @@ logger = logging.getLogger("skages")
 
 #: Units of the labels a catalogue reads (astropy unit strings; "" dimensionless).
 LABEL_UNITS = {"teff": "K", "teff_err": "K", "logg": "dex", "fe_h": "dex", "fe_h_err": "dex"}
-_MISSING = {"", "nan", "none", "null", "--", "n/a", "na"}
+_MISSING = {"", "nan", "none", "null", "--", "n/a", "na", "<na>"}
 
 
 def _text(value: Any) -> Any:
@@ -57,7 +57,7 @@ def numeric_label(values: Any, name: str, where: str) -> np.ndarray:
         return arr.astype(np.float64)
     text = pd.Series(arr.tolist(), dtype=object).map(_text)
     out = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-    stripped = text.map(lambda v: str(v).strip() if v is not None else "")
+    stripped = text.map(lambda v: "" if v is None or v is pd.NA or v is pd.NaT else str(v).strip())
     todo = np.flatnonzero(np.isnan(out) & ~stripped.str.lower().isin(_MISSING).to_numpy())
     if todo.size == 0:
         return out
