@@ -123,6 +123,7 @@ _LAZY: dict[str, str] = {
     # persistence
     "save_model": "persistence",
     "load_model": "persistence",
+    "read_model_metadata": "persistence",
     "training_summary": "persistence",
 }
 

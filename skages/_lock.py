@@ -35,6 +35,9 @@ except ImportError:  # pragma: no cover - Windows
 class OutputInUseError(OSError):
     """Another running process holds the lock of this output."""
 
+    def __str__(self) -> str:  # the message alone, without "[Errno 16]"
+        return str(self.strerror or super().__str__())
+
 
 def lock_path(path: str | os.PathLike) -> Path:
     """The lock file of an output: ``<path>.lock`` beside it."""

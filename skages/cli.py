@@ -270,7 +270,9 @@ def _single_lightkurve_messages() -> None:
     the root handler of :func:`main`, and each message is printed twice.
     """
     try:
-        import lightkurve  # noqa: F401  (the import attaches lightkurve's handler)
+        with warnings.catch_warnings():  # its optional-dependency notice, on every run
+            warnings.filterwarnings("ignore", message=".*oktopus", category=UserWarning)
+            import lightkurve  # noqa: F401  (the import attaches lightkurve's handler)
     except ImportError:  # the reader raises the helpful error itself
         return
     lk_logger = logging.getLogger("lightkurve")
@@ -352,7 +354,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         description=(
             "Simulate an APOKASC-like survey (skages.datasets.write_apokasc) and write it, "
             "chunk by chunk in bounded memory, to a skages HDF5 survey file. Star i depends "
-            "only on the seed and on i; an interrupted run continues with --resume."
+            "only on the seed and on i; an interrupted run continues when the same command is "
+            "run again (--restart discards it)."
         ),
         epilog=(
             "examples:\n"
@@ -386,7 +389,9 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--n-jobs", type=_positive_int, default=1, help="worker processes")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument(
+        "--resume", action="store_true", help="(the default) continue an interrupted run"
+    )
     p.add_argument(
         "--restart", action="store_true", help="discard an interrupted run's OUTPUT.partial"
     )
@@ -406,34 +411,25 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from skages.datasets import write_apokasc
 
-    partial = args.output.with_name(args.output.name + ".partial")
     if args.output.exists() and not args.overwrite:
         raise FileExistsError(
             f"{args.output} exists (a complete survey); pass --overwrite to replace it"
         )
-    try:
-        path = write_apokasc(
-            args.output,
-            args.n_stars,
-            chunk_size=args.chunk_size,
-            psd=not args.no_psd,
-            raw_flux=args.raw_flux,
-            reference_ages=args.reference_ages,
-            overwrite=args.overwrite,
-            resume=args.resume,
-            restart=args.restart,
-            n_jobs=args.n_jobs,
-            verbose=0 if args.quiet else 1,
-            random_state=args.seed,
-        )
-    except OSError as exc:
-        if isinstance(exc, FileExistsError) or not partial.exists():
-            raise
-        raise OSError(
-            exc.errno,
-            f"could not write {args.output} ({exc.strerror or exc}); the stars written so "
-            f"far are kept in {partial}: free some space and rerun with --resume",
-        ) from exc
+    # resumes an interrupted run by default (its checked .partial); --restart discards it
+    path = write_apokasc(
+        args.output,
+        args.n_stars,
+        chunk_size=args.chunk_size,
+        psd=not args.no_psd,
+        raw_flux=args.raw_flux,
+        reference_ages=args.reference_ages,
+        overwrite=args.overwrite,
+        resume=not args.restart,
+        restart=args.restart,
+        n_jobs=args.n_jobs,
+        verbose=0 if args.quiet else 1,
+        random_state=args.seed,
+    )
     print(f"simulated survey of {args.n_stars} stars written to {path}")
     return 0
 
@@ -569,6 +565,7 @@ def _run_train(args: argparse.Namespace) -> int:
         raise ValueError("give the model file with --output (or [model] output in --config)")
     encoder_params = dict(config.get("encoder", {}))
     encoder_flags = ("max_epochs", "latent_dim", "batch_size", "lr")
+    trusted = args.trust
     if args.encoder is not None:
         given = [f"--{f.replace('_', '-')}" for f in encoder_flags if getattr(args, f) is not None]
         if given:
@@ -576,8 +573,10 @@ def _run_train(args: argparse.Namespace) -> int:
                 f"--encoder trains the forest only; {given} would set the encoder's training"
             )
         if args.encoder.is_file():  # a model file, maybe a pickle: only if trusted
-            _check_model_trust(
-                argparse.Namespace(model=args.encoder, trust_joblib=args.trust_joblib)
+            trusted = _check_model_trust(
+                argparse.Namespace(
+                    model=args.encoder, trust_joblib=args.trust_joblib, trust=args.trust
+                )
             )
     else:
         for flag in (*encoder_flags, "device"):
@@ -590,7 +589,7 @@ def _run_train(args: argparse.Namespace) -> int:
     _, training = train_from_config(
         config,
         encoder=args.encoder,
-        trusted=args.trust,
+        trusted=trusted,
         verbose=0 if args.quiet else 1,
         provenance={"command": "skages train"},
     )
@@ -689,8 +688,9 @@ def _catalogue(args: argparse.Namespace, command: str, **options):
         _check_module("pyarrow", "parquet", f"writing {args.output.name} (Parquet)")
     if options.get("scheduler") is not None:
         _check_module("distributed", "dask", "running on Dask (--dask, --scheduler)")
+    trusted = args.trust
     if not args.model.is_dir():  # an astroNN folder holds no pickle
-        _check_model_trust(args)
+        trusted = _check_model_trust(args)
     try:
         return predict_catalogue(
             args.model,
@@ -702,7 +702,7 @@ def _catalogue(args: argparse.Namespace, command: str, **options):
             cuts=cuts,
             overwrite=args.overwrite,
             restart=args.restart,
-            trusted=args.trust,
+            trusted=trusted,
             verbose=0 if args.quiet else 1,
             **options,
         )
@@ -830,7 +830,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for path in (args.model, args.survey, args.test_survey):
         if path is not None and not path.exists():
             raise FileNotFoundError(f"no such file: {path}")
-    _check_model_trust(args)
+    trusted = _check_model_trust(args)
     report = evaluate_saved_model(
         args.model,
         args.survey,
@@ -839,7 +839,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         random_state=args.seed,
         n_jobs=args.n_jobs,
-        trusted=args.trust,
+        trusted=trusted,
         cuts=CatalogueCuts(),
     )
     import matplotlib.pyplot as plt
@@ -962,17 +962,21 @@ def _add_trust_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_model_trust(args: argparse.Namespace) -> None:
-    """Refuse a pickle-based model unless the user said they trust it."""
+def _check_model_trust(args: argparse.Namespace) -> bool | list[str] | None:
+    """Refuse a pickle-based model unless the user said they trust it.
+
+    Returns the ``trusted`` argument of :func:`skages.persistence.load_model`: True for
+    a trusted joblib file, else the ``--trust`` type names.
+    """
     suffix = Path(args.model).suffix.lower()
     if suffix not in (".joblib", ".pkl"):
-        return
+        return getattr(args, "trust", None)
     if args.trust_joblib or os.environ.get(TRUST_JOBLIB_ENV, "").strip().lower() in (
         "1",
         "true",
         "yes",
     ):
-        return
+        return True
     raise ValueError(
         f"{args.model} is a joblib (pickle) file, and loading a pickle runs any code it "
         f"holds; pass --trust-joblib (or set {TRUST_JOBLIB_ENV}=1) if you wrote it or trust "
@@ -1095,7 +1099,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     for add in _COMMANDS:
         add(sub)
+    for command in sub.choices.values():  # -q / -v after the command too
+        _add_verbosity(command)
     return parser
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    """``-q`` and ``-v`` on a subcommand; absent, they leave the main parser's values."""
+    p.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,10 +30,10 @@ PAPER_MAX_EPOCHS = 150
 
 def _same_model(path: Path, settings: dict[str, Any]) -> bool:
     """Whether a finished model file was trained with these demo settings."""
-    from skages.persistence import load_model
+    from skages.persistence import read_model_metadata
 
-    try:
-        _, metadata = load_model(path)
+    try:  # the metadata only: a planted file in the output folder never runs code
+        metadata = read_model_metadata(path)
     except (ValueError, OSError) as exc:
         logger.warning("cannot reuse %s (%s); training again", path, exc)
         return False
@@ -60,7 +60,7 @@ def run_demo(
        and labels (:func:`skages.datasets.write_apokasc`) to ``survey.h5``.
     2. Hold out ``test_size`` of the stars, train the encoder on the spectrum-PSD pairs
        of the rest and the forest on their precise ages
-       (:func:`skages.training.train_from_survey`), and save ``model.joblib``.
+       (:func:`skages.training.train_from_survey`), and save ``model.skops``.
     3. Write the age catalogue of the whole survey, in the paper's Table 1 data model
        (:func:`skages.catalogue.predict_catalogue`), to ``catalogue.fits``.
     4. Evaluate the model on the held-out stars with the paper's diagnostics and
@@ -132,7 +132,7 @@ def _demo(
 
     paths = Bunch(
         survey=output_dir / "survey.h5",
-        model=output_dir / "model.joblib",
+        model=output_dir / "model.skops",
         catalogue=output_dir / "catalogue.fits",
         report=output_dir / "report" / "report.md",
     )

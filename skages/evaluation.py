@@ -1538,9 +1538,9 @@ def evaluate_saved_model(
         A separate held-out survey; then every star of ``survey`` counts as training.
     baselines, random_state, n_jobs, cuts
         As for :func:`evaluate_age_model`.
-    trusted : sequence of str, optional
-        For a ``.skops`` model: extra type names to trust
-        (:func:`skages.persistence.load_model`).
+    trusted : bool or sequence of str, optional
+        As for :func:`skages.persistence.load_model`: True to load a ``.joblib``
+        (pickle) model file; for a ``.skops`` file, extra type names to trust.
 
     Returns
     -------
@@ -1548,7 +1548,8 @@ def evaluate_saved_model(
     """
     from skages.persistence import load_model
 
-    fitted, metadata = load_model(model, trusted=None if trusted is None else list(trusted))
+    trust = trusted if trusted is None or isinstance(trusted, bool) else list(trusted)
+    fitted, metadata = load_model(model, trusted=trust)
     training = metadata.get("training") or {}
     max_stars = training.get("max_stars")
     data = _read_rows(Path(survey), max_stars)

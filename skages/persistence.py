@@ -45,6 +45,7 @@ __all__ = [
     "SKOPS_TRUSTED_TYPES",
     "load_model",
     "model_metadata",
+    "read_model_metadata",
     "save_model",
     "training_summary",
 ]
@@ -397,8 +398,52 @@ def _damaged(path: Path, fmt: str, exc: BaseException) -> ValueError:
     )
 
 
+def read_model_metadata(path: str | PathLike, *, format: str | None = None) -> dict[str, Any]:
+    """The metadata of a model file, read without building any object of it.
+
+    Safe on any file, a stranger's pickle included: no class is imported and no code
+    from the file runs (for ``.joblib`` files the pickle stream is read only up to the
+    metadata, which :func:`save_model` puts first). Use it to decide whether a saved
+    model can be reused before loading it.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.joblib`` or ``.skops`` file written by :func:`save_model`.
+    format : {"joblib", "skops"}, optional
+        Overrides the extension.
+
+    Returns
+    -------
+    dict
+        The checked metadata (skages version, training summary, ...).
+
+    Raises
+    ------
+    ValueError
+        If the file is damaged, not a skages model file or from an incompatible skages.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file: {path}")
+    fmt = _format(path, format)
+    try:
+        meta = _peek_joblib_metadata(path) if fmt == "joblib" else _peek_skops_metadata(path)
+    except Exception as exc:  # OSError, BadZipFile, JSON, zlib, ...
+        raise _damaged(path, fmt, exc) from exc
+    if meta is None:
+        raise ValueError(
+            f"{path}: no skages metadata before the model (not written by "
+            "skages.persistence.save_model, or damaged)"
+        )
+    return _check_metadata(meta, path)
+
+
 def load_model(
-    path: str | PathLike, *, format: str | None = None, trusted: list[str] | None = None
+    path: str | PathLike,
+    *,
+    format: str | None = None,
+    trusted: bool | list[str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Load a model written by :func:`save_model` and check that it fits this skages.
 
@@ -413,10 +458,14 @@ def load_model(
         any code it holds, so load only files you wrote or whose author you trust.
     format : {"joblib", "skops"}, optional
         Overrides the extension.
-    trusted : list of str, optional
-        For skops files: exact type names to trust beyond those skops trusts by default
-        and :data:`SKOPS_TRUSTED_TYPES`. Loading stops with the list of any other type
-        found, so a stranger's file cannot run code you did not approve.
+    trusted : bool or list of str, optional
+        Whether you trust the file's author. A ``.joblib`` file (a pickle) is loaded
+        only with ``trusted=True`` (the command line's ``--trust-joblib``); otherwise it
+        is refused before a byte of it is unpickled. For ``.skops`` files, a list names
+        exact types to trust beyond those skops trusts by default and
+        :data:`SKOPS_TRUSTED_TYPES` (loading stops with the list of any other type
+        found, so a stranger's file cannot run code you did not approve); True trusts
+        every type in the file.
 
     Returns
     -------
@@ -435,10 +484,14 @@ def load_model(
     if not path.is_file():
         raise FileNotFoundError(f"no such model file: {path}")
     fmt = _format(path, format)
-    if trusted is not None and (
-        isinstance(trusted, str) or not all(isinstance(t, str) for t in trusted)
+    if (
+        trusted is not None
+        and not isinstance(trusted, bool)
+        and (isinstance(trusted, str) or not all(isinstance(t, str) for t in trusted))
     ):
-        raise TypeError(f"trusted must be a list of type names (str); got {trusted!r}")
+        raise TypeError(
+            f"trusted must be True/False or a list of type names (str); got {trusted!r}"
+        )
     if fmt == "joblib":
         import joblib
 
@@ -447,7 +500,14 @@ def load_model(
         except OSError as exc:
             raise _damaged(path, fmt, exc) from exc
         if meta is not None:
-            _check_metadata(meta, path)
+            _check_metadata(meta, path)  # safe: builds no object
+        if trusted is not True:
+            raise ValueError(
+                f"{path} is a joblib (pickle) file, and loading a pickle runs any code it "
+                "holds; pass load_model(..., trusted=True) (skages: --trust-joblib) only if "
+                "you wrote it or trust its author, or use a .skops model"
+                + ("" if meta is not None else " (no skages metadata found: not a skages model?)")
+            )
         load = lambda: joblib.load(path)  # noqa: E731
     else:
         sio = _import_skops(path)
@@ -461,8 +521,9 @@ def load_model(
             untrusted = sio.get_untrusted_types(file=path)
         except Exception as exc:  # BadZipFile, JSON, KeyError, ...
             raise _damaged(path, fmt, exc) from exc
-        allowed = set(SKOPS_TRUSTED_TYPES) | set(trusted or ())
-        unknown = sorted(set(untrusted) - allowed)
+        extra = () if isinstance(trusted, bool) or trusted is None else trusted
+        allowed = set(SKOPS_TRUSTED_TYPES) | set(extra)
+        unknown = [] if trusted is True else sorted(set(untrusted) - allowed)
         if unknown:
             raise ValueError(
                 f"{path} contains types skages does not trust: {unknown}. They can run code "

@@ -138,9 +138,10 @@ _COMMON_PARAMETERS = """\
         A trained encoder: a fitted estimator, an astroNN model folder or a skages model
         file. Only the forest is then trained, on top of it (frozen), and no PSDs are
         needed.
-    trusted : list of str, optional
-        Types to trust in a ``.skops`` ``encoder`` file
-        (:func:`skages.persistence.load_model`).
+    trusted : bool or list of str, optional
+        As for :func:`skages.persistence.load_model`: True to load a ``.joblib``
+        (pickle) ``encoder`` file, which runs any code it holds; for a ``.skops`` file,
+        extra type names to trust.
     encoder_params : dict, optional
         :class:`~skages.encoder.SpectrumToPSDEncoder` parameters (``max_epochs``,
         ``latent_dim``, ``device``, ...). Not with a trained ``encoder``.
@@ -183,7 +184,7 @@ def train_from_survey(
     max_stars: int | None = None,
     labels: str | PathLike | None = None,
     encoder: SpectrumToPSDEncoder | str | PathLike | None = None,
-    trusted: Sequence[str] | None = None,
+    trusted: bool | Sequence[str] | None = None,
     encoder_params: Mapping[str, Any] | None = None,
     forest_params: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -239,7 +240,7 @@ def train_from_files(
     max_stars: int | None = None,
     labels: str | PathLike | None = None,
     encoder: SpectrumToPSDEncoder | str | PathLike | None = None,
-    trusted: Sequence[str] | None = None,
+    trusted: bool | Sequence[str] | None = None,
     encoder_params: Mapping[str, Any] | None = None,
     forest_params: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -307,7 +308,7 @@ def train_from_config(
     config: Mapping[str, Any] | str | PathLike,
     *,
     encoder: SpectrumToPSDEncoder | str | PathLike | None = None,
-    trusted: Sequence[str] | None = None,
+    trusted: bool | Sequence[str] | None = None,
     verbose: int = 1,
     provenance: Mapping[str, Any] | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
@@ -324,8 +325,8 @@ def train_from_config(
         parameters). See :func:`train_from_survey` and :func:`train_from_files`.
     encoder : SpectrumToPSDEncoder or path-like, optional
         A trained encoder: only the forest is trained, on top of it.
-    trusted : list of str, optional
-        Types to trust in a ``.skops`` ``encoder`` file.
+    trusted : bool or list of str, optional
+        As for :func:`load_encoder`.
     verbose : int, default=1
         Progress on stderr when > 0 (an ``[encoder] verbose`` setting wins).
     provenance : dict, optional
@@ -350,7 +351,7 @@ def train_from_config(
 
 
 def load_encoder(
-    path: str | PathLike, *, trusted: Sequence[str] | None = None
+    path: str | PathLike, *, trusted: bool | Sequence[str] | None = None
 ) -> SpectrumToPSDEncoder:
     """A fitted encoder from an astroNN model folder or a skages model file.
 
@@ -360,8 +361,9 @@ def load_encoder(
         An astroNN model folder (``astroNN_VEncoderDecoder/``) or a model file written
         by :func:`skages.persistence.save_model` holding an encoder or an age model.
         A ``.joblib`` file is a pickle: load only files you trust.
-    trusted : list of str, optional
-        Types to trust in a ``.skops`` file.
+    trusted : bool or list of str, optional
+        True to load a ``.joblib`` (pickle) file, which runs any code it holds; for a
+        ``.skops`` file, extra type names to trust (:func:`skages.persistence.load_model`).
 
     Returns
     -------
@@ -405,7 +407,7 @@ def _train(
     config: Mapping[str, Any],
     *,
     encoder: Any = None,
-    trusted: Sequence[str] | None = None,
+    trusted: bool | Sequence[str] | None = None,
     verbose: int = 1,
     provenance: Mapping[str, Any] | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
@@ -615,7 +617,9 @@ def _check_psd_grid(psd: Any, source: Any) -> None:
         )
 
 
-def _load_encoder(path: Path, *, trusted: Sequence[str] | None = None) -> SpectrumToPSDEncoder:
+def _load_encoder(
+    path: Path, *, trusted: bool | Sequence[str] | None = None
+) -> SpectrumToPSDEncoder:
     """A fitted encoder from an astroNN model folder or a skages model file."""
     from sklearn.frozen import FrozenEstimator
     from sklearn.pipeline import Pipeline
@@ -627,7 +631,8 @@ def _load_encoder(path: Path, *, trusted: Sequence[str] | None = None) -> Spectr
         return SpectrumToPSDEncoder.from_astronn(path, output_std=True)
     if not path.exists():
         raise FileNotFoundError(f"no such encoder (astroNN folder or model file): {path}")
-    model, _ = load_model(path, trusted=None if trusted is None else list(trusted))
+    trust = trusted if trusted is None or isinstance(trusted, bool) else list(trusted)
+    model, _ = load_model(path, trusted=trust)
     if isinstance(model, Pipeline) and "features" in model.named_steps:
         model = model.named_steps["features"].named_transformers_.get("encoder")
     if isinstance(model, FrozenEstimator):

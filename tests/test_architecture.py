@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "skages"
 #: that is its name or a package above it.
 LAYERS = (
     ("base", ("skages", "skages._version", "skages._atomic", "skages._lock", "skages._units",
-              "skages._warnings", "skages._data")),
+              "skages._warnings", "skages._data", "skages._labels", "skages._ages")),
     ("arrays", ("skages.seismology", "skages.spectra", "skages.quality")),
     ("files", ("skages.io",)),
     ("simulation", ("skages.datasets",)),
@@ -83,7 +83,9 @@ def _layer(module: str) -> int:
     best, rank = "", None
     for i, (_, names) in enumerate(LAYERS):
         for name in names:
-            if (module == name or module.startswith(name + ".")) and len(name) > len(best):
+            # the package root is a room of its own, not a prefix of every module
+            inside = name != "skages" and module.startswith(name + ".")
+            if (module == name or inside) and len(name) > len(best):
                 best, rank = name, i
     if rank is None:
         raise AssertionError(

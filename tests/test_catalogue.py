@@ -72,7 +72,7 @@ def _same(a, b) -> bool:
 
 def test_catalogue_matches_the_pipeline_and_the_papers_cuts(tiny, tmp_path):
     out = tmp_path / "ages.fits"
-    result = predict_catalogue(tiny.model_path, tiny.survey, out, chunk_size=1000)
+    result = predict_catalogue(tiny.model_path, tiny.survey, out, chunk_size=1000, trusted=True)
     table = read_catalogue(out)
     assert table.colnames == [name for name, _, _ in catalogue_columns(5)]
     assert len(table) == result.n_rows == 240
@@ -274,12 +274,14 @@ def _count_chunks(monkeypatch) -> list[int]:
 
 
 def test_interrupted_run_resumes_without_recomputing(tiny, tmp_path, monkeypatch, caplog):
-    ref = predict_catalogue(tiny.model_path, tiny.survey, tmp_path / "ref.fits", chunk_size=40)
+    ref = predict_catalogue(
+        tiny.model_path, tiny.survey, tmp_path / "ref.fits", chunk_size=40, trusted=True
+    )
     out = tmp_path / "ages.fits"
     with monkeypatch.context() as m:
         _interrupt_after(m, 3)
         with pytest.raises(KeyboardInterrupt):
-            predict_catalogue(tiny.model_path, tiny.survey, out, chunk_size=40)
+            predict_catalogue(tiny.model_path, tiny.survey, out, chunk_size=40, trusted=True)
     assert not out.exists()  # nothing half-written under the final name
     progress = tmp_path / "ages.fits.progress"
     assert sorted(p.name for p in progress.glob("chunk-*.npz")) == [
@@ -295,7 +297,7 @@ def test_interrupted_run_resumes_without_recomputing(tiny, tmp_path, monkeypatch
 
     seen = _count_chunks(monkeypatch)
     caplog.set_level(logging.INFO, logger="skages.catalogue")
-    res = predict_catalogue(tiny.model_path, tiny.survey, out, chunk_size=40)
+    res = predict_catalogue(tiny.model_path, tiny.survey, out, chunk_size=40, trusted=True)
     assert sorted(seen) == [1, 3, 4, 5]  # chunks 0 and 2 were not recomputed
     assert "damaged" in caplog.text and "2 of 6 chunks already done" in caplog.text
     assert res.n_chunks_resumed == 2
@@ -454,10 +456,13 @@ def dask_client():
 
 
 def test_dask_run_equals_the_single_process_run(tiny, tmp_path, dask_client):
-    local = predict_catalogue(tiny.model_path, tiny.survey, tmp_path / "a.fits", chunk_size=60)
-    remote = predict_catalogue(
-        tiny.model_path, tiny.survey, tmp_path / "b.fits", chunk_size=60, scheduler=dask_client
+    local = predict_catalogue(
+        tiny.model_path, tiny.survey, tmp_path / "a.fits", chunk_size=60, trusted=True
     )
+    remote = predict_catalogue(
+        tiny.model_path, tiny.survey, tmp_path / "b.fits", chunk_size=60, scheduler=dask_client,
+        trusted=True,
+    )  # fmt: skip
     assert remote.checksum == local.checksum
     assert _same(read_catalogue(remote.path), read_catalogue(local.path))
     assert remote.n_ages > 0

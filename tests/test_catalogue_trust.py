@@ -79,7 +79,7 @@ def test_each_warning_bit_fires_on_its_case_and_keeps_the_age(trust, tmp_path, c
     model, survey = trust
     caplog.set_level(logging.WARNING)
     with pytest.warns(UserWarning, match="trained on simulated spectra"):
-        res = predict_catalogue(model, survey, tmp_path / "a.fits")
+        res = predict_catalogue(model, survey, tmp_path / "a.fits", trusted=True)
     table = read_catalogue(res.path)
     flags = np.asarray(table["SKAGES_FLAG"])
     for row, (case, bit) in enumerate(CASES):
@@ -105,6 +105,6 @@ def test_each_check_can_be_switched_off(trust, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         table = read_catalogue(
-            predict_catalogue(model, survey, tmp_path / "b.fits", cuts=off).path
+            predict_catalogue(model, survey, tmp_path / "b.fits", cuts=off, trusted=True).path
         )
     assert np.all(np.asarray(table["SKAGES_FLAG"]) == 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import joblib
 import numpy as np
 import pytest
 
@@ -40,7 +41,7 @@ def test_split_indices_partition_and_stratify(small_survey):
 
 
 def test_train_records_split_and_trains_on_train_rows_only(trained, small_survey):
-    _, meta = load_model(trained / "model.joblib")
+    _, meta = load_model(trained / "model.joblib", trusted=True)
     split = meta["training"]["split"]
     train, test = split_indices(small_survey.labels, test_size=0.3, random_state=5)
     assert split["n_train"] == len(train) == meta["training"]["n_stars"]
@@ -87,9 +88,24 @@ def test_evaluate_command_explains_a_model_without_held_out_stars(
     assert err.count("error:") == 1  # reported once, not by the logger and again by print
 
 
+class _Marker:
+    """Unpickles by calling exec on a line that writes a marker file (harmless)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pickle ran')",))
+
+
 def test_run_demo_end_to_end_and_reuses_finished_steps(tmp_path, caplog):
     settings = dict(n_stars=240, max_epochs=1, n_estimators=10, seed=2, baselines=False)
+    # a pickle planted in the output folder is never loaded (the demo saves .skops)
+    marker = tmp_path / "marker.txt"
+    (tmp_path / "demo").mkdir()
+    joblib.dump({"metadata": {}, "model": _Marker(marker)}, tmp_path / "demo" / "model.joblib")
     result = run_demo(tmp_path / "demo", verbose=0, **settings)
+    assert result.model.name == "model.skops" and not marker.exists()
     survey = read_survey(result.survey)
     assert len(survey.labels) == 240
     cat = read_catalogue(result.catalogue)
@@ -118,5 +134,5 @@ def test_demo_command_says_it_trains_fewer_epochs_than_the_paper(tmp_path, capsy
     assert code == 0
     captured = capsys.readouterr()
     assert "fewer than the paper's 150" in captured.err
-    for name in ("survey.h5", "model.joblib", "catalogue.fits", "report.md", "figures"):
+    for name in ("survey.h5", "model.skops", "catalogue.fits", "report.md", "figures"):
         assert name in captured.out

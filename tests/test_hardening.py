@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from astropy.io import fits
 from astropy.table import Table
@@ -207,7 +208,7 @@ def test_damaged_joblib_is_one_clear_error(tiny, tmp_path, capsys, damage):
     else:
         path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"model\.joblib is not a readable joblib model"):
-        load_model(path)
+        load_model(path, trusted=True)
     assert _predict(path, tiny.survey, tmp_path / "a.fits", "--trust-joblib") == 1
     _one_line_error(capsys.readouterr().err, "model.joblib", "not a readable joblib model")
 
@@ -243,7 +244,7 @@ def test_version_is_checked_before_any_class_is_needed(tiny, tmp_path, monkeypat
     with pytest.raises(ValueError, match=r"written by skages 0\.0\.1.*Install skages==0\.0\.1"):
         load_model(path)
     with pytest.raises(ValueError, match="names a class or function that this skages"):
-        load_model(now)
+        load_model(now, trusted=True)
 
     # skops: the metadata member is read before the types are even listed
     skops_old = tmp_path / "old.skops"
@@ -461,7 +462,7 @@ def test_finished_output_is_not_overwritten_without_overwrite(tiny, tmp_path, ca
 # ---------------------------------------------------------------------- loose ends
 
 
-def test_simulate_refuses_to_truncate_a_partial_without_restart(tmp_path, capsys, monkeypatch):
+def test_simulate_resumes_by_default_and_restart_discards(tmp_path, capsys, monkeypatch):
     from skages.io import SurveyWriter
 
     original = SurveyWriter.append
@@ -478,15 +479,15 @@ def test_simulate_refuses_to_truncate_a_partial_without_restart(tmp_path, capsys
     monkeypatch.setattr(SurveyWriter, "append", append)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
-    monkeypatch.setattr(SurveyWriter, "append", original)
     partial = tmp_path / "sim.h5.partial"
-    size = partial.stat().st_size
-    assert main(argv) == 1
-    _one_line_error(capsys.readouterr().err, "sim.h5.partial", "--resume", "--restart")
-    assert partial.stat().st_size == size  # kept, not truncated
-    assert main([*argv, "--restart"]) == 0
+    assert partial.exists() and not out.exists()
+    # the same command again continues the partial: the first chunk is not written again
+    calls["n"] = -100
+    assert main(argv) == 0
+    assert calls["n"] == -100 + 2  # two appends (rows 8-16, 16-20), not three
     with SurveyReader(out) as survey:
         assert survey.n_stars == 20
+    assert main([*argv, "--restart", "--overwrite"]) == 0
     assert main([*argv, "--resume", "--restart", "--overwrite"]) == 1
     _one_line_error(capsys.readouterr().err, "--resume or --restart")
 
@@ -550,3 +551,56 @@ def test_truncated_gzipped_apokasc2_names_the_file(tmp_path):
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"APOKASC2_Table5\.txt\.gz is not a readable"):
         read_apokasc2(bad)
+
+
+# ------------------------------------------------------------ label types, duplicates
+
+
+def _survey_labels(tiny) -> pd.DataFrame:
+    with SurveyReader(tiny.survey) as reader:
+        frame = reader.labels.reset_index(drop=True)
+    frame.columns = [c.upper() for c in frame.columns]
+    frame["TELESCOPE"], frame["FIELD"] = "apo25m", "SIM"
+    return frame
+
+
+def test_label_strings_with_units_are_parsed_not_nan(tiny, tmp_path):
+    frame = _survey_labels(tiny)
+    plain = predict_catalogue(tiny.model, tiny.survey, tmp_path / "a.fits", labels=frame)
+    frame["TEFF"] = [f"{v} K" for v in frame["TEFF"]]
+    frame["FE_H"] = [str(v) for v in frame["FE_H"]]
+    text = predict_catalogue(tiny.model, tiny.survey, tmp_path / "b.fits", labels=frame)
+    assert text.n_ages == plain.n_ages > 0
+    a, b = read_catalogue(plain.path), read_catalogue(text.path)
+    np.testing.assert_array_equal(np.asarray(a["LogAge"]), np.asarray(b["LogAge"]))
+
+
+def test_non_numeric_label_text_and_numeric_ids_name_the_column(tiny, tmp_path):
+    frame = _survey_labels(tiny)
+    frame["TEFF"] = ["hot"] + [str(v) for v in frame["TEFF"].iloc[1:]]
+    with pytest.raises(ValueError, match=r"column 'teff' holds text that is not a number in K"):
+        predict_catalogue(tiny.model, tiny.survey, tmp_path / "a.fits", labels=frame)
+    frame = _survey_labels(tiny)
+    frame["TEFF"] = [f"{v} km" for v in frame["TEFF"]]
+    with pytest.raises(ValueError, match=r"column 'teff'"):
+        predict_catalogue(tiny.model, tiny.survey, tmp_path / "a.fits", labels=frame)
+    frame = _survey_labels(tiny)
+    frame["APOGEE_ID"] = np.arange(len(frame), dtype=float)
+    with pytest.raises(ValueError, match=r"column 'APOGEE_ID' holds numbers \(float64\)"):
+        predict_catalogue(tiny.model, tiny.survey, tmp_path / "a.fits", labels=frame)
+    assert not (tmp_path / "a.fits").exists()
+
+
+def test_duplicate_survey_rows_are_named(tiny, tmp_path, caplog):
+    from skages.io import read_survey, write_survey
+
+    data = read_survey(tiny.survey)
+    data.labels = data.labels.reset_index(drop=True)
+    data.labels.loc[1, "apogee_id"] = data.labels.loc[0, "apogee_id"]
+    data.labels["telescope"], data.labels["field"] = "apo25m", "SIM"
+    path = write_survey(tmp_path / "dup.h5", data)
+    frame = _survey_labels(tiny).drop(index=1).reset_index(drop=True)
+    with caplog.at_level("WARNING", logger="skages"):
+        predict_catalogue(tiny.model, path, tmp_path / "a.fits", labels=frame)
+    assert "2 spectra share APOGEE_ID/TELESCOPE/FIELD" in caplog.text
+    assert data.labels.loc[0, "apogee_id"] in caplog.text

@@ -44,7 +44,7 @@ def test_round_trip_gives_identical_predictions(fitted, tmp_path, suffix):
     path = save_model(
         pipe, tmp_path / f"model{suffix}", training=training_summary(X, y, labels=lab)
     )
-    model, meta = load_model(path)
+    model, meta = load_model(path, trusted=suffix == ".joblib" or None)
     np.testing.assert_array_equal(model.predict(X.iloc[:25]), pipe.predict(X.iloc[:25]))
     _, s0 = pipe.predict(X.iloc[:5], return_std=True)
     _, s1 = model.predict(X.iloc[:5], return_std=True)
@@ -81,7 +81,7 @@ def test_not_a_model_file(tmp_path):
     path = tmp_path / "other.joblib"
     joblib.dump({"weights": [1, 2, 3]}, path)
     with pytest.raises(ValueError, match="not a skages model"):
-        load_model(path)
+        load_model(path, trusted=True)
     with pytest.raises(ValueError, match=r"\.joblib or \.skops"):
         save_model(object(), tmp_path / "model.bin")
     with pytest.raises(FileNotFoundError, match="no such model"):

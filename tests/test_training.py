@@ -41,7 +41,7 @@ def test_python_and_command_line_train_the_same_model(
     config.write_text(tiny_train_toml(model='forest_stars = "aged"\ntest_size = 0.3'))
     (tmp_path / "train.h5").symlink_to(train_file)
     assert main(["-q", "train", "--config", str(config)]) == 0
-    cli_model, cli_meta = load_model(tmp_path / "model.joblib")
+    cli_model, cli_meta = load_model(tmp_path / "model.joblib", trusted=True)
 
     model, provenance = train_from_survey(
         tmp_path / "train.h5",
@@ -57,7 +57,7 @@ def test_python_and_command_line_train_the_same_model(
     for key in ("split", "source", "n_stars", "n_aged", "encoder_params", "forest_params"):
         assert provenance[key] == cli_meta["training"][key], key
     np.testing.assert_array_equal(_predict(model, small_survey), _predict(cli_model, small_survey))
-    saved, meta = load_model(tmp_path / "python.joblib")
+    saved, meta = load_model(tmp_path / "python.joblib", trusted=True)
     assert meta["training"]["split"] == provenance["split"]
     np.testing.assert_array_equal(_predict(saved, small_survey), _predict(model, small_survey))
 

@@ -114,7 +114,9 @@ def _encoder_class() -> type:
     return SpectrumToPSDEncoder
 
 
-def _load(model: Any, trusted: Sequence[str] | None = None) -> tuple[Any, Path | None, dict]:
+def _load(
+    model: Any, trusted: bool | Sequence[str] | None = None
+) -> tuple[Any, Path | None, dict]:
     if isinstance(model, (str, os.PathLike)):
         from skages.persistence import load_model
 
@@ -124,6 +126,7 @@ def _load(model: Any, trusted: Sequence[str] | None = None) -> tuple[Any, Path |
 
             fitted = _encoder_class().from_astronn(path, output_std=True)
             return fitted, path / WEIGHTS_FILE, {"source": "astroNN folder"}
-        fitted, meta = load_model(path, trusted=None if trusted is None else list(trusted))
+        trust = trusted if trusted is None or isinstance(trusted, bool) else list(trusted)
+        fitted, meta = load_model(path, trusted=trust)
         return fitted, path, meta
     return model, None, {}

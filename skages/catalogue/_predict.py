@@ -63,7 +63,7 @@ def predict_catalogue(
     restart: bool = False,
     keep_progress: bool = False,
     progress_dir: str | os.PathLike | None = None,
-    trusted: Sequence[str] | None = None,
+    trusted: bool | Sequence[str] | None = None,
     verbose: int = 0,
 ) -> Bunch:
     """Write the age catalogue of a survey, streaming in chunks and resumable.
@@ -117,9 +117,10 @@ def predict_catalogue(
         Keep the progress folder after success (it is removed by default).
     progress_dir : path-like, optional
         Where finished chunks are kept; default ``<output>.progress`` beside the output.
-    trusted : sequence of str, optional
-        For a ``.skops`` model file: extra type names to trust
-        (:func:`skages.persistence.load_model`).
+    trusted : bool or sequence of str, optional
+        As for :func:`skages.persistence.load_model`: True to load a ``.joblib``
+        (pickle) model file, which runs any code it holds; for a ``.skops`` file, extra
+        type names to trust.
     verbose : int, default=0
         Progress bar on stderr when > 0.
 

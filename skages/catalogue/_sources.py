@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from skages._labels import check_text_ids, numeric_label
 from skages.catalogue._columns import (
     _FLAG_COLUMNS,
     _ID_COLUMNS,
@@ -57,6 +58,8 @@ def _label_frame(table: Any, needed: Sequence[str], what: str) -> pd.DataFrame:
     out = pd.DataFrame(index=pd.RangeIndex(n))
     for name in _ID_COLUMNS:
         key = name.lower()
+        if key == "apogee_id" and key in cols:
+            check_text_ids(get(key), name, what)
         out[name] = _str_array(get(key)) if key in cols else np.full(n, "", dtype="U1")
     for name in SOURCE_ID_COLUMNS:  # DR19 label tables (skages.io.read_labels)
         if name.lower() in cols:
@@ -80,8 +83,7 @@ def _label_frame(table: Any, needed: Sequence[str], what: str) -> pd.DataFrame:
                 + ("applicability cuts need" if name in _CUT_LABELS else "age model needs")
                 + f"; it has {sorted(cols)[:20]}"
             )
-        values = pd.to_numeric(pd.Series(np.asarray(get(name))), errors="coerce")
-        out[name] = values.to_numpy(dtype=np.float64)
+        out[name] = numeric_label(get(name), name, what)  # '4837.7 K' parsed, not NaN
     return out
 
 

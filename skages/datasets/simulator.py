@@ -624,10 +624,19 @@ def make_apokasc(
 
 
 def _stored_metadata(partial: Path) -> dict:
+    """The settings and seed of an unfinished survey, read without changing the file."""
     import h5py
 
-    with h5py.File(partial, "r") as h5:
-        return json.loads(h5.attrs.get("metadata", "{}"))
+    try:
+        with h5py.File(partial, "r") as h5:
+            return json.loads(h5.attrs.get("metadata", "{}"))
+    except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError for damage
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(
+            f"cannot resume {partial}: the HDF5 file is damaged ({text.split(' (')[0]}), "
+            "e.g. by a full disk during a write; it is left as it is: delete it or start "
+            "again with --restart (restart=True)"
+        ) from exc
 
 
 @validate_params(
@@ -701,8 +710,7 @@ def write_apokasc(
     FileExistsError
         If ``<path>.partial`` exists and neither ``resume`` nor ``restart`` is set.
     """
-    from skages.io import SurveyWriter
-    from skages.seismology import frequency_grid
+    from skages._atomic import WriteError
 
     options = _check_options(
         missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, reference_ages
@@ -732,7 +740,7 @@ def write_apokasc(
         if stored_settings != settings:
             raise ValueError(
                 f"cannot resume {partial}: it was written with settings {stored_settings}, "
-                f"this call asks for {settings}"
+                f"this call asks for {settings}; start again with --restart (restart=True)"
             )
         stored_seed = int(stored["random_seed"])
         entropy = stored_seed if random_state is None else _entropy(random_state)
@@ -752,6 +760,31 @@ def write_apokasc(
         "settings": settings,
     }
     units = {k: v for k, v in LABEL_UNITS.items() if v}
+    try:
+        _write_chunks(path, partial, n_stars, chunk_size, entropy, options, n_jobs, verbose,
+                      psd, units, metadata, overwrite, resume)  # fmt: skip
+    except (WriteError, FileExistsError):
+        raise
+    except OSError as exc:  # a write that failed outside the writer's own checks
+        from skages._atomic import describe_write_error
+
+        code, reason = describe_write_error(exc)
+        kept = ""
+        if partial.exists():
+            kept = f"; the stars written so far are kept in {partial}"
+        raise WriteError(
+            code, f"could not write {path}: {reason}{kept}: run the same command again to resume"
+        ) from exc
+    return path
+
+
+def _write_chunks(
+    path, partial, n_stars, chunk_size, entropy, options, n_jobs, verbose, psd, units,
+    metadata, overwrite, resume,
+) -> None:  # fmt: skip
+    from skages.io import SurveyWriter
+    from skages.seismology import frequency_grid
+
     with SurveyWriter(
         path,
         frequency=frequency_grid() if psd else None,
@@ -766,7 +799,6 @@ def write_apokasc(
         for chunk in _iter_chunks(n_stars, chunk_size, start, entropy, options, n_jobs, verbose):
             arrays = {name: chunk[name] for name in _array_names(options)}
             writer.append(labels=chunk.labels, **arrays)
-    return path
 
 
 # ------------------------------------------------------------- light curves

@@ -530,6 +530,8 @@ def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np
     only one observation of that star; an APOGEE_ID match whose two sides both know
     an SDSS_ID is kept only if those agree.
     """
+    from skages._labels import warn_duplicate_rows
+
     out = np.full(len(catalogue), -1, dtype=np.int64)
     steps = [["APOGEE_ID", "TELESCOPE", "FIELD"], ["APOGEE_ID", "TELESCOPE"], ["APOGEE_ID"]]
     sdss = "SDSS_ID" in catalogue and "SDSS_ID" in spectra
@@ -539,6 +541,8 @@ def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np
         spec_sid, spec_sid_known = _keys(spectra, ["SDSS_ID"])
     for cols in steps:
         spec_key, spec_known = _keys(spectra, cols)
+        if len(cols) == 3:  # the same star, telescope and field twice: name them
+            warn_duplicate_rows(spec_key, spec_known, what)
         cat_key, cat_known = _keys(catalogue, cols)
         if len(cols) == 1:  # a star observed more than once cannot be told apart by id
             spec_known &= ~spec_key.duplicated(keep=False).to_numpy()

@@ -7,9 +7,13 @@ documented in :class:`SurveyWriter` and in ``docs/user_guide/apogee.rst``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from numbers import Integral
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
+from skages._atomic import WriteError, describe_write_error
 from skages._version import __version__
 from skages.spectra import N_PIXELS, N_PIXELS_APSTAR, apogee_wavelength
 
@@ -45,6 +50,88 @@ _STANDARD_ARRAYS: dict[str, tuple[str, int | str | None, str]] = {
 }
 _GRIDS = ("frequency", "wavelength")
 _LABELS = "labels"
+_CHECKSUMS = "checksums"  # group: rows (n_appends, 2) int64, digest (n_appends,) bytes
+#: Space asked for beyond a chunk's raw size before it is written: HDF5 metadata, and
+#: compressed chunks that grow (noise compresses badly).
+_SPACE_MARGIN = 1.1, 1 << 20
+
+
+def _open_hdf5(path: Path, mode: str):
+    """Open an HDF5 file; writers run without a chunk cache so that errors surface at once.
+
+    (A test replaces this function to inject write failures.)
+    """
+    import h5py
+
+    if mode == "r":
+        return h5py.File(path, "r")
+    return h5py.File(path, mode, rdcc_nbytes=0)
+
+
+def _chunk_digest(arrays: Mapping[str, np.ndarray], cols: Mapping[str, np.ndarray]) -> bytes:
+    """Checksum of one append: every array and label column, in their stored types."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(arrays):
+        h.update(b"a/" + name.encode() + b"\0")
+        h.update(np.ascontiguousarray(arrays[name]).tobytes())
+    for name in sorted(cols):
+        values = np.asarray(cols[name])
+        h.update(b"l/" + name.encode() + b"\0")
+        if values.dtype.kind == "O":
+            h.update("\x1f".join(map(str, values)).encode("utf-8", "surrogatepass"))
+        else:
+            h.update(np.ascontiguousarray(values).tobytes())
+    return h.hexdigest().encode()
+
+
+def _stored_rows(h5: Any, start: int, stop: int) -> tuple[dict, dict]:
+    """The arrays and label columns of rows [start, stop) as stored (for checksums)."""
+    import h5py
+
+    arrays = {
+        k: v[start:stop] for k, v in h5.items() if isinstance(v, h5py.Dataset) and k not in _GRIDS
+    }
+    group = h5[_LABELS]
+    cols = {}
+    for name in json.loads(group.attrs.get("columns", "[]")):
+        ds = group[name]
+        cols[name] = (ds.asstr() if ds.dtype.kind == "O" else ds)[start:stop]
+    return arrays, cols
+
+
+def _verify_checksums(h5: Any, path: Path, n_stars: int | None = None) -> int:
+    """Re-read every committed append of an open survey file and compare its checksum.
+
+    Returns the number of rows verified. Raises ValueError naming the file and the rows
+    if a chunk differs from what was written, or if rows have no checksum.
+    Files written before checksums existed (no ``checksums`` group) pass unchecked.
+    """
+    group = h5.get(_CHECKSUMS)
+    n = int(h5.attrs["n_stars"]) if n_stars is None else int(n_stars)
+    if group is None:
+        return 0
+    rows = np.asarray(group["rows"][()], dtype=np.int64).reshape(-1, 2)
+    digests = group["digest"][()]
+    covered = int(group.attrs.get("from_row", 0))
+    for (a, b), digest in zip(rows, digests, strict=False):
+        if b > n:
+            break
+        if a != covered:
+            raise ValueError(
+                f"{path} is damaged: its checksums skip rows {covered}-{a}; write it again"
+            )
+        if _chunk_digest(*_stored_rows(h5, int(a), int(b))) != bytes(digest):
+            raise ValueError(
+                f"{path} is damaged: rows {a}-{b} differ from what was written (checksum "
+                "mismatch; e.g. a write lost on a full disk); write it again"
+            )
+        covered = int(b)
+    if covered != n:
+        raise ValueError(
+            f"{path} is damaged: it records {n} stars but only rows 0-{covered} have "
+            "checksums; write it again"
+        )
+    return covered
 
 
 def _labels_to_columns(labels: Any) -> tuple[dict[str, np.ndarray], dict[str, str], set[str]]:
@@ -197,7 +284,6 @@ class SurveyWriter:
         overwrite: bool = False,
         resume: bool = False,
     ) -> None:
-        import h5py
 
         self.path = Path(path)
         self.partial_path = self.path.with_name(self.path.name + ".partial")
@@ -220,16 +306,13 @@ class SurveyWriter:
             if np.any(np.diff(frequency) <= 0):
                 raise ValueError("frequency must increase strictly (bin centres in µHz)")
         self._closed = False
-        if resume and self.partial_path.exists():
-            try:
-                self._file = h5py.File(self.partial_path, "r+")
-            except OSError as exc:
-                raise ValueError(
-                    f"cannot resume {self.partial_path}: the HDF5 file is damaged ({exc}); "
-                    "delete it and start again"
-                ) from exc
-            _check_survey_attrs(self._file, self.partial_path, allow_incomplete=True)
-            self._n = int(self._file.attrs["n_stars"])
+        self._failed = False
+        # an unfinished file without a committed star has nothing to keep: start it again
+        if resume and self.partial_path.exists() and _check_resumable(self.partial_path):
+            # checked read-only first: HDF5 opened for writing trims a damaged file at close
+            self._n = _check_resumable(self.partial_path, verify=False)
+            self._file = _open_hdf5(self.partial_path, "r+")
+            self._trim_checksums()
             for name in self._array_names():
                 self._file[name].resize(self._n, axis=0)
             for name in self._label_names():
@@ -244,20 +327,46 @@ class SurveyWriter:
                 self._write_grid("frequency", frequency, "uHz")
             logger.info("resuming %s at star %d", self.partial_path, self._n)
         else:
-            self._file = h5py.File(self.partial_path, "w")
-            self._n = 0
-            attrs = self._file.attrs
-            attrs["format"] = _FORMAT_NAME
-            attrs["format_version"] = SURVEY_FORMAT_VERSION
-            attrs["skages_version"] = __version__
-            attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            attrs["n_stars"] = 0
-            attrs["complete"] = False
-            attrs["metadata"] = json.dumps(dict(metadata or {}))
-            self._file.create_group(_LABELS).attrs["columns"] = "[]"
-            if frequency is not None:
-                self._write_grid("frequency", frequency, "uHz")
-            self._file.flush()
+            try:
+                self._create_file(metadata, frequency)
+            except Exception as exc:
+                self._n, self._failed = 0, True
+                if hasattr(self, "_file"):
+                    self.abort()
+                self.partial_path.unlink(missing_ok=True)  # no star in it yet
+                raise self._write_error(exc) from exc
+
+    def _create_file(self, metadata: Mapping[str, Any] | None, frequency: Any) -> None:
+        self._file = _open_hdf5(self.partial_path, "w")
+        self._n = 0
+        attrs = self._file.attrs
+        attrs["format"] = _FORMAT_NAME
+        attrs["format_version"] = SURVEY_FORMAT_VERSION
+        attrs["skages_version"] = __version__
+        attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        attrs["n_stars"] = 0
+        attrs["complete"] = False
+        attrs["metadata"] = json.dumps(dict(metadata or {}))
+        self._file.create_group(_LABELS).attrs["columns"] = "[]"
+        sums = self._file.create_group(_CHECKSUMS)
+        sums.create_dataset("rows", shape=(0, 2), maxshape=(None, 2), dtype=np.int64)
+        sums.create_dataset("digest", shape=(0,), maxshape=(None,), dtype="S32")
+        if frequency is not None:
+            self._write_grid("frequency", frequency, "uHz")
+        self._file.flush()
+
+    def _trim_checksums(self) -> None:
+        group = self._file.get(_CHECKSUMS)
+        if group is None:  # a file of an older skages: checksums from here on
+            group = self._file.create_group(_CHECKSUMS)
+            group.create_dataset("rows", shape=(0, 2), maxshape=(None, 2), dtype=np.int64)
+            group.create_dataset("digest", shape=(0,), maxshape=(None,), dtype="S32")
+            group.attrs["from_row"] = self._n
+            return
+        rows = group["rows"][()]
+        keep = int(np.sum(rows[:, 1] <= self._n)) if len(rows) else 0
+        group["rows"].resize(keep, axis=0)
+        group["digest"].resize(keep, axis=0)
 
     # -- schema helpers ------------------------------------------------------------
     def _array_names(self) -> list[str]:
@@ -343,27 +452,88 @@ class SurveyWriter:
         k = next(iter(sizes.values())) if sizes else 0
         first = self._n == 0 and not self._array_names() and not self._label_names()
         if first:
-            self._create(checked, cols, {**units, **self._units}, categorical)
+            try:
+                self._create(checked, cols, {**units, **self._units}, categorical)
+            except Exception as exc:
+                self._failed = True
+                raise self._write_error(exc) from exc
         else:
             self._check_schema(checked, cols)
         if k == 0:
             return
-        n0, n1 = self._n, self._n + k
-        for name, values in checked.items():
-            ds = self._file[name]
-            ds.resize(n1, axis=0)
-            ds[n0:n1] = values
         group = self._file[_LABELS]
-        for name, values in cols.items():
-            ds = group[name]
-            ds.resize(n1, axis=0)
-            if ds.dtype.kind == "O":
-                ds[n0:n1] = np.asarray(values, dtype=object)
-            else:
-                ds[n0:n1] = self._cast_label(name, values, ds.dtype)
-        self._file.attrs["n_stars"] = n1
-        self._file.flush()
+        stored_arrays = {
+            name: np.asarray(values, dtype=self._file[name].dtype)
+            for name, values in checked.items()
+        }
+        stored_cols = {
+            name: (
+                np.asarray(values, dtype=object)
+                if group[name].dtype.kind == "O"
+                else self._cast_label(name, values, group[name].dtype)
+            )
+            for name, values in cols.items()
+        }
+        self._check_space(k, stored_arrays, stored_cols)
+        n0, n1 = self._n, self._n + k
+        try:
+            for name, values in stored_arrays.items():
+                ds = self._file[name]
+                ds.resize(n1, axis=0)
+                ds[n0:n1] = values
+            for name, values in stored_cols.items():
+                ds = group[name]
+                ds.resize(n1, axis=0)
+                ds[n0:n1] = values
+            sums = self._file[_CHECKSUMS]
+            m = sums["rows"].shape[0]
+            sums["rows"].resize(m + 1, axis=0)
+            sums["rows"][m] = (n0, n1)
+            sums["digest"].resize(m + 1, axis=0)
+            sums["digest"][m] = _chunk_digest(stored_arrays, stored_cols)
+            self._file.attrs["n_stars"] = n1
+            self._file.flush()
+        except Exception as exc:
+            self._failed = True
+            raise self._write_error(exc) from exc
         self._n = n1
+
+    def _write_error(self, exc: BaseException) -> WriteError:
+        code, reason = describe_write_error(exc)
+        return WriteError(
+            code,
+            f"could not write {self.partial_path}: {reason}; the {self._n} stars written "
+            "before are kept there: "
+            + ("free some space and " if code == errno.ENOSPC else "")
+            + "run the same command again to resume (they are checked first)",
+        )
+
+    def _check_space(self, k: int, arrays: Mapping[str, np.ndarray], cols: Mapping) -> None:
+        """Refuse a chunk before writing any of it when the disk cannot take it.
+
+        A full disk in the middle of an HDF5 write can leave the file unreadable; checked
+        beforehand, the file stays whole and resumable. (Another process can still fill
+        the disk in between: then the write fails, and the checksums decide on resume.)
+        """
+        raw = sum(v.nbytes for v in arrays.values())
+        raw += sum(
+            sum(len(str(x)) + 16 for x in v) if v.dtype.kind == "O" else v.nbytes
+            for v in cols.values()
+        )
+        factor, extra = _SPACE_MARGIN
+        need = int(raw * factor) + extra
+        try:
+            free = shutil.disk_usage(self.partial_path.parent).free
+        except OSError:
+            return
+        if free < need:
+            raise WriteError(
+                errno.ENOSPC,
+                f"not enough space to write {self.partial_path}: the next {k} stars need about "
+                f"{need / 2**20:.0f} MiB and {free / 2**20:.0f} MiB are free; the "
+                f"{self._n} stars written so far are kept there: free some space and "
+                "start the same run again (it resumes)",
+            )
 
     @staticmethod
     def _cast_label(name: str, values: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -440,20 +610,51 @@ class SurveyWriter:
         """
         if self._closed:
             return self.path
-        self._file.attrs["complete"] = True
-        self._file.attrs["n_stars"] = self._n
-        self._file.close()
+        if self._failed:
+            self.abort()
+            raise ValueError(f"{self.path}: an append failed; the file was not finished")
+        try:
+            self._file.attrs["complete"] = True
+            self._file.attrs["n_stars"] = self._n
+            self._file.flush()
+            self._file.close()
+        except Exception as exc:
+            self._failed = True
+            self.abort()
+            raise self._write_error(exc) from exc
         self._closed = True
+        # nothing at the final name unless every chunk reads back as it was written
+        try:
+            with _open_hdf5(self.partial_path, "r") as h5:
+                _verify_checksums(h5, self.partial_path)
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise ValueError(
+                f"{self.partial_path} does not read back ({_short(exc)}): a write was lost; "
+                "it was not renamed to its final name: write it again (--restart)"
+            ) from exc
+        _fsync(self.partial_path)
         os.replace(self.partial_path, self.path)
+        _fsync(self.path.parent)
         logger.info("wrote %d stars to %s", self._n, self.path)
         return self.path
 
-    def abort(self) -> None:
+    def abort(self, *, quiet: bool = False) -> None:
         """Close without finishing: the partial file stays, for ``resume=True``."""
         if not self._closed:
-            self._file.flush()
-            self._file.close()
             self._closed = True
+            if self._failed:  # the disk refused a write: close without raising again
+                _close_quietly(self._file)
+                return
+            try:
+                self._file.flush()
+                self._file.close()
+            except Exception:
+                _close_quietly(self._file)
+                raise
+            if quiet:
+                return
             logger.warning(
                 "survey %s left unfinished at %d stars in %s; SurveyWriter(..., resume=True) "
                 "continues it",
@@ -468,8 +669,153 @@ class SurveyWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        else:
-            self.abort()
+        else:  # a WriteError already says where the stars are kept
+            self.abort(quiet=isinstance(exc, WriteError))
+
+
+def _fits_hint(path: Path) -> str:
+    """A hint when a FITS table (an allStar) is given where a survey is expected."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return ""
+    if head != b"SIMPLE":
+        return ""
+    return (
+        ": it is a FITS file; an allStar table goes to --labels (labels=...), with "
+        "--spectra an HDF5 survey or a folder of apStar / aspcapStar files"
+    )
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to the disk; a no-op where not supported."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _close_quietly(h5: Any) -> None:
+    """Close an HDF5 file whose writes failed, without HDF5's repeated error reports."""
+    import gc
+    import sys
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: logger.debug(
+        "while closing a failed HDF5 file: %s", unraisable.exc_value
+    )
+    try:
+        h5.close()
+    except Exception:  # the disk is still full: what is on it is judged on resume
+        logger.debug("closing %s after a failed write", h5, exc_info=True)
+    finally:
+        gc.collect()
+        sys.unraisablehook = hook
+
+
+def _check_resumable(partial: Path, *, verify: bool = True) -> int:
+    """Open an unfinished survey read-only and check it; return its committed star count.
+
+    A file that cannot be opened or whose chunks do not match their checksums is refused,
+    and left exactly as it is (never opened for writing, which would trim it).
+    """
+    try:
+        h5 = _open_hdf5(partial, "r")
+    except Exception as exc:
+        raise ValueError(
+            f"cannot resume {partial}: the HDF5 file is damaged ({_short(exc)}), e.g. by a "
+            "full disk during a write; it is left as it is: delete it or start again with "
+            "--restart (restart=True)"
+        ) from exc
+    try:
+        _check_self_contained(h5, partial)
+        _check_survey_attrs(h5, partial, allow_incomplete=True)
+        n = int(h5.attrs["n_stars"])
+        try:
+            if verify:
+                _verify_checksums(h5, partial, n)
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{partial} is damaged: {_short(exc)}") from exc
+    except ValueError as exc:
+        raise ValueError(
+            f"cannot resume: {exc}; it is left as it is: delete it or start again with "
+            "--restart (restart=True)"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            h5.close()
+    return n
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split(" (")[0]
+
+
+def _check_self_contained(h5: Any, path: PathLike) -> None:
+    """Refuse an HDF5 file whose data live outside it.
+
+    External links (so also soft links that leave the file: they can only do so
+    through an external link, which is refused where it stands),
+    datasets with external storage (raw bytes read from another file, e.g.
+    ``/etc/passwd``) and virtual datasets (mapped from other files) are refused with
+    one message naming the file and the dataset. Checked before any data is read.
+
+    Parameters
+    ----------
+    h5 : h5py.File
+        The open file.
+    path : path-like
+        Its name, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the dataset or link, and where it points.
+    """
+    import h5py
+
+    def refuse(name: str, what: str) -> None:
+        raise ValueError(
+            f"{path}: {name!r} {what}; skages reads only self-contained HDF5 files (no "
+            "external links, external storage or virtual datasets): write the data into "
+            "the file itself"
+        )
+
+    def check_link(name: str, link: Any) -> None:
+        if isinstance(link, h5py.ExternalLink):
+            refuse("/" + name, f"is an external link to {link.filename}:{link.path}")
+        if isinstance(link, h5py.HardLink):
+            obj = h5.get(name)
+            if isinstance(obj, h5py.Dataset):
+                plist = obj.id.get_create_plist()
+                if plist.get_layout() == h5py.h5d.VIRTUAL:
+                    sources = sorted(
+                        {plist.get_virtual_filename(i) for i in range(plist.get_virtual_count())}
+                    )
+                    refuse("/" + name, f"is a virtual dataset mapped from {sources}")
+                if plist.get_external_count() > 0:
+                    files = sorted(
+                        {
+                            plist.get_external(i)[0].decode(errors="replace")
+                            for i in range(plist.get_external_count())
+                        }
+                    )
+                    refuse("/" + name, f"is stored outside the file, in {files}")
+
+    links: list[tuple[str, Any]] = []
+    h5.visititems_links(lambda name, link: links.append((name, link)))  # raise outside h5py
+    for name, link in links:
+        check_link(name, link)
 
 
 def _check_survey_attrs(h5: Any, path: Path, *, allow_incomplete: bool = False) -> None:
@@ -536,6 +882,7 @@ class SurveyReader:
         if not h5py.is_hdf5(self.path):
             raise ValueError(
                 f"{self.path} is not an HDF5 file (expected a skages survey collection)"
+                + _fits_hint(self.path)
             )
         try:
             self._file = h5py.File(self.path, "r")
@@ -544,6 +891,7 @@ class SurveyReader:
                 f"{self.path} cannot be opened as HDF5 (damaged or truncated?): {exc}"
             ) from exc
         try:
+            _check_self_contained(self._file, self.path)
             _check_survey_attrs(self._file, self.path)
             self._open_structure(h5py)
         except ValueError:

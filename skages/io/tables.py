@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
+from skages._ages import age_column_unit, ages_in_gyr
 from skages._data import load_kic_2mass_crossmatch
 
 logger = logging.getLogger(__name__)
@@ -611,6 +612,11 @@ def read_age_table(
             f"got {type(source).__name__}"
         )
     where = str(path) if path is not None else "the ages table"
+    original = {f"\x00{k}": v for k, v in (columns or {}).items()}
+
+    def name_of(col: Any) -> str:  # the name in the user's table, for messages and units
+        return str(original.get(col.name, col.name))
+
     if columns:
         missing = [c for c in columns.values() if c not in table.colnames]
         if missing:
@@ -667,17 +673,37 @@ def read_age_table(
                              errors="coerce").to_numpy(float)  # fmt: skip
 
     log_age, age = take("log_age"), take("age")
+    if log_age is None and age is None:  # Age_Myr, log_age_yr, ...: unit in the name
+        for c in table.colnames:
+            named = None if c in used else age_column_unit(c)
+            if named is not None and named[1] is not None:
+                used.add(c)
+                log_age, age = (table[c], None) if named[0] else (None, table[c])
+                break
     if log_age is not None:
         unit = getattr(log_age, "unit", None)
         values = floats(log_age)
         if isinstance(unit, u.LogUnit) and unit.physical_unit != u.dimensionless_unscaled:
             values = np.asarray(u.Dex(values, unit).to_value(u.dex(u.Gyr)))
+            values, _ = ages_in_gyr(
+                values, column=name_of(log_age), where=where, log=True, unit="gyr"
+            )
+        else:
+            values, _ = ages_in_gyr(values, column=name_of(log_age), where=where, log=True)
         out["log_age"] = values
         err = take("log_age_err")
         if err is not None:
             out["log_age_err"] = floats(err)
     elif age is not None:
-        values = floats(age, u.Gyr)
+        has_unit = getattr(age, "unit", None) is not None
+        values, scale = ages_in_gyr(
+            floats(age, u.Gyr), column=name_of(age), where=where, log=False,
+            unit="gyr" if has_unit else None,
+        )  # fmt: skip
+
+        def in_gyr(col: Any) -> np.ndarray:  # bounds and errors share the age's unit
+            return floats(col, u.Gyr) * (1.0 if getattr(col, "unit", None) else scale)
+
         with np.errstate(invalid="ignore", divide="ignore"):
             out["log_age"] = np.where(
                 values > 0, np.log10(np.where(values > 0, values, 1)), np.nan
@@ -686,7 +712,7 @@ def read_age_table(
         bounds = {}
         for side, (col, auto_error) in _age_bound_columns(table).items():
             is_error = auto_error if age_bounds == "auto" else age_bounds == "errors"
-            bounds[side] = (floats(table[col], u.Gyr), is_error)
+            bounds[side] = (in_gyr(table[col]), is_error)
             used.add(col)
         if bounds:
             if set(bounds) != {"lower", "upper"}:
@@ -713,7 +739,7 @@ def read_age_table(
             err = take("age_err")
             if err is not None:
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    out["log_age_err"] = floats(err, u.Gyr) / (values * np.log(10))
+                    out["log_age_err"] = in_gyr(err) / (values * np.log(10))
     for std, unit in (
         ("numax", u.uHz),
         ("teff", u.K),
@@ -754,6 +780,12 @@ def _check_required(table, require: Sequence[str], where: Any, fmt: str):
             if fmt.startswith("apokasc3") and "log_age" in missing
             else ""
         )
+        if "log_age" in missing and not note:
+            note = (
+                " (ages: a log_age column in log10 Gyr, or age in Gyr; a column of another "
+                "name maps with columns={'age': NAME} (skages train: --ages-column "
+                "age=NAME); Myr and years are recognised from names such as age_myr)"
+            )
         raise ValueError(
             f"{where} ({fmt} format) has no {missing} column(s){note}; it has "
             f"{table.colnames[:25]}"
