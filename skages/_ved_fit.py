@@ -185,11 +185,11 @@ def make_net(
     )
 
 
-def train(net: VEDNet, Xs: np.ndarray, Y: np.ndarray, device: torch.device) -> None:
-    """Run the net's epochs on standardised spectra ``Xs`` and targets ``Y``."""
+def train(net: VEDNet, Xs: np.ndarray, Y: np.ndarray, device: torch.device, epochs: int) -> None:
+    """Run ``epochs`` epochs of the net on standardised spectra ``Xs`` and targets ``Y``."""
     with cpu_workers(device) as pool:
         net.worker_pool = pool
         try:
-            net.partial_fit(Xs, Y)
+            net.partial_fit(Xs, Y, epochs=epochs)
         finally:
             net.worker_pool = None

@@ -12,6 +12,7 @@ joblib work as for any other.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import os
@@ -30,10 +31,11 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch.dataset import ValidSplit
 from skorch.history import History
 
-from skages import _ved_fit, _ved_infer
+from skages import _ved_checkpoint, _ved_fit, _ved_infer
 from skages._keras import ASTRONN_MAGIC as _ASTRONN_MAGIC
 from skages._keras import keras_to_state as _keras_to_state  # noqa: F401 (old private path)
 from skages._keras import state_to_keras as _state_to_keras  # noqa: F401 (old private path)
+from skages._lock import output_lock
 from skages._units import _check_log_psd, _check_normalised, _is_quantity, _psd_spread, _to_value
 from skages._ved import VariationalEncoderDecoder, VEDNet, module_state_to_numpy
 from skages._ved_infer import BLOCK_ROWS as _BLOCK_ROWS
@@ -138,9 +140,23 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
     n_iter_no_change : int, default=10
         Patience (epochs) of early stopping.
     checkpoint_dir : str or path-like, default=None
-        If given, the weights, optimiser state and history are saved in this directory
-        whenever the monitored loss (validation loss with early stopping, training loss
-        otherwise) reaches a new best. Nothing is written by default.
+        If given, training is resumable: after every finished epoch the whole training
+        state (weights, optimiser, learning-rate schedule, early-stopping counters,
+        history, the states of all random generators, and a fingerprint of the settings
+        and the training data) is written atomically to ``training_state.pt`` in this
+        directory, and a later :meth:`fit` with the same directory, settings and data
+        continues from the last finished epoch; with an integer ``random_state`` the
+        resumed model equals an uninterrupted run's, bit for bit. Raising
+        ``max_epochs`` continues a finished run. The weights, optimiser state and
+        history of the best epoch so far (validation loss with early stopping, training
+        loss otherwise) are also saved there, as ``params.pt``, ``optimizer.pt`` and
+        ``history.json`` (skorch's ``Checkpoint``). Nothing is written by default.
+    resume : bool, default=True
+        With ``checkpoint_dir``: continue from its training state if there is one. A
+        state written by a fit with other settings (other than ``max_epochs``,
+        ``verbose`` and ``output_std``) or other data is refused with an error, never
+        used. ``False`` discards the state and trains from scratch (``skages train
+        --restart``).
     callbacks : list of skorch callbacks or (name, callback) pairs, default=None
         Extra skorch callbacks, copied at each fit. A pair whose name is that of a
         built-in callback (``"lr_scheduler"``, ``"early_stopping"``, ``"checkpoint"``,
@@ -261,6 +277,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         "validation_fraction": [Interval(numbers.Real, 0.0, 1.0, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "checkpoint_dir": [str, os.PathLike, None],
+        "resume": ["boolean"],
         "callbacks": [list, tuple, None],
         "masked_fill": [StrOptions({"mean", "astronn"})],
         "output_std": ["boolean"],
@@ -289,6 +306,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = True,
         callbacks: Sequence[Any] | None = None,
         masked_fill: str = "mean",
         output_std: bool = False,
@@ -313,6 +331,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.callbacks = callbacks
         self.masked_fill = masked_fill
         self.output_std = output_std
@@ -544,36 +563,67 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
             if self.early_stopping
             else None
         )
-        net = self._make_net(
-            module_kwargs,
-            device,
-            module__seed=seed_init,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
-            beta=self.beta,
-            train_split=train_split,
-            callbacks=self._callbacks(),
-            iterator_train__shuffle=True,
-            iterator_train__drop_last=bool(self.drop_last),
-            iterator_train__generator=torch.Generator().manual_seed(seed_shuffle),
-            # DataLoader draws a base seed per epoch even without shuffling
-            iterator_valid__generator=torch.Generator().manual_seed(seed_split),
-        )
-        net.initialize()
-        net.module_.noise_generator = torch.Generator(device=device).manual_seed(seed_noise)
-        logger.info(
-            "training on %d spectra of %d pixels -> PSDs of %d pixels, %d epochs, device %s",
-            X.shape[0],
-            X.shape[1],
-            target.shape[1],
-            self.max_epochs,
-            device,
-        )
-        start = time.perf_counter()
-        if self.max_epochs > 0:
-            _ved_fit.train(net, Xs, Y, device)
-        logger.info("trained in %.1f s", time.perf_counter() - start)
+        with contextlib.ExitStack() as stack:
+            callbacks = self._callbacks()
+            restored = None
+            if self.checkpoint_dir is not None:
+                state_file = _ved_checkpoint.state_path(self.checkpoint_dir)
+                stack.enter_context(output_lock(state_file))
+                settings = _ved_checkpoint.fingerprint(
+                    self.get_params(deep=False), _ved_checkpoint.data_digest(Xs, Y)
+                )
+                if self.resume:
+                    restored = _ved_checkpoint.load_state(state_file, settings, self.max_epochs)
+                else:
+                    state_file.unlink(missing_ok=True)
+                callbacks.append(
+                    (
+                        "training_state",
+                        _ved_checkpoint.TrainingState(
+                            state_file, settings, self.max_epochs, restored
+                        ),
+                    )
+                )
+            net = self._make_net(
+                module_kwargs,
+                device,
+                module__seed=seed_init,
+                lr=self.lr,
+                batch_size=self.batch_size,
+                max_epochs=self.max_epochs,
+                beta=self.beta,
+                train_split=train_split,
+                callbacks=callbacks,
+                iterator_train__shuffle=True,
+                iterator_train__drop_last=bool(self.drop_last),
+                iterator_train__generator=torch.Generator().manual_seed(seed_shuffle),
+                # DataLoader draws a base seed per epoch even without shuffling
+                iterator_valid__generator=torch.Generator().manual_seed(seed_split),
+            )
+            net.initialize()
+            net.module_.noise_generator = torch.Generator(device=device).manual_seed(seed_noise)
+            epochs = self.max_epochs
+            if restored is not None:
+                _ved_checkpoint.restore(net, restored)
+                epochs = 0 if restored["finished"] else self.max_epochs - restored["epoch"]
+                logger.info(
+                    "resuming from %s: %d epoch(s) done, %d to go",
+                    state_file,
+                    restored["epoch"],
+                    epochs,
+                )
+            logger.info(
+                "training on %d spectra of %d pixels -> PSDs of %d pixels, %d epochs, device %s",
+                X.shape[0],
+                X.shape[1],
+                target.shape[1],
+                self.max_epochs,
+                device,
+            )
+            start = time.perf_counter()
+            if epochs > 0:
+                _ved_fit.train(net, Xs, Y, device, epochs)
+            logger.info("trained in %.1f s", time.perf_counter() - start)
         net.module_.noise_generator = None
         net.module_.eval()
         self.net_ = net
