@@ -11,6 +11,8 @@ count.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,10 +31,12 @@ __all__ = [
     "BLOCK_ROWS",
     "decode",
     "encode",
+    "encode_chunk",
     "latent_jacobian",
     "map_standardised",
     "module_init_kwargs",
     "pad_rows",
+    "position_invariant",
     "row_losses",
 ]
 
@@ -41,6 +45,11 @@ __all__ = [
 BLOCK_ROWS = 512
 
 Standardise = Callable[[np.ndarray, torch.device], torch.Tensor]
+
+logger = logging.getLogger("skages.encoder")
+# architecture -> rows per encoder call found position-invariant on this CPU
+_CHUNK_CHECKED: dict[tuple, int] = {}
+_CHUNK_LOCK = threading.Lock()
 
 
 def pad_rows(x: torch.Tensor, n: int) -> torch.Tensor:
@@ -65,23 +74,62 @@ def module_init_kwargs(module: VariationalEncoderDecoder) -> dict[str, Any]:
     }
 
 
+def position_invariant(module: VariationalEncoderDecoder, n: int) -> bool:
+    """Whether chunks of ``n`` rows encode every row as it is encoded alone, bit for bit.
+
+    Encodes ``n`` seeded random spectra as one chunk and each of them alone (padded to
+    ``n`` rows, at position 0): the same arithmetic at every position of the chunk. The
+    kernels are chosen from the shapes, which padding keeps fixed, so this checks the one
+    thing that could still differ, a BLAS kernel for the rows of a remainder tile. Runs
+    with the caller's thread settings (one torch thread inside :func:`cpu_workers`).
+    """
+    x = torch.randn((n, module.n_pixels), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        mean, logvar = module.encode(x)
+        for i in range(n):
+            m, lv = module.encode(pad_rows(x[i : i + 1], n))
+            if not (torch.equal(m[0], mean[i]) and torch.equal(lv[0], logvar[i])):
+                return False
+    return True
+
+
+def encode_chunk(module: VariationalEncoderDecoder, device: torch.device) -> int:
+    """Rows per encoder call: :data:`INFERENCE_CHUNK` where this CPU's kernels are
+    position-invariant for it (checked once per architecture and process), else one."""
+    if device.type != "cpu":
+        return BLOCK_ROWS
+    key = (*module_init_kwargs(module).items(), module.fast)
+    with _CHUNK_LOCK:
+        if key not in _CHUNK_CHECKED:
+            ok = INFERENCE_CHUNK == 1 or position_invariant(module, INFERENCE_CHUNK)
+            if not ok:
+                logger.info(
+                    "encoding one spectrum per call: chunks of %d rows are not rounded the "
+                    "same at every position on this CPU",
+                    INFERENCE_CHUNK,
+                )
+            _CHUNK_CHECKED[key] = INFERENCE_CHUNK if ok else 1
+        return _CHUNK_CHECKED[key]
+
+
 def map_standardised(
     X: np.ndarray,
     standardise: Standardise,
     device: torch.device,
     fn: Callable[[slice, torch.Tensor], None],
+    step: int | None = None,
 ) -> None:
-    """Call ``fn(rows, x)`` on chunks of standardised spectra, streaming in blocks.
+    """Call ``fn(rows, x)`` on chunks of ``step`` standardised spectra, streaming in blocks.
 
     ``rows`` is the slice of ``X`` and ``x`` its float32 tensor on ``device``, possibly
     followed by zero rows: ``fn`` must use only the first ``rows.stop - rows.start`` rows
-    of what it computes, and write them in place. On the CPU the chunks have
-    :data:`skages._ved.INFERENCE_CHUNK` rows and run on a thread pool
-    (:func:`skages._ved.cpu_workers`); elsewhere they are blocks of :data:`BLOCK_ROWS`.
-    Either way every call has the same shapes, so a row's result does not depend on the
-    other rows of ``X`` or on its position.
+    of what it computes, and write them in place. On the CPU the chunks run on a thread
+    pool (:func:`skages._ved.cpu_workers`), by default one row each; elsewhere they are
+    blocks of :data:`BLOCK_ROWS`. Every call has the same shapes, so the kernels do not
+    change with the number of rows of ``X``.
     """
-    step = INFERENCE_CHUNK if device.type == "cpu" else BLOCK_ROWS
+    if step is None:
+        step = 1 if device.type == "cpu" else BLOCK_ROWS
     with cpu_workers(device) as pool:
         for start in range(0, X.shape[0], BLOCK_ROWS):
             block = X[start : start + BLOCK_ROWS]
@@ -111,7 +159,9 @@ def encode(
         mean[rows] = m[:n].cpu().numpy()
         logvar[rows] = lv[:n].cpu().numpy()
 
-    map_standardised(X, standardise, device, fn)
+    with cpu_workers(device):  # checked with the settings the chunks run under
+        step = encode_chunk(module, device)
+    map_standardised(X, standardise, device, fn, step)
     return mean, logvar
 
 

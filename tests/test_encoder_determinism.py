@@ -83,3 +83,46 @@ def test_decoded_psd_of_a_point_does_not_depend_on_its_batch(released, threads, 
             batch[position], enc.decode(Z[rows[position] : rows[position] + 1])[0]
         )
     np.testing.assert_array_equal(enc.decode(Z[np.sort(rows)]), batch[np.argsort(rows)])
+
+
+def test_the_released_architecture_is_encoded_in_chunks_here(released):
+    """Which path the tests above exercised on this CPU (the batched one where the kernels
+    are position-invariant, else one row per call; both bit-identical)."""
+    from skages import _ved_infer
+
+    enc = released[0]
+    chunk = _ved_infer.encode_chunk(enc.net_.module_, torch.device("cpu"))
+    invariant = _ved_infer.position_invariant(enc.net_.module_, INFERENCE_CHUNK)
+    assert chunk == (INFERENCE_CHUNK if invariant else 1)
+
+
+class _PositionDependent(torch.nn.Module):
+    """A stand-in whose arithmetic differs with the row's position in the chunk."""
+
+    n_pixels = 16
+
+    def encode(self, x):
+        mean = x[:, :2].sum(1, keepdim=True).repeat(1, 2)
+        mean = mean + 1e-6 * torch.arange(len(x))[:, None]
+        return mean, mean
+
+
+def test_the_position_check_catches_a_position_dependent_kernel():
+    from skages import _ved_infer
+
+    assert not _ved_infer.position_invariant(_PositionDependent(), 8)
+
+
+def test_encoding_falls_back_to_one_row_per_call(released, monkeypatch, threads):
+    from skages import _ved_infer
+
+    enc, X, _, _ = released
+    monkeypatch.setattr(_ved_infer, "_CHUNK_CHECKED", {})
+    monkeypatch.setattr(_ved_infer, "position_invariant", lambda module, n: False)
+    assert _ved_infer.encode_chunk(enc.net_.module_, torch.device("cpu")) == 1
+    threads(2)
+    batch = enc.transform(X[:40])
+    for position in (0, 9, 39):
+        np.testing.assert_array_equal(
+            batch[position], enc.transform(X[position : position + 1])[0]
+        )
