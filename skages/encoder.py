@@ -941,6 +941,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state: dict) -> None:
         saved = state.pop("_net_state", None)
+        state.setdefault("resume", True)  # saved before the parameter existed
         super().__setstate__(state)
         if "mean_" in state:
             self._set_scaler(state["mean_"], state["scale_"])
