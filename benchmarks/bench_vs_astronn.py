@@ -225,8 +225,7 @@ def _survey(n: int, seed: int = 3):
 def mode_steps(args) -> None:
     import torch
 
-    from skages._keras import keras_to_state as _keras_to_state
-    from skages.encoder import SpectrumToPSDEncoder
+    from skages.encoder import SpectrumToPSDEncoder, _keras_to_state
 
     s, n_train = _survey(args.n)
     X, Y, W = s.spectra[:n_train], s.psd[:n_train], s.psd_weight[:n_train]
