@@ -82,7 +82,8 @@ def _head(survey: str, n_stars: int):
 def _child(args: argparse.Namespace) -> dict:
     import numpy as np
 
-    from skages.catalogue import _Predictor, predict_catalogue
+    from skages.catalogue import predict_catalogue
+    from skages.catalogue._model import _Predictor
     from skages.io import SurveyReader
     from skages.persistence import load_model
 
@@ -122,14 +123,14 @@ def _child(args: argparse.Namespace) -> dict:
     elif args.child == "final":
         # the end of a DR17-sized run: 733,901 catalogue rows in chunk files, assembled,
         # written to FITS, read back and checked (the only step that grows with the survey)
-        from skages import catalogue
+        from skages.catalogue import _columns, _progress, _writers
 
         n, size = DR17_ROWS, args.chunk_size
         bounds = [(i, a, min(a + size, n)) for i, a in enumerate(range(0, n, size))]
-        progress = catalogue._Progress(Path(args.workdir) / "final", {"bench": 1}, restart=True)
+        progress = _progress._Progress(Path(args.workdir) / "final", {"bench": 1}, restart=True)
         rng = np.random.default_rng(0)
         for i, a, b in bounds:
-            cols = catalogue._empty_columns(b - a, predictor.latent_dim)
+            cols = _columns._empty_columns(b - a, predictor.latent_dim)
             cols["APOGEE_ID"] = np.array([f"2M{j:08d}+{j:07d}" for j in range(a, b)])
             cols["TELESCOPE"], cols["FIELD"] = np.full(b - a, "apo25m"), np.full(b - a, "K21")
             for name, values in cols.items():
@@ -139,31 +140,31 @@ def _child(args: argparse.Namespace) -> dict:
         base = _current_rss_mib()
         t0 = time.perf_counter()
         columns = progress.assemble(bounds)
-        checksum = catalogue._content_sha256(columns)
-        table = catalogue._table(columns, predictor.latent_dim, {"content_sha256": checksum})
+        checksum = _columns._content_sha256(columns)
+        table = _writers._table(columns, predictor.latent_dim, {"content_sha256": checksum})
         out = Path(args.workdir) / "final.fits"
-        catalogue._write_fits(table, out)
-        catalogue._verify(out, "fits", columns, checksum)
+        _writers._write_fits(table, out)
+        _writers._verify(out, "fits", columns, checksum)
         extra = {}
     elif args.child == "identity":
         # the checksums a run computes for its identity, timed alone: the label table's
         # once, and each chunk's spectra as read (the read itself is not counted)
-        from skages import catalogue
+        from skages.catalogue import _columns, _cuts, _sources
 
-        needed = [*catalogue._CUT_LABELS, *predictor.label_names]
-        rows, locator, source, _ = catalogue._prepare_inputs(
+        needed = [*_cuts._CUT_LABELS, *predictor.label_names]
+        rows, locator, source, _ = _sources._prepare_inputs(
             args.survey, None, needed, float("nan")
         )
-        rows = rows[list(catalogue._ID_COLUMNS) + list(catalogue._FLAG_COLUMNS) + needed]
+        rows = rows[list(_columns._ID_COLUMNS) + list(_columns._FLAG_COLUMNS) + needed]
         n = len(rows)
         t1 = time.perf_counter()
-        catalogue._rows_sha256(rows, locator)
+        _columns._rows_sha256(rows, locator)
         labels_s = time.perf_counter() - t1
         spectra_s = 0.0
         for a in range(0, n, args.chunk_size):
             spectra, flags = source.read(locator[a : a + args.chunk_size], predictor.n_pixels)
             t1 = time.perf_counter()
-            catalogue._spectra_sha256(spectra, flags)
+            _columns._spectra_sha256(spectra, flags)
             spectra_s += time.perf_counter() - t1
         extra = {"labels_seconds": labels_s, "spectra_seconds": spectra_s}
     elif args.child == "naive":

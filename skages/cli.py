@@ -25,7 +25,6 @@ The whole workflow on a simulated survey (the README's main job)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -303,7 +302,11 @@ def _add_spectra(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--spectra", type=Path, required=True, nargs="+", help="folder (or files) of spectra"
     )
-    p.add_argument("--allstar", type=Path, help="allStar FITS file: labels and row order")
+    p.add_argument(
+        "--allstar",
+        type=Path,
+        help="allStar, astraAllStarASPCAP or allStar-1.3 FITS file: labels and row order",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help="survey file (.h5)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes (-1: all cores)")
     p.add_argument("--chunk-size", type=_positive_int, default=256, help="stars per chunk")
@@ -437,17 +440,6 @@ def _simulate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- train
 
-#: Keys of a ``skages train --config`` TOML file, per table.
-TRAIN_CONFIG_KEYS = {
-    "data": (
-        *("survey", "spectra", "psd", "ages", "labels", "max_stars"),
-        *("ages_format", "ages_columns", "numax_range", "states", "no_cuts"),
-    ),
-    "model": ("output", "seed", "forest_stars", "test_size", "overwrite"),
-    "encoder": None,  # any SpectrumToPSDEncoder parameter
-    "forest": None,  # any ProbabilisticForestRegressor parameter
-}
-
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -554,146 +546,10 @@ def _add_train_sample_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _sample_cuts(data: dict):
-    from skages.io import TrainingCuts
-
-    if data.get("no_cuts"):
-        return TrainingCuts.none()
-    kw = {}
-    if data.get("numax_range") is not None:
-        lo, hi = data["numax_range"]
-        kw.update(numax_min=float(lo), numax_max=float(hi))
-    states = data.get("states")
-    if states is not None:
-        states = states.split(",") if isinstance(states, str) else list(states)
-        states = [s.strip() for s in states if s.strip()]
-        kw["states"] = None if [s.lower() for s in states] == ["any"] else tuple(states)
-    return TrainingCuts(**kw)
-
-
-def _ages_columns(items) -> dict[str, str] | None:
-    if not items:
-        return None
-    if isinstance(items, dict):
-        return {str(k): str(v) for k, v in items.items()}
-    out = {}
-    for item in items:
-        name, sep, column = str(item).partition("=")
-        if not sep or not name.strip() or not column.strip():
-            raise ValueError(f"--ages-column wants NAME=COLUMN (e.g. age=Age_Gyr); got {item!r}")
-        out[name.strip()] = column.strip()
-    return out
-
-
-def _read_config(path: Path) -> dict:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise ValueError(
-                f"reading {path} needs Python 3.11's tomllib or the tomli package"
-            ) from None
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        config = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not a valid TOML file: {exc}") from exc
-    unknown = sorted(set(config) - set(TRAIN_CONFIG_KEYS))
-    if unknown:
-        raise ValueError(f"{path}: unknown table(s) {unknown}; use {sorted(TRAIN_CONFIG_KEYS)}")
-    for table, keys in TRAIN_CONFIG_KEYS.items():
-        section = config.get(table, {})
-        if not isinstance(section, dict):
-            raise ValueError(f"{path}: [{table}] must be a table")
-        if keys is not None and set(section) - set(keys):
-            raise ValueError(
-                f"{path}: unknown key(s) {sorted(set(section) - set(keys))} in [{table}]; "
-                f"use {list(keys)}"
-            )
-    for key in ("survey", "spectra", "psd", "ages", "labels", "output"):
-        for table in ("data", "model"):
-            value = config.get(table, {}).get(key)
-            if value is not None:
-                config[table][key] = Path(os.path.abspath(path.parent / str(value)))
-    return config
-
-
-def _training_data(data: dict):
-    """Spectra, PSDs, PSD weights and labels of the training stars, and a description."""
-
-    from skages.io import SurveyReader
-
-    max_stars = data.get("max_stars")
-    rows = slice(0, max_stars)
-    if data.get("survey"):
-        if any(data.get(k) for k in ("spectra", "psd", "ages")):
-            raise ValueError("give either a survey or spectra/psd/ages files, not both")
-        with SurveyReader(data["survey"]) as survey:
-            missing = [a for a in ("spectra", "psd") if a not in survey.arrays]
-            if missing:
-                raise ValueError(
-                    f"{data['survey']} has no {missing} array(s) (it has {list(survey.arrays)});"
-                    " simulate it without --no-psd"
-                )
-            spectra = survey.read("spectra", rows)
-            psd = survey.read("psd", rows)
-            weight = survey.read("psd_weight", rows) if "psd_weight" in survey.arrays else None
-            labels = survey.read_labels(rows).reset_index(drop=True)
-        source = {"survey": str(data["survey"])}
-    else:
-        missing = [k for k in ("spectra", "psd", "ages") if not data.get(k)]
-        if missing:
-            raise ValueError(
-                f"give --survey, or all of --spectra, --psd and --ages (missing: {missing})"
-            )
-        from skages.io import read_age_table, training_sample
-
-        ages = read_age_table(
-            data["ages"],
-            format=data.get("ages_format") or "auto",
-            columns=_ages_columns(data.get("ages_columns")),
-        )
-        sample = training_sample(
-            data["spectra"], data["psd"], ages, cuts=_sample_cuts(data), max_stars=max_stars
-        )
-        spectra, psd, weight, labels = sample.spectra, sample.psd, sample.psd_weight, sample.labels
-        print("training sample: " + ", ".join(f"{k} {v}" for k, v in sample.summary.items()))
-        source = {k: str(data[k]) for k in ("spectra", "psd", "ages")}
-        source.update(ages_format=ages.meta.get("format"), sample=sample.summary, cuts=sample.cuts)
-    if data.get("labels"):
-        from skages.io import read_allstar
-
-        allstar = read_allstar(data["labels"]).to_pandas()
-        allstar = allstar.drop_duplicates("apogee_id").set_index("apogee_id")
-        if "apogee_id" not in labels:
-            raise ValueError("the training stars have no apogee_id to match the allStar on")
-        found = allstar.reindex(labels["apogee_id"].astype(str).to_numpy())
-        for c in ("teff", "fe_h", "teff_err", "fe_h_err"):
-            labels[c] = found[c].to_numpy()
-        source["labels"] = str(data["labels"])
-    if "log_age_err" not in labels and "log_age_err_upper" in labels:
-        labels["log_age_err"] = labels["log_age_err_upper"]
-    return spectra, psd, weight, labels, source
-
-
 def _run_train(args: argparse.Namespace) -> int:
-    with contextlib.ExitStack() as stack:  # holds the output's lock until the model is saved
-        return _train(args, stack)
+    from skages.training import read_train_config, train_from_config
 
-
-def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
-    import numpy as np
-
-    from skages._lock import output_lock
-    from skages.encoder import SpectrumToPSDEncoder
-    from skages.forest import ProbabilisticForestRegressor
-    from skages.persistence import save_model, training_summary
-    from skages.pipeline import fit_age_model
-
-    config = _read_config(args.config) if args.config else {}
+    config = read_train_config(args.config) if args.config else {}
     data = dict(config.get("data", {}))
     for key in ("survey", "spectra", "psd", "ages", "labels", "max_stars"):
         if getattr(args, key) is not None:
@@ -707,214 +563,45 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     for key in ("output", "seed", "forest_stars", "test_size"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    output = settings.get("output")
-    if output is None:
+    if args.overwrite:
+        settings["overwrite"] = True
+    if settings.get("output") is None:
         raise ValueError("give the model file with --output (or [model] output in --config)")
-    output = Path(output)
-    if output.suffix.lower() not in (".joblib", ".pkl", ".skops"):
-        raise ValueError(f"--output must end in .joblib or .skops; got {output.name!r}")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(
-            f"the folder {output.parent} for the model {output.name} does not exist; create it"
-        )
-    if output.suffix.lower() == ".skops":
-        _check_module("skops", "skops", f"saving the model as {output.name}")
-    stack.enter_context(output_lock(output))  # a second run on this output fails at once
-    if output.exists() and not (args.overwrite or settings.get("overwrite")):
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-    test_size = settings.get("test_size")
-    if test_size is not None and not (
-        isinstance(test_size, (int, float)) and 0.0 < float(test_size) < 1.0
-    ):
-        raise ValueError(f"test_size must be a fraction between 0 and 1; got {test_size!r}")
-    seed = int(settings.get("seed", 0))
-    enc_params = {"random_state": seed, **config.get("encoder", {})}
-    for flag, param in (
-        ("max_epochs", "max_epochs"),
-        ("latent_dim", "latent_dim"),
-        ("batch_size", "batch_size"),
-        ("lr", "lr"),
-        ("device", "device"),
-    ):
-        if getattr(args, flag) is not None:
-            enc_params[param] = getattr(args, flag)
-    enc_params.setdefault("verbose", 0 if args.quiet else 1)
-    forest_params = {"random_state": seed, **config.get("forest", {})}
+    encoder_params = dict(config.get("encoder", {}))
+    encoder_flags = ("max_epochs", "latent_dim", "batch_size", "lr")
+    if args.encoder is not None:
+        given = [f"--{f.replace('_', '-')}" for f in encoder_flags if getattr(args, f) is not None]
+        if given:
+            raise ValueError(
+                f"--encoder trains the forest only; {given} would set the encoder's training"
+            )
+        if args.encoder.is_file():  # a model file, maybe a pickle: only if trusted
+            _check_model_trust(
+                argparse.Namespace(model=args.encoder, trust_joblib=args.trust_joblib)
+            )
+    else:
+        for flag in (*encoder_flags, "device"):
+            if getattr(args, flag) is not None:
+                encoder_params[flag] = getattr(args, flag)
+    forest_params = dict(config.get("forest", {}))
     if args.n_estimators is not None:
         forest_params["n_estimators"] = args.n_estimators
-    for key, value in enc_params.items():
-        if isinstance(value, list):
-            enc_params[key] = tuple(value)  # TOML arrays -> the tuples the encoder documents
-    try:
-        encoder = SpectrumToPSDEncoder().set_params(**enc_params)
-        forest = ProbabilisticForestRegressor().set_params(**forest_params)
-    except ValueError as exc:
-        raise ValueError(f"invalid encoder/forest setting: {exc}") from exc
-
-    if args.encoder is not None:
-        encoder_flags = ("max_epochs", "latent_dim", "batch_size", "lr")
-        given = [f"--{f.replace('_', '-')}" for f in encoder_flags if getattr(args, f) is not None]
-        if given or config.get("encoder"):
-            raise ValueError(
-                f"--encoder trains the forest only; {given or '[encoder] settings'} would set "
-                "the encoder's training"
-            )
-        encoder = _load_encoder(args.encoder, args)
-        spectra, labels, source = _forest_training_data(data)
-        psd = weight = None
-        source["encoder"] = str(args.encoder)
-    else:
-        spectra, psd, weight, labels, source = _training_data(data)
-        _check_psd_grid(psd, source)
-    split = None
-    if settings.get("test_size"):
-        from skages.evaluation import split_record
-
-        keep, split = split_record(labels, test_size=float(settings["test_size"]), seed=seed)
-        spectra, psd = spectra[keep], psd[keep]
-        weight = None if weight is None else weight[keep]
-        labels = labels.iloc[keep].reset_index(drop=True)
-        logger.info("holding out %d stars for 'skages evaluate'", split["n_test"])
-    y = np.asarray(labels["log_age"], dtype=float)
-    logger.info(
-        "training on %d spectrum-PSD pairs, %d with ages, from %s",
-        len(labels),
-        int(np.isfinite(y).sum()),
-        source,
+    config = {"data": data, "model": settings, "encoder": encoder_params, "forest": forest_params}
+    _, training = train_from_config(
+        config,
+        encoder=args.encoder,
+        trusted=args.trust,
+        verbose=0 if args.quiet else 1,
+        provenance={"command": "skages train"},
     )
-    model = fit_age_model(
-        spectra,
-        psd,
-        labels,
-        encoder=encoder,
-        forest=forest,
-        psd_weight=weight,
-        forest_stars=settings.get("forest_stars", "precise"),
-        verbose=enc_params["verbose"],
-        freeze_encoder=args.encoder is not None,
-    )
-    training = training_summary(spectra, y, labels=labels)
-    training.update(
-        source=source,
-        encoder_params={k: _jsonable(v) for k, v in encoder.get_params().items()},
-        forest_params={k: _jsonable(v) for k, v in forest.get_params().items()},
-        forest_stars=settings.get("forest_stars", "precise"),
-        max_stars=data.get("max_stars"),
-        split=split,
-        command="skages train",
-    )
-    save_model(model, output, training=training)
+    sample = training["source"].get("sample")
+    if sample:
+        print("training sample: " + ", ".join(f"{k} {v}" for k, v in sample.items()))
     print(
-        f"model trained on {len(labels)} stars ({int(np.isfinite(y).sum())} with ages) "
-        f"written to {output}"
+        f"model trained on {training['n_stars']} stars ({training.get('n_aged', 0)} with ages) "
+        f"written to {settings['output']}"
     )
     return 0
-
-
-def _check_psd_grid(psd, source) -> None:
-    """The model file records skages' PSD grid: refuse PSDs on any other grid."""
-    from skages.seismology import N_BINS
-
-    if psd.ndim != 2 or psd.shape[1] != N_BINS:
-        where = source.get("psd", source.get("survey", "")) if isinstance(source, dict) else ""
-        raise ValueError(
-            f"the PSDs{f' of {where}' if where else ''} have shape {psd.shape}, not "
-            f"(n_stars, {N_BINS}): skages train needs natural-log PSDs on skages' "
-            f"{N_BINS}-bin grid (skages.seismology.frequency_grid, which the model file "
-            "records); compute them with 'skages psd' or skages.seismology.lightcurve_to_psd"
-        )
-
-
-def _load_encoder(path: Path, args: argparse.Namespace):
-    """A fitted encoder from an astroNN model folder or a skages model file."""
-    from sklearn.frozen import FrozenEstimator
-    from sklearn.pipeline import Pipeline
-
-    from skages.encoder import SpectrumToPSDEncoder
-    from skages.persistence import load_model
-
-    if path.is_dir():
-        return SpectrumToPSDEncoder.from_astronn(path, output_std=True)
-    if not path.exists():
-        raise FileNotFoundError(f"no such encoder (astroNN folder or model file): {path}")
-    _check_model_trust(argparse.Namespace(model=path, trust_joblib=args.trust_joblib))
-    model, _ = load_model(path, trusted=args.trust)
-    if isinstance(model, Pipeline) and "features" in model.named_steps:
-        model = model.named_steps["features"].named_transformers_.get("encoder")
-    if isinstance(model, FrozenEstimator):
-        model = model.estimator
-    if not isinstance(model, SpectrumToPSDEncoder):
-        raise ValueError(f"{path} holds no SpectrumToPSDEncoder (found {type(model).__name__})")
-    return model
-
-
-def _forest_training_data(data: dict):
-    """Spectra and labels (ages, Teff, [Fe/H]) of the forest's stars: no PSDs needed."""
-    import numpy as np
-
-    from skages.io import SurveyReader, crossmatch_training_sample
-
-    rows = slice(0, data.get("max_stars"))
-    if data.get("survey"):
-        if any(data.get(k) for k in ("spectra", "ages")):
-            raise ValueError("give either a survey or spectra/ages files, not both")
-        with SurveyReader(data["survey"]) as survey:
-            if "spectra" not in survey.arrays:
-                raise ValueError(f"{data['survey']} has no 'spectra' array")
-            spectra = survey.read("spectra", rows)
-            labels = survey.read_labels(rows).reset_index(drop=True)
-        source = {"survey": str(data["survey"])}
-    else:
-        missing = [k for k in ("spectra", "ages") if not data.get(k)]
-        if missing:
-            raise ValueError(
-                f"with --encoder give --survey, or --spectra and --ages (missing: {missing})"
-            )
-        from skages.io import add_crossmatch_ids, read_age_table
-
-        ages = read_age_table(
-            data["ages"],
-            format=data.get("ages_format") or "auto",
-            columns=_ages_columns(data.get("ages_columns")),
-        )
-        ages = add_crossmatch_ids(ages).table  # tables that hold only KIC get APOGEE_IDs
-        with SurveyReader(data["spectra"]) as spec:
-            if "spectra" not in spec.arrays or "apogee_id" not in spec.label_columns:
-                raise ValueError(f"{spec.path} needs a 'spectra' array and an 'apogee_id' label")
-            match = crossmatch_training_sample(
-                spec.read_labels(columns=["apogee_id"])["apogee_id"].to_numpy(),
-                ages,
-                duplicates="first",
-            )
-            take = np.arange(match.n_matched)[rows]
-            spectra = spec.read("spectra", match.spectra_index[take])
-            labels = match.labels.iloc[take].reset_index(drop=True)
-            have = [c for c in ("teff", "fe_h", "teff_err", "fe_h_err") if c in spec.label_columns]
-            if have:
-                found = spec.read_labels(match.spectra_index[take], columns=have)
-                for c in have:
-                    labels[c] = found[c].to_numpy()
-        source = {k: str(data[k]) for k in ("spectra", "ages")}
-    if data.get("labels"):
-        from skages.io import read_allstar
-
-        allstar = read_allstar(data["labels"]).to_pandas()
-        allstar = allstar.drop_duplicates("apogee_id").set_index("apogee_id")
-        found = allstar.reindex(labels["apogee_id"].astype(str).to_numpy())
-        for c in ("teff", "fe_h", "teff_err", "fe_h_err"):
-            labels[c] = found[c].to_numpy()
-        source["labels"] = str(data["labels"])
-    if "log_age_err" not in labels and "log_age_err_upper" in labels:
-        labels["log_age_err"] = labels["log_age_err_upper"]
-    return spectra, labels, source
-
-
-def _jsonable(value):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return repr(value)
 
 
 # ------------------------------------------------------------------- predict
@@ -967,7 +654,11 @@ def _add_catalogue_args(p: argparse.ArgumentParser, *, model_help: str) -> None:
     p.add_argument(
         "--spectra", type=Path, required=True, help="HDF5 survey or folder of apStar files"
     )
-    p.add_argument("--labels", type=Path, help="allStar FITS file (labels, row order)")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="allStar, astraAllStarASPCAP or allStar-1.3 FITS file (labels, row order)",
+    )
     p.add_argument("-o", "--output", type=Path, required=True, help=".fits, .csv or .parquet")
     p.add_argument("--format", choices=("fits", "csv", "parquet"), help="override extension")
     p.add_argument(

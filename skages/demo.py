@@ -60,7 +60,7 @@ def run_demo(
        and labels (:func:`skages.datasets.write_apokasc`) to ``survey.h5``.
     2. Hold out ``test_size`` of the stars, train the encoder on the spectrum-PSD pairs
        of the rest and the forest on their precise ages
-       (:func:`skages.pipeline.fit_age_model`), and save ``model.joblib``.
+       (:func:`skages.training.train_from_survey`), and save ``model.joblib``.
     3. Write the age catalogue of the whole survey, in the paper's Table 1 data model
        (:func:`skages.catalogue.predict_catalogue`), to ``catalogue.fits``.
     4. Evaluate the model on the held-out stars with the paper's diagnostics and
@@ -122,17 +122,13 @@ def _demo(
     baselines, n_jobs, verbose, restart,
 ) -> Bunch:  # fmt: skip
     """:func:`run_demo` once the folder's lock is held."""
-    import numpy as np
     from sklearn.utils import Bunch
 
     from skages.catalogue import predict_catalogue
     from skages.datasets import write_apokasc
-    from skages.encoder import SpectrumToPSDEncoder
     from skages.evaluation import _take, evaluate_age_model, held_out_split, split_record
-    from skages.forest import ProbabilisticForestRegressor
     from skages.io import SurveyReader, read_survey
-    from skages.persistence import save_model, training_summary
-    from skages.pipeline import fit_age_model
+    from skages.training import train_from_survey
 
     paths = Bunch(
         survey=output_dir / "survey.h5",
@@ -180,8 +176,8 @@ def _demo(
         "n_estimators": int(n_estimators),
         "seed": int(seed),
     }
-    survey = read_survey(paths.survey, arrays=("spectra", "psd", "psd_weight"))
-    train_idx, split = split_record(survey.labels, test_size=test_size, seed=seed)
+    with SurveyReader(paths.survey) as reader:
+        _, split = split_record(reader.read_labels(), test_size=test_size, seed=seed)
     t0 = step(
         f"2/4 training the encoder for {max_epochs} epochs (the paper: {PAPER_MAX_EPOCHS}) on "
         f"{split['n_train']} stars and the forest on their precise ages -> {paths.model}",
@@ -189,33 +185,17 @@ def _demo(
     if paths.model.exists() and _same_model(paths.model, settings):
         logger.info("reusing the finished model %s", paths.model)
     else:
-        train = _take(survey, train_idx)
-        encoder = SpectrumToPSDEncoder(
-            max_epochs=max_epochs, random_state=seed, device=device, verbose=verbose
-        )
-        forest = ProbabilisticForestRegressor(
-            n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs
-        )
-        model = fit_age_model(
-            train.spectra,
-            train.psd,
-            train.labels,
-            encoder=encoder,
-            forest=forest,
-            psd_weight=train.get("psd_weight"),
+        train_from_survey(
+            paths.survey,
+            output=paths.model,
+            overwrite=True,
+            encoder_params={"max_epochs": max_epochs, "device": device},
+            forest_params={"n_estimators": n_estimators, "n_jobs": n_jobs},
+            seed=seed,
+            test_size=test_size,
             verbose=verbose,
+            provenance={"demo": settings, "command": "skages demo"},
         )
-        training = training_summary(
-            train.spectra, np.asarray(train.labels["log_age"], dtype=float), labels=train.labels
-        )
-        training.update(
-            source={"survey": str(paths.survey)},
-            split=split,
-            demo=settings,
-            command="skages demo",
-        )
-        save_model(model, paths.model, training=training)
-        del train, model
     timings["train"] = time.perf_counter() - t0
 
     # 3. catalogue
@@ -234,6 +214,7 @@ def _demo(
     t0 = step("4/4 evaluating on the held-out stars")
     from skages.persistence import load_model
 
+    survey = read_survey(paths.survey, arrays=("spectra", "psd", "psd_weight"))
     model, metadata = load_model(paths.model)
     train_idx, test_idx = held_out_split(metadata["training"], survey.labels)
     report = evaluate_age_model(

@@ -301,7 +301,7 @@ def plot_psd_from_latent(
     from skages.seismology import frequency_grid
 
     if track is None:
-        from skages.evaluation import latent_numax_track
+        from skages._latent import latent_numax_track
 
         track = latent_numax_track(encoder, z, numax, n_points=n_points)
     psd = np.asarray(track["psd"], float)

@@ -46,6 +46,7 @@ __all__ = [
     "chip_slices",
     "continuum_normalize",
     "fit_continuum",
+    "pixmask_from_astra_flags",
     "remove_gaps",
 ]
 
@@ -86,6 +87,59 @@ APOGEE_PIXMASK_BITS: dict[int, str] = {
 }
 #: PIXMASK bits that mark a pixel as bad: 0-7 and 12 (SIG_SKYLINE), as in astroNN / DR17.
 DEFAULT_BAD_BITS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 12)
+
+#: Highest APOGEE_PIXMASK bit (FAILFIT); Astra's ``pixel_flags`` carries the same bits.
+_MAX_PIXMASK_BIT = max(APOGEE_PIXMASK_BITS)
+
+
+def pixmask_from_astra_flags(pixel_flags: Any) -> np.ndarray:
+    """APOGEE_PIXMASK of the pixels of an SDSS-V (DR19) Astra ``mwmStar`` / ``mwmVisit`` row.
+
+    Astra 0.6 copies the apStar ``BITMASK`` HDU of the coadd into its APOGEE
+    ``pixel_flags`` column unchanged (its ``ApogeeCoaddedSpectrumInApStar`` model reads
+    ``pixel_flags`` from apStar HDU 3, row 0), so the mapping is the identity on bits
+    0-16 (:data:`APOGEE_PIXMASK_BITS`) and :data:`DEFAULT_BAD_BITS` mask the same
+    pixels as on the DR17 path. The data model stores the column as float32, which
+    holds these integers exactly (below 2**24).
+
+    Parameters
+    ----------
+    pixel_flags : array-like
+        Astra ``pixel_flags`` values (float or integer), any shape.
+
+    Returns
+    -------
+    ndarray of int32
+        The APOGEE_PIXMASK values.
+
+    Raises
+    ------
+    ValueError
+        If a value is NaN, negative, not a whole number, or sets a bit above 16 (not an
+        APOGEE_PIXMASK: a BOSS or another pipeline's flag column).
+    """
+    arr = np.asarray(pixel_flags)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr < 0) | (arr != np.round(arr))
+        if bad.any():
+            raise ValueError(
+                f"pixel_flags: {int(bad.sum())} value(s) are not whole non-negative numbers "
+                f"(e.g. {arr[bad].ravel()[0]!r}); Astra's APOGEE pixel_flags are bitmasks"
+            )
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind in "iu":
+        arr = arr.astype(np.int64)
+        if (arr < 0).any():
+            raise ValueError("pixel_flags: negative values are not a bitmask")
+    else:
+        raise ValueError(f"pixel_flags must be numbers; got dtype {arr.dtype}")
+    if (arr >> (_MAX_PIXMASK_BIT + 1)).any():
+        raise ValueError(
+            f"pixel_flags set bits above {_MAX_PIXMASK_BIT} (max value {int(arr.max())}): not "
+            "an APOGEE_PIXMASK (is this a BOSS spectrum?)"
+        )
+    return arr.astype(np.int32)
+
 
 _APSTAR_KEEP = np.concatenate([np.arange(a, b) for a, b in CHIP_RANGES.values()])
 

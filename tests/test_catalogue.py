@@ -15,14 +15,17 @@ from astropy.io import fits
 from astropy.table import Table
 from sklearn.utils import Bunch
 
-import skages.catalogue as catalogue
 from skages.catalogue import (
     CatalogueCuts,
     CatalogueFlag,
+    _chunk,
+    _model,
+    _progress,
     catalogue_columns,
     predict_catalogue,
     read_catalogue,
 )
+from skages.catalogue import _columns as _data_model
 from skages.datasets import make_apokasc, write_apokasc
 from skages.encoder import SpectrumToPSDEncoder
 from skages.forest import ProbabilisticForestRegressor
@@ -60,7 +63,7 @@ def _columns(table) -> dict[str, np.ndarray]:
 
 
 def _same(a, b) -> bool:
-    return catalogue._content_sha256(_columns(a)) == catalogue._content_sha256(_columns(b))
+    return _data_model._content_sha256(_columns(a)) == _data_model._content_sha256(_columns(b))
 
 
 # ------------------------------------------------------------------ the data model
@@ -216,14 +219,14 @@ def test_bad_rows_become_flagged_nan_never_a_crash(tiny, tmp_path, caplog):
 
 
 def test_model_failure_on_one_row_is_isolated(tiny, tmp_path, monkeypatch, caplog):
-    original = catalogue._Predictor.latent
+    original = _model._Predictor.latent
 
     def flaky(self, spectra):
         if np.any(spectra[:, 0] == 123.0):
             raise ValueError("boom")
         return original(self, spectra)
 
-    monkeypatch.setattr(catalogue._Predictor, "latent", flaky)
+    monkeypatch.setattr(_model._Predictor, "latent", flaky)
     spectra = tiny.spectra[:6].copy()
     spectra[2, 0] = 123.0
     labels = tiny.labels.iloc[:6][["apogee_id", *LABELS]].assign(logg=2.9, snr=100.0)
@@ -241,7 +244,7 @@ def test_model_failure_on_one_row_is_isolated(tiny, tmp_path, monkeypatch, caplo
 
 def _interrupt_after(monkeypatch, n_chunks: int) -> None:
     """Make the n-th chunk write raise KeyboardInterrupt, as if the run were killed."""
-    original = catalogue._Progress.write
+    original = _progress._Progress.write
     calls = {"n": 0}
 
     def write(self, task, columns):
@@ -250,18 +253,18 @@ def _interrupt_after(monkeypatch, n_chunks: int) -> None:
         calls["n"] += 1
         original(self, task, columns)
 
-    monkeypatch.setattr(catalogue._Progress, "write", write)
+    monkeypatch.setattr(_progress._Progress, "write", write)
 
 
 def _count_chunks(monkeypatch) -> list[int]:
     seen: list[int] = []
-    original = catalogue._predict_chunk
+    original = _chunk._predict_chunk
 
     def counting(model, source, task, cuts):
         seen.append(task.index)
         return original(model, source, task, cuts)
 
-    monkeypatch.setattr(catalogue, "_predict_chunk", counting)
+    monkeypatch.setattr(_chunk, "_predict_chunk", counting)
     return seen
 
 
@@ -313,7 +316,7 @@ def test_a_full_disk_names_the_file(tiny, tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(catalogue.np, "savez", full)
+    monkeypatch.setattr(_progress.np, "savez", full)
     with pytest.raises(OSError, match=r"could not write .*chunk-000000\.npz.*No space left"):
         predict_catalogue(tiny.model, tiny.survey, tmp_path / "a.fits")
 
@@ -394,7 +397,7 @@ def test_folder_of_apstar_files_with_an_allstar(tiny, tmp_path, caplog):
         on_failure="nan",
     )
     norm[norm <= 0] = np.nan
-    z = catalogue._Predictor(tiny.model).latent(norm.astype(np.float32))
+    z = _model._Predictor(tiny.model).latent(norm.astype(np.float32))
     rows = {ids[i]: k for k, i in enumerate(order)}
     for i in range(4):
         np.testing.assert_allclose(

@@ -317,7 +317,7 @@ def test_spectra_to_survey_file_order_values_and_flags(spectra_folder, tmp_path,
 
 
 def test_predict_folder_input_reads_through_the_same_function(spectra_folder, tmp_path):
-    from skages.catalogue import _Source
+    from skages.catalogue._sources import _Source
 
     root, _ = spectra_folder
     files = sorted(str(p) for p in (root / "apo25m" / "F1").glob("apStar-dr17-2M1*.fits"))

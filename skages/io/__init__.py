@@ -4,6 +4,8 @@ cross-matches, and the skages HDF5 survey collection format.
 One module per kind of file:
 
 * :mod:`skages.io.apogee`: apStar, aspcapStar (one file or a folder) and allStar;
+* :mod:`skages.io.sdss5`: SDSS-V DR19 Astra mwmStar / mwmVisit spectra and the
+  astraAllStarASPCAP / allStar-1.3 label tables (:func:`read_labels`);
 * :mod:`skages.io.kepler`: Kepler light-curve files of many stars (grouping per KIC,
   a fast reader equal to lightkurve's default, the batch to a PSD survey);
 * :mod:`skages.io.tables`: APOKASC-2 and other age tables as published, the KIC <-> 2MASS
@@ -36,6 +38,13 @@ from skages.io.kepler import (
     lightcurves_to_survey,
     read_kepler_star,
 )
+from skages.io.sdss5 import (
+    ALLSTAR13_COLUMN_MAP,
+    ASTRA_ASPCAP_COLUMN_MAP,
+    read_labels,
+    read_mwmstar,
+    read_mwmvisit,
+)
 from skages.io.survey import (
     SURVEY_FORMAT_VERSION,
     SurveyReader,
@@ -56,7 +65,9 @@ from skages.io.tables import (
 
 __all__ = [
     "AGE_TABLE_FORMATS",
+    "ALLSTAR13_COLUMN_MAP",
     "ALLSTAR_COLUMNS",
+    "ASTRA_ASPCAP_COLUMN_MAP",
     "KEPLER_DEFAULT_BITMASK",
     "SURVEY_FORMAT_VERSION",
     "ApogeeSpectrum",
@@ -79,6 +90,9 @@ __all__ = [
     "read_aspcapstar",
     "read_astronn_model",
     "read_kepler_star",
+    "read_labels",
+    "read_mwmstar",
+    "read_mwmvisit",
     "read_normalized_spectra",
     "read_survey",
     "spectra_to_survey",

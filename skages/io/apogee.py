@@ -9,13 +9,11 @@ stacked in a :class:`~sklearn.utils.Bunch`. :func:`read_allstar` returns an
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +22,18 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import Bunch
 
-from skages.spectra import N_PIXELS_APSTAR, apogee_wavelength
+from skages.io._apogee_common import (  # noqa: F401 (re-exported: public home is here)
+    _SENTINEL,
+    ALLSTAR_COLUMNS,
+    ApogeeSpectrum,
+    _as_str_array,
+    _fits_open,
+    _header_value,
+    _names_the_file,
+    _native,
+    read_allstar,
+)
+from skages.spectra import N_PIXELS_APSTAR
 
 logger = logging.getLogger(__name__)
 
@@ -36,69 +45,6 @@ PathLike = str | os.PathLike
 
 #: TELESCOP values of APOGEE spectra (2.5-m at APO and LCO, 1-m at APO).
 _APOGEE_TELESCOPES = {"apo25m", "lco25m", "apo1m"}
-
-
-def _names_the_file(what: str):
-    """Make every failure of reading the file one ``ValueError`` that names the file.
-
-    A truncated or damaged FITS file fails in many ways (astropy's ``TypeError: buffer
-    is too small``, ``OSError``, ``KeyError``, ``IndexError``, zlib errors of a bad
-    ``.gz``, ...); the caller sees one error type with the path. A missing file stays a
-    ``FileNotFoundError``.
-    """
-
-    def decorate(read):
-        @functools.wraps(read)
-        def wrapper(path, *args, **kwargs):
-            try:
-                return read(path, *args, **kwargs)
-            except (FileNotFoundError, MemoryError):
-                raise
-            except ValueError as exc:
-                if str(path) in str(exc):
-                    raise
-                raise ValueError(f"{path}: {exc}") from exc
-            except Exception as exc:
-                raise ValueError(
-                    f"{path} is not a readable {what} file (damaged or truncated?): "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-
-        return wrapper
-
-    return decorate
-
-
-def _fits_open(path: PathLike, what: str):
-    from astropy.io import fits
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    try:
-        return fits.open(path, memmap=True)
-    except OSError as exc:
-        raise ValueError(
-            f"{path} is not a readable FITS file (expected an {what} file): {exc}"
-        ) from exc
-
-
-def _header_value(header: Any, *keys: str) -> Any:
-    """First present, non-empty header value among ``keys`` (invalid cards ignored)."""
-    from astropy.io.fits.verify import VerifyWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", VerifyWarning)
-        for key in keys:
-            try:
-                value = header.get(key)
-            except (ValueError, KeyError):
-                continue
-            if isinstance(value, str):
-                value = value.strip()
-            if value not in (None, ""):
-                return value
-    return None
 
 
 def _check_not_other_survey(path: Path, header: Any, what: str) -> None:
@@ -143,58 +89,6 @@ def _check_wavelength_keywords(path: Path, header: Any, what: str) -> None:
         )
 
 
-@dataclass(frozen=True, eq=False)
-class ApogeeSpectrum:
-    """One APOGEE spectrum on the 8575-pixel apStar grid, with its star's identity.
-
-    Attributes
-    ----------
-    flux : ndarray of float32, shape (8575,)
-        apStar: flux in 1e-17 erg s⁻¹ cm⁻² Å⁻¹; aspcapStar: ASPCAP's
-        pseudo-continuum-normalised flux (dimensionless). Chip gaps hold 0.
-    flux_err : ndarray of float32, shape (8575,)
-        1-σ uncertainty of ``flux``, same unit (very large, e.g. 1e10, at bad apStar pixels).
-    bitmask : ndarray of int32, shape (8575,), or None
-        APOGEE_PIXMASK (apStar only; None for aspcapStar).
-    apogee_id : str
-        APOGEE (2MASS-style) identifier, e.g. ``"2M19535443+4424541"``.
-    telescope : str or None
-        ``"apo25m"``, ``"lco25m"`` or ``"apo1m"``; None if the file does not say.
-    field : str or None
-        APOGEE field name.
-    snr : float
-        Median signal-to-noise ratio per pixel from the header (NaN if absent).
-    n_visits : int or None
-        Number of visits combined.
-    kind : {"apStar", "aspcapStar"}
-        File type read.
-    path : pathlib.Path
-        File read.
-    header : astropy.io.fits.Header
-        The primary header.
-    model : ndarray of float32, shape (8575,), or None
-        aspcapStar best-fitting synthetic spectrum (normalised); None for apStar.
-    """
-
-    flux: np.ndarray
-    flux_err: np.ndarray
-    bitmask: np.ndarray | None
-    apogee_id: str
-    telescope: str | None
-    field: str | None
-    snr: float
-    n_visits: int | None
-    kind: str
-    path: Path
-    header: Any = field(repr=False)
-    model: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def wavelength(self) -> np.ndarray:
-        """Vacuum wavelength (Å) of the 8575 pixels."""
-        return apogee_wavelength(gap_removed=False)
-
-
 def _apogee_id(path: Path, header: Any, table: Any, what: str) -> str:
     value = _header_value(header, "APOGEE_ID", "OBJID", "OBJ", "OBJECT")
     if value is None and table is not None and "APOGEE_ID" in table.columns.names:
@@ -231,10 +125,6 @@ def _select_row(data: np.ndarray, visit: Any, n_visits: int | None, path: Path) 
             )
         return rows[visit + 2] if n_rows > 2 else rows[0]
     raise ValueError(f"visit must be 'combined', 'global' or an int; got {visit!r}")
-
-
-def _native(arr: np.ndarray, dtype: Any) -> np.ndarray:
-    return np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("="))
 
 
 @_names_the_file("apStar")
@@ -295,12 +185,16 @@ def read_apstar(
         if mask.dtype.kind == "i" and mask.dtype.itemsize < 4:
             mask = mask.view(mask.dtype.str.replace("i", "u"))  # bit 15 stays bit 15
         snr = _header_value(header, "SNR")
+        telescope = _header_value(header, "TELESCOP")
+        if telescope is None:  # DR19 (apred 1.x) headers lack it: apStar-1.3-apo25m-<obj>
+            match = _DR19_APSTAR_NAME.match(path.name)
+            telescope = match.group("telescope") if match else None
         return ApogeeSpectrum(
             flux=_native(_select_row(flux, visit, n_visits, path), np.float32),
             flux_err=_native(_select_row(err, visit, n_visits, path), np.float32),
             bitmask=_native(_select_row(mask, visit, n_visits, path), np.int32),
             apogee_id=_apogee_id(path, header, None, "apStar"),
-            telescope=_header_value(header, "TELESCOP"),
+            telescope=telescope,
             field=_header_value(header, "FIELD"),
             snr=float(snr) if snr is not None else float("nan"),
             n_visits=n_visits,
@@ -385,32 +279,61 @@ def read_aspcapstar(path: PathLike) -> ApogeeSpectrum:
 
 @_names_the_file("APOGEE spectrum")
 def _detect_kind(path: Path) -> str:
+    """The file's kind from its content: HDU 3 an integer image (apStar), a float image
+    (aspcapStar), or an SDSS-V Astra table file (mwmStar / mwmVisit)."""
+    from skages.io.sdss5 import mwm_kind
+
     with _fits_open(path, "APOGEE spectrum") as hdul:
+        kind = mwm_kind(hdul)
+        if kind is not None:
+            return kind
         if len(hdul) > 3 and hdul[3].is_image and hdul[3].data is not None:
             return "apStar" if hdul[3].data.dtype.kind in "iu" else "aspcapStar"
     raise ValueError(
-        f"{path} is neither an apStar nor an aspcapStar file: it has no image in HDU 3"
+        f"{path} is not an apStar, aspcapStar, mwmStar or mwmVisit file: it has no image in "
+        "HDU 3 and no SDSS-V (V_ASTRA, SDSS_ID) primary header"
     )
+
+
+#: Kinds of spectrum file read_apogee_spectra reads.
+SPECTRUM_KINDS = ("apStar", "aspcapStar", "mwmStar", "mwmVisit")
+#: Kinds whose files carry an APOGEE_PIXMASK (the others are ASPCAP-normalised).
+_KINDS_WITH_PIXMASK = ("apStar", "mwmStar", "mwmVisit")
+
+
+def _read_one(path: Path, kind: str, visit: Any) -> ApogeeSpectrum:
+    from skages.io.sdss5 import read_mwmstar, read_mwmvisit
+
+    if kind == "apStar":
+        return read_apstar(path, visit=visit)
+    if kind == "aspcapStar":
+        return read_aspcapstar(path)
+    if kind == "mwmStar":
+        return read_mwmstar(path)
+    return read_mwmvisit(path, visit=visit if isinstance(visit, Integral) else 0)
 
 
 def read_apogee_spectra(
     paths: Iterable[PathLike],
     *,
-    kind: Literal["auto", "apStar", "aspcapStar"] = "auto",
+    kind: Literal["auto", "apStar", "aspcapStar", "mwmStar", "mwmVisit"] = "auto",
     visit: Literal["combined", "global"] | int = "combined",
     on_error: Literal["raise", "nan"] = "raise",
     verbose: bool = False,
 ) -> Bunch:
-    """Read many apStar / aspcapStar files into stacked arrays.
+    """Read many apStar / aspcapStar / SDSS-V mwmStar files into stacked arrays.
 
     Parameters
     ----------
     paths : iterable of str or path-like
         Files to read, in the order of the output rows.
-    kind : {"auto", "apStar", "aspcapStar"}, default="auto"
-        File type; ``"auto"`` decides per file (HDU 3 integer = apStar).
+    kind : {"auto", "apStar", "aspcapStar", "mwmStar", "mwmVisit"}, default="auto"
+        File type; ``"auto"`` decides per file from its content (HDU 3 integer image =
+        apStar, float image = aspcapStar, ``V_ASTRA`` / ``SDSS_ID`` primary header =
+        mwmStar or mwmVisit).
     visit : {"combined", "global"} or int, default="combined"
-        apStar row to read (see :func:`read_apstar`).
+        apStar row to read (see :func:`read_apstar`); for mwmVisit files an int picks
+        the visit row (else the first).
     on_error : {"raise", "nan"}, default="raise"
         An unreadable or invalid file raises, or (``"nan"``) gives a row of NaN
         flux, an empty id and an entry in ``errors`` (logged as a warning).
@@ -422,15 +345,17 @@ def read_apogee_spectra(
     Bunch
         ``flux``, ``flux_err`` float32 (n_files, 8575) in each file's unit;
         ``bitmask`` int32 (n_files, 8575), zero where the file has none
-        (aspcapStar, failed files); ``apogee_id``, ``telescope``, ``field``
-        (object arrays of str, ``""`` if unknown), ``snr`` float (n_files,),
+        (aspcapStar, failed files); ``continuum`` float32 (n_files, 8575), Astra's
+        NMF continuum of mwmStar / mwmVisit files (NaN for the others); ``apogee_id``,
+        ``telescope``, ``field``, ``sdss_id`` (object arrays of str, ``""`` if
+        unknown), ``snr`` float (n_files,),
         ``kind`` (object array), ``paths`` (list of Path), ``errors`` (dict
         row -> message of the files that failed).
     """
     if on_error not in ("raise", "nan"):
         raise ValueError(f"on_error must be 'raise' or 'nan'; got {on_error!r}")
-    if kind not in ("auto", "apStar", "aspcapStar"):
-        raise ValueError(f"kind must be 'auto', 'apStar' or 'aspcapStar'; got {kind!r}")
+    if kind not in ("auto", *SPECTRUM_KINDS):
+        raise ValueError(f"kind must be 'auto' or one of {SPECTRUM_KINDS}; got {kind!r}")
     from tqdm.auto import tqdm
 
     paths = [Path(p) for p in paths]
@@ -439,9 +364,11 @@ def read_apogee_spectra(
         flux=np.full((n, N_PIXELS_APSTAR), np.nan, dtype=np.float32),
         flux_err=np.full((n, N_PIXELS_APSTAR), np.nan, dtype=np.float32),
         bitmask=np.zeros((n, N_PIXELS_APSTAR), dtype=np.int32),
+        continuum=np.full((n, N_PIXELS_APSTAR), np.nan, dtype=np.float32),
         apogee_id=np.full(n, "", dtype=object),
         telescope=np.full(n, "", dtype=object),
         field=np.full(n, "", dtype=object),
+        sdss_id=np.full(n, "", dtype=object),
         snr=np.full(n, np.nan),
         kind=np.full(n, "", dtype=object),
         paths=paths,
@@ -450,9 +377,7 @@ def read_apogee_spectra(
     for i, path in enumerate(tqdm(paths, disable=not verbose, desc="spectra", unit="file")):
         try:
             this_kind = _detect_kind(path) if kind == "auto" else kind
-            spec = (
-                read_apstar(path, visit=visit) if this_kind == "apStar" else read_aspcapstar(path)
-            )
+            spec = _read_one(path, this_kind, visit)
         except Exception as exc:  # the readers name the file; anything else, too
             if on_error == "raise":
                 raise
@@ -463,6 +388,9 @@ def read_apogee_spectra(
         out.flux_err[i] = spec.flux_err
         if spec.bitmask is not None:
             out.bitmask[i] = spec.bitmask
+        if spec.continuum is not None:
+            out.continuum[i] = spec.continuum
+        out.sdss_id[i] = "" if spec.sdss_id is None else str(spec.sdss_id)
         out.apogee_id[i] = spec.apogee_id
         out.telescope[i] = spec.telescope or ""
         out.field[i] = spec.field or ""
@@ -478,13 +406,47 @@ def read_apogee_spectra(
 # folder input and of ``skages spectra``
 # --------------------------------------------------------------------------------------
 
-_ID_IN_NAME = re.compile(r"(?:^|-)((?:2M|AP)\d{8}[+-]\d{7})$")
+_ID_IN_NAME = re.compile(r"(?:^|-)((?:2M|AP)\d{8}[+-]\d{7})(?:-\d{5})?$")
+#: DR19 (apred 1.x) apStar names: apStar-{apred}-{telescope}-{obj}[-{mjd}].fits
+_DR19_APSTAR_NAME = re.compile(r"^apStar-(?P<apred>[^-]+)-(?P<telescope>apo25m|lco25m|apo1m)-")
 _TELESCOPES = ("apo25m", "lco25m", "apo1m")
 
 
+def _scan_mwm(path: Path) -> tuple[str, str, str] | None:
+    """(kind, SDSS_ID, APOGEE id) of an SDSS-V Astra spectrum file; None if it is none."""
+    from astropy.io import fits
+
+    from skages.io.sdss5 import mwm_kind
+
+    with fits.open(path, memmap=True) as hdul:
+        kind = mwm_kind(hdul)
+        if kind is None:
+            return None
+        header = hdul[0].header
+        sdss_id = str(header.get("SDSS_ID") or "").strip()
+        apogee_id = str(header.get("APOGEEID") or header.get("APOGEE_ID") or "").strip()
+    return kind, sdss_id, apogee_id
+
+
+def _sdss_id_of(path: Path) -> str:
+    """The SDSS_ID of an SDSS-V Astra spectrum file; "" for any other (or unreadable) file."""
+    try:
+        found = _scan_mwm(path)
+    except Exception:  # unreadable: reading it later flags the row
+        return ""
+    return found[1] if found else ""
+
+
 def _scan_spectrum_folder(folder: Path) -> pd.DataFrame:
-    """apStar / aspcapStar files under ``folder`` with their APOGEE_ID, telescope, field."""
+    """Spectrum files under ``folder`` with their APOGEE_ID, telescope, field and SDSS_ID.
+
+    DR17 apStar / aspcapStar and DR19 apStar files are found by name (id, telescope and
+    field from the name and the ``<telescope>/<field>/`` folders, else from the header);
+    SDSS-V mwmStar files by their content (a ``V_ASTRA`` / ``SDSS_ID`` primary header),
+    whatever their name. mwmVisit files (single visits) are left out: the coadd is read.
+    """
     rows = []
+    n_visit_files = 0
     for path in sorted(folder.rglob("*.fits")) + sorted(folder.rglob("*.fits.gz")):
         name = path.name.removesuffix(".gz").removesuffix(".fits")
         kind = (
@@ -494,12 +456,29 @@ def _scan_spectrum_folder(folder: Path) -> pd.DataFrame:
             if name.startswith("apStar")
             else None
         )
-        if kind is None:
+        sdss_id = ""
+        if kind is None:  # perhaps an SDSS-V Astra file: its content says
+            try:
+                found = _scan_mwm(path)
+            except Exception as exc:  # any damage: astropy raises many kinds
+                if name.startswith("mwmStar"):
+                    logger.warning("cannot read the header of %s (%s); file skipped", path, exc)
+                continue
+            if found is None:
+                continue
+            kind, sdss_id, apogee_id = found
+            if kind == "mwmVisit":
+                n_visit_files += 1
+                continue
+            rows.append((apogee_id, "", "", sdss_id, kind, str(path)))
             continue
         match = _ID_IN_NAME.search(name)
         apogee_id, telescope, field = (match.group(1) if match else ""), "", ""
+        dr19 = _DR19_APSTAR_NAME.match(name) if kind == "apStar" else None
         parts = path.relative_to(folder).parts
-        if len(parts) >= 3 and parts[-3] in _TELESCOPES:
+        if dr19 is not None:  # DR19 folders are <telescope>/<healpix group>/<healpix>/
+            telescope = dr19.group("telescope")
+        elif len(parts) >= 3 and parts[-3] in _TELESCOPES:
             telescope, field = parts[-3], parts[-2]
         if not apogee_id or not telescope:
             try:
@@ -514,14 +493,20 @@ def _scan_spectrum_folder(folder: Path) -> pd.DataFrame:
                     logger.warning("cannot read the header of %s (%s); file skipped", path, exc)
                     continue
                 # the star is known from the name: reading the file later flags the row
-        rows.append((apogee_id.strip(), telescope.strip(), field.strip(), kind, str(path)))
-    frame = pd.DataFrame(rows, columns=["APOGEE_ID", "TELESCOPE", "FIELD", "kind", "path"])
+        row = (apogee_id.strip(), telescope.strip(), field.strip(), sdss_id, kind, str(path))
+        rows.append(row)
+    if n_visit_files:
+        logger.info("%s: %d mwmVisit file(s) left out (the mwmStar coadds are read)", folder,
+                    n_visit_files)  # fmt: skip
+    frame = pd.DataFrame(
+        rows, columns=["APOGEE_ID", "TELESCOPE", "FIELD", "SDSS_ID", "kind", "path"]
+    )
     # an apStar and an aspcapStar file of the same star and field are one observation:
     # keep the apStar (raw flux, normalised here as for DR17)
     frame["rank"] = (frame["kind"] != "apStar").astype(int)
-    frame = frame.sort_values(["APOGEE_ID", "FIELD", "rank", "path"], kind="stable")
+    frame = frame.sort_values(["SDSS_ID", "APOGEE_ID", "FIELD", "rank", "path"], kind="stable")
     n_files = len(frame)
-    frame = frame.drop_duplicates(["APOGEE_ID", "FIELD"], keep="first")
+    frame = frame.drop_duplicates(["SDSS_ID", "APOGEE_ID", "FIELD"], keep="first")
     if len(frame) < n_files:
         logger.info("%s: %d duplicate spectrum files ignored", folder, n_files - len(frame))
     return frame.drop(columns="rank").reset_index(drop=True)
@@ -529,7 +514,7 @@ def _scan_spectrum_folder(folder: Path) -> pd.DataFrame:
 
 def _keys(frame: pd.DataFrame, cols: Sequence[str]) -> tuple[pd.Series, np.ndarray]:
     """Joined key strings of some columns, and whether every part is known."""
-    parts = [frame[c].astype(str) for c in cols]
+    parts = [frame[c].astype(str).replace("-1", "") for c in cols]  # -1: an unknown id
     known = np.logical_and.reduce([(p != "").to_numpy() for p in parts])
     key = parts[0].str.cat(parts[1:], sep="\x00") if len(parts) > 1 else parts[0]
     return key.reset_index(drop=True), known
@@ -538,12 +523,21 @@ def _keys(frame: pd.DataFrame, cols: Sequence[str]) -> tuple[pd.Series, np.ndarr
 def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np.ndarray:
     """For each catalogue row, the row of ``spectra`` of the same star (-1: none).
 
-    Stars are matched on APOGEE_ID, telescope and field where both sides know them,
+    Where both sides have an ``SDSS_ID`` column (SDSS-V), stars are first matched on
+    SDSS_ID and telescope, then on SDSS_ID alone where the spectra hold one observation
+    of that star. Then on APOGEE_ID, telescope and field where both sides know them,
     then on APOGEE_ID and telescope, then on APOGEE_ID alone where the spectra hold
-    only one observation of that star.
+    only one observation of that star; an APOGEE_ID match whose two sides both know
+    an SDSS_ID is kept only if those agree.
     """
     out = np.full(len(catalogue), -1, dtype=np.int64)
-    for cols in (["APOGEE_ID", "TELESCOPE", "FIELD"], ["APOGEE_ID", "TELESCOPE"], ["APOGEE_ID"]):
+    steps = [["APOGEE_ID", "TELESCOPE", "FIELD"], ["APOGEE_ID", "TELESCOPE"], ["APOGEE_ID"]]
+    sdss = "SDSS_ID" in catalogue and "SDSS_ID" in spectra
+    if sdss:
+        steps = [["SDSS_ID", "TELESCOPE"], ["SDSS_ID"], *steps]
+        cat_sid, cat_sid_known = _keys(catalogue, ["SDSS_ID"])
+        spec_sid, spec_sid_known = _keys(spectra, ["SDSS_ID"])
+    for cols in steps:
         spec_key, spec_known = _keys(spectra, cols)
         cat_key, cat_known = _keys(catalogue, cols)
         if len(cols) == 1:  # a star observed more than once cannot be told apart by id
@@ -555,6 +549,10 @@ def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np
         positions = positions[~positions.index.duplicated(keep="first")]
         found = positions.index.get_indexer(cat_key.to_numpy()[todo])
         hit = found >= 0
+        if sdss and cols[0] == "APOGEE_ID":  # two known, different SDSS_IDs: not one star
+            rows = positions.to_numpy()[np.maximum(found, 0)]
+            both = cat_sid_known[todo] & spec_sid_known[rows]
+            hit &= ~both | (cat_sid.to_numpy()[todo] == spec_sid.to_numpy()[rows])
         out[todo[hit]] = positions.to_numpy()[found[hit]]
     logger.info(
         "%s: %d of %d catalogue rows have a spectrum", what, int((out >= 0).sum()), len(out)
@@ -562,15 +560,20 @@ def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np
     return out
 
 
-def read_normalized_spectra(paths: Sequence[PathLike], *, bad_pixel_fill: float = np.nan) -> Bunch:
-    """Read apStar / aspcapStar files and continuum-normalise them as for APOGEE DR17.
+def read_normalized_spectra(
+    paths: Sequence[PathLike],
+    *,
+    bad_pixel_fill: float = np.nan,
+    continuum: Literal["dr17", "astra_nmf"] = "dr17",
+) -> Bunch:
+    """Read apStar / aspcapStar / mwmStar files and continuum-normalise them as for DR17.
 
     Each file is read with :func:`read_apogee_spectra` (``on_error="nan"``: a file that
     cannot be read becomes a NaN row, named in the log and in ``errors``); flux <= 0 is
     masked; the spectra are normalised with :func:`skages.spectra.continuum_normalize`
-    (apStar with their PIXMASK, aspcapStar without) and the gaps removed. This is the
-    path both ``skages predict`` (a folder of files) and :func:`spectra_to_survey` read
-    spectra through.
+    (apStar and SDSS-V mwmStar / mwmVisit with their PIXMASK, aspcapStar without) and
+    the gaps removed. This is the path both ``skages predict`` (a folder of files) and
+    :func:`spectra_to_survey` read spectra through.
 
     Parameters
     ----------
@@ -578,6 +581,11 @@ def read_normalized_spectra(paths: Sequence[PathLike], *, bad_pixel_fill: float 
         Files, in the order of the output rows.
     bad_pixel_fill : float, default=NaN
         Value of pixels whose PIXMASK marks them bad, in flux and error (NaN: masked).
+    continuum : {"dr17", "astra_nmf"}, default="dr17"
+        ``"dr17"``: the paper's normalisation, for every kind. ``"astra_nmf"``: mwmStar /
+        mwmVisit spectra are divided by Astra's NMF continuum instead (PIXMASK-bad
+        pixels set to ``bad_pixel_fill``); not what the published model was trained on,
+        kept for comparisons. Other kinds still get the DR17 normalisation.
 
     Returns
     -------
@@ -588,8 +596,10 @@ def read_normalized_spectra(paths: Sequence[PathLike], *, bad_pixel_fill: float 
         ``apogee_id``, ``telescope``, ``field``, ``kind`` (object arrays), ``snr``,
         ``paths`` and ``errors`` (dict row -> message) from :func:`read_apogee_spectra`.
     """
-    from skages.spectra import continuum_normalize, remove_gaps
+    from skages.spectra import bad_pixel_mask, continuum_normalize, remove_gaps
 
+    if continuum not in ("dr17", "astra_nmf"):
+        raise ValueError(f"continuum must be 'dr17' or 'astra_nmf'; got {continuum!r}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # astropy FITS header chatter
         data = read_apogee_spectra(list(paths), on_error="nan")
@@ -601,8 +611,20 @@ def read_normalized_spectra(paths: Sequence[PathLike], *, bad_pixel_fill: float 
     width = bitmask.shape[-1]
     spectra = np.full((n, width), np.nan, dtype=np.float32)
     spectra_err = np.full((n, width), np.nan, dtype=np.float32)
-    is_ap = data.kind == "apStar"
-    for select, mask in ((is_ap, data.bitmask), (~is_ap, None)):
+    is_ap = np.isin(data.kind.astype(str), _KINDS_WITH_PIXMASK)
+    nmf = np.zeros(n, dtype=bool)
+    if continuum == "astra_nmf":
+        nmf = np.isin(data.kind.astype(str), ("mwmStar", "mwmVisit"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cont = np.where(data.continuum[nmf] > 0, data.continuum[nmf], np.nan)
+            norm = flux[nmf] / cont
+            err = data.flux_err[nmf] / cont
+        bad = bad_pixel_mask(data.bitmask[nmf])
+        norm[bad] = bad_pixel_fill
+        err[bad] = bad_pixel_fill
+        spectra[nmf] = remove_gaps(norm)
+        spectra_err[nmf] = remove_gaps(err)
+    for select, mask in ((is_ap & ~nmf, data.bitmask), (~is_ap, None)):
         if not select.any():
             continue
         norm, err = continuum_normalize(
@@ -614,7 +636,8 @@ def read_normalized_spectra(paths: Sequence[PathLike], *, bad_pixel_fill: float 
         )
         spectra[select] = norm
         spectra_err[select] = err
-    out = Bunch(**{k: v for k, v in data.items() if k not in ("flux", "flux_err", "bitmask")})
+    skip = ("flux", "flux_err", "bitmask", "continuum")
+    out = Bunch(**{k: v for k, v in data.items() if k not in skip})
     out.update(spectra=spectra, spectra_err=spectra_err, bitmask=bitmask.astype(np.int32))
     return out
 
@@ -646,13 +669,15 @@ def _spectra_chunk(paths: Sequence[str], bad_pixel_fill: float) -> Bunch:
         apogee_id=np.full(n, "", dtype=object),
         telescope=np.full(n, "", dtype=object),
         field=np.full(n, "", dtype=object),
+        sdss_id=np.full(n, "", dtype=object),
         snr=np.full(n, np.nan),
         flag=np.where([bool(p) for p in paths], 0, SPECTRUM_NO_FILE).astype(np.int64),
         errors={},
     )
     if have:
         idx = np.asarray(have)
-        for name in ("spectra", "spectra_err", "bitmask", "apogee_id", "telescope", "field"):
+        names = ("spectra", "spectra_err", "bitmask", "apogee_id", "telescope", "field", "sdss_id")
+        for name in names:
             out[name][idx] = data[name]
         out.snr[idx] = data.snr
         for i, message in data.errors.items():
@@ -697,11 +722,14 @@ def spectra_to_survey(
     Parameters
     ----------
     spectra : folder or sequence of paths
-        A DR17-layout folder (``<telescope>/<field>/apStar-*.fits``, any depth) or files.
+        A DR17-layout folder (``<telescope>/<field>/apStar-*.fits``, any depth), a DR19
+        folder (apStar-1.x, mwmStar files), or files.
     output : path-like
         The survey file (``*.h5``).
     allstar : path-like, optional
-        APOGEE allStar FITS file (:func:`read_allstar`).
+        Label table: an APOGEE DR17 allStar, or the SDSS-V DR19 astraAllStarASPCAP or
+        allStar-1.3 (:func:`skages.io.read_labels`; rows then also matched on
+        ``sdss_id``, and the labels carry ``sdss_id`` and ``gaia_dr3_source_id``).
     bad_pixel_fill : float, default=NaN
         Value of the pixels PIXMASK marks bad.
     n_jobs : int, optional
@@ -732,24 +760,31 @@ def spectra_to_survey(
     if isinstance(spectra, (str, os.PathLike)) and Path(spectra).is_dir():
         files = _scan_spectrum_folder(Path(spectra))
         if files.empty:
-            raise ValueError(f"{spectra} holds no apStar*.fits or aspcapStar*.fits files")
+            raise ValueError(f"{spectra} holds no apStar*.fits, aspcapStar*.fits or mwmStar files")
     else:
         items = [spectra] if isinstance(spectra, (str, os.PathLike)) else list(spectra)
         for item in items:
             if not Path(item).is_file():
                 raise FileNotFoundError(f"no such spectrum file or folder: {item}")
         files = pd.DataFrame(
-            {"APOGEE_ID": "", "TELESCOPE": "", "FIELD": "", "path": [str(p) for p in items]}
+            {
+                "APOGEE_ID": "",
+                "TELESCOPE": "",
+                "FIELD": "",
+                "SDSS_ID": [_sdss_id_of(Path(p)) for p in items],
+                "path": [str(p) for p in items],
+            }
         )
     n_not_in_allstar = n_no_file = 0
     if allstar is not None:
-        table = read_allstar(allstar)
+        from skages.io.sdss5 import read_labels
+
+        table = read_labels(allstar)
         labels = table.to_pandas()
         for c in ("apogee_id", "telescope", "field"):
             labels[c] = [str(v).strip() for v in table[c]]
-        keys = pd.DataFrame(
-            {c.upper(): labels[c].to_numpy() for c in ("apogee_id", "telescope", "field")}
-        )
+        id_cols = [c for c in ("apogee_id", "telescope", "field", "sdss_id") if c in labels]
+        keys = pd.DataFrame({c.upper(): [str(v).strip() for v in table[c]] for c in id_cols})
         match = _match_rows(keys, files, str(spectra))
         n_no_file = int((match < 0).sum())
         n_not_in_allstar = int(len(files) - np.unique(match[match >= 0]).size)
@@ -828,9 +863,11 @@ def spectra_to_survey(
         else:  # the header's ids, else those of the file name and folder
             found = files.iloc[a:b]
             rows = pd.DataFrame({"file": ids[a:b]})
-            for col in ("apogee_id", "telescope", "field"):
+            for col in ("apogee_id", "telescope", "field", "sdss_id"):
                 read = cat[col].astype(str)
-                rows[col] = np.where(read != "", read, found[col.upper()].to_numpy(str))
+                value = np.where(read != "", read, found[col.upper()].to_numpy(str))
+                if col != "sdss_id" or (files["SDSS_ID"] != "").any():  # SDSS-V files only
+                    rows[col] = value
             rows["snr"] = cat["snr"]
         rows["spectrum_flag"] = cat["flag"]
         writer.append(
@@ -880,109 +917,3 @@ def spectra_to_survey(
 # --------------------------------------------------------------------------------------
 # Catalogues: allStar, APOKASC-2
 # --------------------------------------------------------------------------------------
-
-#: allStar columns :func:`read_allstar` needs, and their units (None: dimensionless / flags).
-ALLSTAR_COLUMNS: dict[str, str | None] = {
-    "APOGEE_ID": None,
-    "TELESCOPE": None,
-    "FIELD": None,
-    "TEFF": "K",
-    "TEFF_ERR": "K",
-    "LOGG": "dex(cm / s2)",
-    "LOGG_ERR": "dex",
-    "FE_H": "dex",
-    "FE_H_ERR": "dex",
-    "ALPHA_M": "dex",
-    "ALPHA_M_ERR": "dex",
-    "SNREV": None,
-    "STARFLAG": None,
-    "ASPCAPFLAG": None,
-}
-_SENTINEL = -9999.0
-
-
-def _as_str_array(values: Any) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype.kind == "S":
-        arr = np.char.decode(arr, "utf-8", errors="replace")
-    return np.char.strip(arr.astype(str))
-
-
-@_names_the_file("allStar")
-def read_allstar(
-    path: PathLike, *, columns: Sequence[str] | Literal["all"] | None = None, hdu: int = 1
-):
-    """Read an APOGEE allStar catalogue.
-
-    Parameters
-    ----------
-    path : str or path-like
-        An allStar FITS file (any data release with the columns below; extra
-        columns are fine). Read through a memory map: only the chosen columns
-        are loaded, so a multi-GB DR17 file is fine.
-    columns : sequence of str or "all", optional
-        Extra allStar columns to keep besides :data:`ALLSTAR_COLUMNS`.
-    hdu : int, default=1
-        HDU of the table.
-
-    Returns
-    -------
-    astropy.table.Table
-        Lower-case columns ``apogee_id``, ``telescope``, ``field`` (str),
-        ``teff``, ``teff_err`` (K), ``logg`` (dex(cm s⁻²)), ``logg_err``,
-        ``fe_h``, ``fe_h_err``, ``alpha_m``, ``alpha_m_err`` (dex), ``snrev``,
-        ``starflag``, ``aspcapflag`` (int), then the extra columns. In
-        floating-point columns APOGEE's -9999 sentinels become NaN. Row order
-        is the file's, so results can be row-matched to it.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    ValueError
-        If it is not FITS, is damaged, HDU ``hdu`` is not a table, or required columns
-        are missing. The message names the file.
-    """
-    from astropy.table import Table
-
-    path = Path(path)
-    with _fits_open(path, "allStar") as hdul:
-        if hdu >= len(hdul) or not hasattr(hdul[hdu], "columns"):
-            raise ValueError(
-                f"{path} is not an allStar file: HDU {hdu} is not a binary table "
-                f"(the file has {len(hdul)} HDU(s))"
-            )
-        data = hdul[hdu].data
-        names = list(hdul[hdu].columns.names)
-        upper = {n.upper(): n for n in names}
-        missing = [c for c in ALLSTAR_COLUMNS if c not in upper]
-        if missing:
-            raise ValueError(
-                f"{path} is not a usable allStar file: missing required column(s) {missing} "
-                f"(it has {names[:12]}{' ...' if len(names) > 12 else ''})"
-            )
-        if columns == "all":
-            extra = [n for n in names if n.upper() not in ALLSTAR_COLUMNS]
-        else:
-            extra = []
-            for name in columns or []:
-                if name.upper() not in upper:
-                    raise ValueError(f"columns: {path} has no column {name!r}")
-                if name.upper() not in ALLSTAR_COLUMNS:
-                    extra.append(upper[name.upper()])
-        table = Table()
-        for name in [upper[c] for c in ALLSTAR_COLUMNS] + extra:
-            values = np.asarray(data[name])
-            if values.dtype.kind in "SU":
-                values = _as_str_array(values)
-            elif values.dtype.kind == "f":
-                values = values.astype(values.dtype.newbyteorder("="))
-                values = np.where(values <= _SENTINEL + 0.5, np.nan, values)
-            else:
-                values = values.astype(values.dtype.newbyteorder("="))
-            table[name.lower()] = values
-            unit = ALLSTAR_COLUMNS.get(name.upper())
-            if unit is not None:
-                table[name.lower()].unit = unit
-    table.meta["source"] = str(path)
-    return table

@@ -1,0 +1,133 @@
+"""skages.training: the functions that ``skages train`` and ``skages demo`` run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.frozen import FrozenEstimator
+
+from skages.cli import main
+from skages.io import SurveyWriter, TrainingCuts, write_survey
+from skages.persistence import load_model
+from skages.pipeline import make_age_frame
+from skages.training import (
+    read_train_config,
+    train_from_config,
+    train_from_files,
+    train_from_survey,
+)
+
+TINY = dict(encoder_filters=(4, 8), hidden_units=8, decoder_filters=(4, 4), max_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory, small_survey):
+    return write_survey(tmp_path_factory.mktemp("training") / "train.h5", small_survey)
+
+
+def _encoder(model):
+    step = model.named_steps["features"].named_transformers_["encoder"]
+    return step.estimator if isinstance(step, FrozenEstimator) else step
+
+
+def _predict(model, survey, n=40):
+    return model.predict(make_age_frame(survey.spectra[:n], survey.labels.iloc[:n]))
+
+
+def test_python_and_command_line_train_the_same_model(
+    train_file, small_survey, tmp_path, tiny_train_toml
+):
+    config = tmp_path / "train.toml"
+    config.write_text(tiny_train_toml(model='forest_stars = "aged"\ntest_size = 0.3'))
+    (tmp_path / "train.h5").symlink_to(train_file)
+    assert main(["-q", "train", "--config", str(config)]) == 0
+    cli_model, cli_meta = load_model(tmp_path / "model.joblib")
+
+    model, provenance = train_from_survey(
+        tmp_path / "train.h5",
+        output=tmp_path / "python.joblib",
+        encoder_params=TINY,
+        forest_params={"n_estimators": 12},
+        forest_stars="aged",
+        test_size=0.3,
+        verbose=0,
+    )
+    assert provenance["command"] == "skages.training.train_from_survey"
+    assert cli_meta["training"]["command"] == "skages train"
+    for key in ("split", "source", "n_stars", "n_aged", "encoder_params", "forest_params"):
+        assert provenance[key] == cli_meta["training"][key], key
+    np.testing.assert_array_equal(_predict(model, small_survey), _predict(cli_model, small_survey))
+    saved, meta = load_model(tmp_path / "python.joblib")
+    assert meta["training"]["split"] == provenance["split"]
+    np.testing.assert_array_equal(_predict(saved, small_survey), _predict(model, small_survey))
+
+    # the config's tables as a dict give the same model as the file
+    tables = read_train_config(config)
+    tables["model"]["output"] = tmp_path / "dict.joblib"
+    dict_model, dict_provenance = train_from_config(tables, verbose=0)
+    assert dict_provenance["split"] == provenance["split"]
+    np.testing.assert_array_equal(
+        _predict(dict_model, small_survey), _predict(cli_model, small_survey)
+    )
+
+
+def test_train_from_files_records_the_sample(small_survey, tmp_path):
+    lab = small_survey.labels.reset_index(drop=True)
+    n = 120
+    spectra, psd = tmp_path / "spectra.h5", tmp_path / "psd.h5"
+    with SurveyWriter(spectra) as w:
+        w.append(
+            spectra=small_survey.spectra[:n],
+            labels=lab.loc[: n - 1, ["apogee_id", "teff", "fe_h", "teff_err", "fe_h_err"]],
+        )
+    from skages.seismology import frequency_grid
+
+    keep = np.arange(0, n, 2)  # PSDs of every other star
+    with SurveyWriter(psd, frequency=frequency_grid()) as w:
+        w.append(psd=small_survey.psd[keep], labels=lab.loc[keep, ["kic"]])
+    lab[["apogee_id", "kic", "log_age", "log_age_err"]].to_csv(tmp_path / "ages.csv", index=False)
+    cuts = TrainingCuts.none()
+    model, provenance = train_from_files(
+        spectra,
+        psd,
+        tmp_path / "ages.csv",
+        cuts=cuts,
+        encoder_params=TINY,
+        forest_params={"n_estimators": 8},
+        forest_stars="aged",
+        verbose=0,
+    )
+    assert provenance["n_stars"] == keep.size == provenance["source"]["sample"]["n_kept"]
+    assert provenance["source"]["cuts"] == cuts.to_dict()
+    assert provenance["source"]["ages"] == str(tmp_path / "ages.csv")
+    assert provenance["command"] == "skages.training.train_from_files"
+    assert np.isfinite(_predict(model, small_survey)).all()
+
+
+def test_a_trained_encoder_trains_the_forest_only(train_file, small_survey, tmp_path):
+    first, _ = train_from_survey(
+        train_file, encoder_params=TINY, forest_params={"n_estimators": 8}, verbose=0
+    )
+    encoder = _encoder(first)
+    spectra = make_age_frame(small_survey.spectra[:20], small_survey.labels.iloc[:20])
+    spectra = spectra[encoder.feature_names_in_]
+    latent = encoder.transform(spectra)
+    model, provenance = train_from_survey(
+        train_file, encoder=encoder, forest_params={"n_estimators": 8}, test_size=0.3, verbose=0
+    )
+    assert provenance["source"]["encoder"] == "SpectrumToPSDEncoder"
+    assert provenance["split"]["n_train"] == provenance["n_stars"] < len(small_survey.labels)
+    again = _encoder(model)
+    np.testing.assert_array_equal(again.transform(spectra), latent)
+    with pytest.raises(ValueError, match="forest only"):
+        train_from_survey(train_file, encoder=encoder, encoder_params={"max_epochs": 3})
+
+
+def test_an_existing_output_is_not_replaced(train_file, tmp_path):
+    out = tmp_path / "model.joblib"
+    out.write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match=r"model\.joblib exists"):
+        train_from_survey(train_file, output=out, encoder_params=TINY, verbose=0)
+    assert out.read_bytes() == b"mine"
+    with pytest.raises(ValueError, match=r"\.joblib or \.skops"):
+        train_from_survey(train_file, output=tmp_path / "model.txt", verbose=0)
