@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["KerasAdam"]
+__all__ = ["KerasAdam", "optimizer_class"]
 
 
 class KerasAdam(torch.optim.Adam):
@@ -49,3 +49,8 @@ class KerasAdam(torch.optim.Adam):
             epsilon = group.setdefault("keras_epsilon", self.keras_epsilon)
             group["eps"] = epsilon / (1.0 - group["betas"][1] ** t) ** 0.5
         return super().step(closure)
+
+
+def optimizer_class(adam: str) -> type[torch.optim.Adam]:
+    """The optimiser of ``SpectrumToPSDEncoder(adam=...)``: ``"keras"`` or ``"torch"``."""
+    return KerasAdam if adam == "keras" else torch.optim.Adam

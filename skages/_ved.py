@@ -46,12 +46,16 @@ __all__ = [
     "ved_loss",
 ]
 
-#: Spectra pushed through the encoder at once on the CPU when no gradient is needed:
-#: one, so that no operation ever sees a row's neighbours and a row's latent is
-#: bit-identical whatever the batch, its order and the thread count (matrix-product
-#: kernels may round differently for different numbers of rows). On this network it is
-#: also the fastest chunk: every intermediate array stays in the CPU caches.
-INFERENCE_CHUNK = 1
+#: Spectra pushed through the encoder at once on the CPU when no gradient is needed.
+#: Always this many: a short last chunk is padded with zero rows, so every call has the
+#: same shapes and the matrix-product kernels make the same choices (blocking, micro-
+#: kernels) whatever the batch; each output row is then computed by the same arithmetic
+#: in the same order at any position of the chunk, and a row's latent is bit-identical
+#: whatever the batch, its order and the thread count (``tests/test_encoder_determinism.py``
+#: checks it on the machine at hand). Eight rows amortise the per-call overhead and the
+#: dense layer's weights (most of the per-row cost of single-row calls) while every
+#: intermediate array still fits in the CPU caches.
+INFERENCE_CHUNK = 8
 #: Latent points decoded at once on the CPU. Always this many: a short last chunk is
 #: padded with zero rows, so every call has the same shapes (fixed-size blocks) and a
 #: row's PSD does not depend on how many rows came with it.

@@ -464,7 +464,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "config file (TOML; every key optional, paths relative to the file):\n"
             "  [data]     survey | spectra, psd, ages, labels; max_stars\n"
             "  [model]    output, seed, forest_stars ('precise' or 'aged'), test_size,\n"
-            "             overwrite\n"
+            "             overwrite, restart\n"
             "  [encoder]  any SpectrumToPSDEncoder parameter (max_epochs = 20, ...)\n"
             "  [forest]   any ProbabilisticForestRegressor parameter (n_estimators = 200)"
         ),
@@ -505,6 +505,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     _add_trust_options(p)  # for an --encoder model file
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an interrupted training's checkpoint (OUTPUT.training/) instead of "
+        "resuming from its last finished epoch",
+    )
     p.set_defaults(func=_run_train)
 
 
@@ -561,6 +567,8 @@ def _run_train(args: argparse.Namespace) -> int:
             settings[key] = getattr(args, key)
     if args.overwrite:
         settings["overwrite"] = True
+    if args.restart:
+        settings["restart"] = True
     if settings.get("output") is None:
         raise ValueError("give the model file with --output (or [model] output in --config)")
     encoder_params = dict(config.get("encoder", {}))

@@ -12,7 +12,7 @@ joblib work as for any other.
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import logging
 import numbers
 import os
@@ -28,34 +28,23 @@ from sklearn.utils import check_random_state
 # The constraint vocabulary of ``_parameter_constraints`` lives only in this module.
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
-from skorch.callbacks import Callback, Checkpoint, EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import ValidSplit
 from skorch.history import History
-from tqdm.auto import tqdm
 
-from skages._optim import KerasAdam
+from skages import _ved_checkpoint, _ved_fit, _ved_infer
+from skages._keras import ASTRONN_MAGIC as _ASTRONN_MAGIC
+from skages._keras import keras_to_state as _keras_to_state  # noqa: F401 (old private path)
+from skages._keras import state_to_keras as _state_to_keras  # noqa: F401 (old private path)
+from skages._lock import output_lock
 from skages._units import _check_log_psd, _check_normalised, _is_quantity, _psd_spread, _to_value
-from skages._ved import (
-    DECODE_CHUNK,
-    INFERENCE_CHUNK,
-    VariationalEncoderDecoder,
-    VEDNet,
-    cpu_workers,
-    map_chunks,
-    module_state_to_numpy,
-)
+from skages._ved import VariationalEncoderDecoder, VEDNet, module_state_to_numpy
+from skages._ved_infer import BLOCK_ROWS as _BLOCK_ROWS
+from skages._ved_infer import module_init_kwargs as _module_init_kwargs
 from skages._warnings import warn
 
 __all__ = ["PSDNotRoutedWarning", "SpectrumToPSDEncoder"]
 
 logger = logging.getLogger(__name__)
-
-# Rows standardised at once when streaming (transform, predict_psd, score, ...): bounds the
-# peak memory of inference whatever the number of spectra.
-_BLOCK_ROWS = 512
-#: astroNN's magic number for missing values (astroNN.config.MAGIC_NUMBER)
-_ASTRONN_MAGIC = -9999.0
-_MAX_SEED = 2**31 - 1
 
 
 class PSDNotRoutedWarning(UserWarning):
@@ -82,62 +71,6 @@ def _check_int_tuple(value: Any, name: str) -> tuple[int, ...]:
     ):
         raise ValueError(f"{name} must be a non-empty sequence of positive int, got {value!r}")
     return out
-
-
-def _seeds(random_state: Any, n: int) -> list[int]:
-    """``n`` integer seeds derived from ``random_state`` (None, int, RandomState, Generator)."""
-    if isinstance(random_state, np.random.Generator):
-        return [int(s) for s in random_state.integers(0, _MAX_SEED, size=n)]
-    return [int(s) for s in check_random_state(random_state).randint(0, _MAX_SEED, size=n)]
-
-
-def _short_float(value: float) -> str:
-    """A learning rate as people write it: 0.01, 5e-4, 1.25e-5."""
-    if value == 0 or 1e-2 <= abs(value) < 1e4:
-        return f"{value:.3g}"
-    mantissa, exponent = f"{value:.2e}".split("e")
-    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-
-
-class _EpochLog(Callback):
-    """Logs every epoch's losses (``logging``) and shows a tqdm bar over epochs (stderr)."""
-
-    def __init__(self, total: int, show_bar: bool):
-        self.total = total
-        self.show_bar = show_bar
-
-    def on_train_begin(self, net, **kwargs):
-        logger.info(
-            "loss: per star, the weighted sum of squared errors of the decoded ln PSD over "
-            "its unmasked pixels plus beta times the KL divergence of the latent posterior "
-            "(lower is better; it levels off when training has converged)"
-        )
-        self.bar_ = tqdm(
-            total=self.total,
-            desc="SpectrumToPSDEncoder",
-            unit="epoch",
-            disable=not self.show_bar,
-            leave=False,
-        )
-
-    def on_epoch_end(self, net, **kwargs):
-        row = net.history[-1]
-        text = {"loss": f"{row['train_loss']:.4g}"}
-        if "valid_loss" in row:
-            text["valid"] = f"{row['valid_loss']:.4g}"
-        text["lr"] = _short_float(net.optimizer_.param_groups[0]["lr"])
-        logger.info(
-            "epoch %d/%d  %s  (%.1f s)",
-            row["epoch"],
-            self.total,
-            "  ".join(f"{k} {v}" for k, v in text.items()),
-            row.get("dur", float("nan")),
-        )
-        self.bar_.set_postfix(text, refresh=False)
-        self.bar_.update(1)
-
-    def on_train_end(self, net, **kwargs):
-        self.bar_.close()
 
 
 class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
@@ -207,9 +140,23 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
     n_iter_no_change : int, default=10
         Patience (epochs) of early stopping.
     checkpoint_dir : str or path-like, default=None
-        If given, the weights, optimiser state and history are saved in this directory
-        whenever the monitored loss (validation loss with early stopping, training loss
-        otherwise) reaches a new best. Nothing is written by default.
+        If given, training is resumable: after every finished epoch the whole training
+        state (weights, optimiser, learning-rate schedule, early-stopping counters,
+        history, the states of all random generators, and a fingerprint of the settings
+        and the training data) is written atomically to ``training_state.pt`` in this
+        directory, and a later :meth:`fit` with the same directory, settings and data
+        continues from the last finished epoch; with an integer ``random_state`` the
+        resumed model equals an uninterrupted run's, bit for bit. Raising
+        ``max_epochs`` continues a finished run. The weights, optimiser state and
+        history of the best epoch so far (validation loss with early stopping, training
+        loss otherwise) are also saved there, as ``params.pt``, ``optimizer.pt`` and
+        ``history.json`` (skorch's ``Checkpoint``). Nothing is written by default.
+    resume : bool, default=True
+        With ``checkpoint_dir``: continue from its training state if there is one. A
+        state written by a fit with other settings (other than ``max_epochs``,
+        ``verbose`` and ``output_std``) or other data is refused with an error, never
+        used. ``False`` discards the state and trains from scratch (``skages train
+        --restart``).
     callbacks : list of skorch callbacks or (name, callback) pairs, default=None
         Extra skorch callbacks, copied at each fit. A pair whose name is that of a
         built-in callback (``"lr_scheduler"``, ``"early_stopping"``, ``"checkpoint"``,
@@ -330,6 +277,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         "validation_fraction": [Interval(numbers.Real, 0.0, 1.0, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "checkpoint_dir": [str, os.PathLike, None],
+        "resume": ["boolean"],
         "callbacks": [list, tuple, None],
         "masked_fill": [StrOptions({"mean", "astronn"})],
         "output_std": ["boolean"],
@@ -358,6 +306,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = True,
         callbacks: Sequence[Any] | None = None,
         masked_fill: str = "mean",
         output_std: bool = False,
@@ -382,6 +331,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
         self.callbacks = callbacks
         self.masked_fill = masked_fill
         self.output_std = output_std
@@ -545,60 +495,18 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         }
 
     def _callbacks(self) -> list[tuple[str, Any]]:
-        monitor = "valid_loss_best" if self.early_stopping else "train_loss_best"
-        builtin: dict[str, Any] = {
-            "lr_scheduler": LRScheduler(
-                policy=torch.optim.lr_scheduler.ReduceLROnPlateau,
-                monitor="train_loss",
-                mode="min",
-                factor=0.5,
-                # PyTorch reduces after `patience + 1` bad epochs, Keras after `patience`
-                patience=5,
-                threshold=5e-5,
-                threshold_mode="abs",
-                min_lr=1e-10,
-            ),
-            "epoch_log": _EpochLog(self.max_epochs, show_bar=self.verbose >= 1),
-        }
-        if self.early_stopping:
-            builtin["early_stopping"] = EarlyStopping(
-                monitor="valid_loss",
-                patience=self.n_iter_no_change,
-                load_best=True,
-                sink=logger.info,
-            )
-        if self.checkpoint_dir is not None:
-            builtin["checkpoint"] = Checkpoint(
-                monitor=monitor, dirname=os.fspath(self.checkpoint_dir), f_criterion=None
-            )
-        if self.verbose >= 2:
-            builtin["progress_bar"] = ProgressBar()
-        extra = []
-        for item in self.callbacks or ():
-            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
-                name, cb = item
-                if name in builtin:
-                    builtin.pop(name)
-                if cb is not None:
-                    extra.append((name, copy.deepcopy(cb)))
-            elif isinstance(item, Callback):
-                extra.append(copy.deepcopy(item))
-            else:
-                raise TypeError(
-                    f"callbacks must hold skorch callbacks or (name, callback) pairs, got {item!r}"
-                )
-        return [*builtin.items(), *extra]
+        return _ved_fit.make_callbacks(
+            max_epochs=self.max_epochs,
+            early_stopping=self.early_stopping,
+            n_iter_no_change=self.n_iter_no_change,
+            checkpoint_dir=self.checkpoint_dir,
+            verbose=self.verbose,
+            callbacks=self.callbacks,
+        )
 
     def _make_net(self, module_kwargs: dict, device: torch.device, **kwargs: Any) -> VEDNet:
-        return self.net_class(
-            VariationalEncoderDecoder,
-            criterion=torch.nn.MSELoss,  # unused: VEDNet.get_loss computes the loss
-            optimizer=KerasAdam if getattr(self, "adam", "keras") == "keras" else torch.optim.Adam,
-            device=str(device),
-            verbose=0,
-            **{f"module__{k}": v for k, v in module_kwargs.items()},
-            **kwargs,
-        )
+        adam = getattr(self, "adam", "keras")
+        return _ved_fit.make_net(self.net_class, adam, module_kwargs, device, **kwargs)
 
     def fit(
         self, X: Any, y: Any = None, *, psd: Any = None, psd_weight: Any = None
@@ -634,9 +542,9 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         weight = self._check_weight(psd_weight, target)
         device = self._torch_device()
         module_kwargs = self._module_kwargs(X.shape[1], target.shape[1])
-        seed_init, seed_shuffle, seed_noise, seed_split = _seeds(self.random_state, 4)
+        seed_init, seed_shuffle, seed_noise, seed_split = _ved_fit.seeds(self.random_state, 4)
 
-        mean, scale = _pixel_statistics(X)
+        mean, scale = _ved_fit.pixel_statistics(X, _BLOCK_ROWS)
         dead = ~np.isfinite(scale)
         if dead.any():
             warn(
@@ -655,41 +563,67 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
             if self.early_stopping
             else None
         )
-        net = self._make_net(
-            module_kwargs,
-            device,
-            module__seed=seed_init,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
-            beta=self.beta,
-            train_split=train_split,
-            callbacks=self._callbacks(),
-            iterator_train__shuffle=True,
-            iterator_train__drop_last=bool(self.drop_last),
-            iterator_train__generator=torch.Generator().manual_seed(seed_shuffle),
-            # DataLoader draws a base seed per epoch even without shuffling
-            iterator_valid__generator=torch.Generator().manual_seed(seed_split),
-        )
-        net.initialize()
-        net.module_.noise_generator = torch.Generator(device=device).manual_seed(seed_noise)
-        logger.info(
-            "training on %d spectra of %d pixels -> PSDs of %d pixels, %d epochs, device %s",
-            X.shape[0],
-            X.shape[1],
-            target.shape[1],
-            self.max_epochs,
-            device,
-        )
-        start = time.perf_counter()
-        if self.max_epochs > 0:
-            with cpu_workers(device) as pool:
-                net.worker_pool = pool
-                try:
-                    net.partial_fit(Xs, Y)
-                finally:
-                    net.worker_pool = None
-        logger.info("trained in %.1f s", time.perf_counter() - start)
+        with contextlib.ExitStack() as stack:
+            callbacks = self._callbacks()
+            restored = None
+            if self.checkpoint_dir is not None:
+                state_file = _ved_checkpoint.state_path(self.checkpoint_dir)
+                stack.enter_context(output_lock(state_file))
+                settings = _ved_checkpoint.fingerprint(
+                    self.get_params(deep=False), _ved_checkpoint.data_digest(Xs, Y)
+                )
+                if self.resume:
+                    restored = _ved_checkpoint.load_state(state_file, settings, self.max_epochs)
+                else:
+                    state_file.unlink(missing_ok=True)
+                callbacks.append(
+                    (
+                        "training_state",
+                        _ved_checkpoint.TrainingState(
+                            state_file, settings, self.max_epochs, restored
+                        ),
+                    )
+                )
+            net = self._make_net(
+                module_kwargs,
+                device,
+                module__seed=seed_init,
+                lr=self.lr,
+                batch_size=self.batch_size,
+                max_epochs=self.max_epochs,
+                beta=self.beta,
+                train_split=train_split,
+                callbacks=callbacks,
+                iterator_train__shuffle=True,
+                iterator_train__drop_last=bool(self.drop_last),
+                iterator_train__generator=torch.Generator().manual_seed(seed_shuffle),
+                # DataLoader draws a base seed per epoch even without shuffling
+                iterator_valid__generator=torch.Generator().manual_seed(seed_split),
+            )
+            net.initialize()
+            net.module_.noise_generator = torch.Generator(device=device).manual_seed(seed_noise)
+            epochs = self.max_epochs
+            if restored is not None:
+                _ved_checkpoint.restore(net, restored)
+                epochs = 0 if restored["finished"] else self.max_epochs - restored["epoch"]
+                logger.info(
+                    "resuming from %s: %d epoch(s) done, %d to go",
+                    state_file,
+                    restored["epoch"],
+                    epochs,
+                )
+            logger.info(
+                "training on %d spectra of %d pixels -> PSDs of %d pixels, %d epochs, device %s",
+                X.shape[0],
+                X.shape[1],
+                target.shape[1],
+                self.max_epochs,
+                device,
+            )
+            start = time.perf_counter()
+            if epochs > 0:
+                _ved_fit.train(net, Xs, Y, device, epochs)
+            logger.info("trained in %.1f s", time.perf_counter() - start)
         net.module_.noise_generator = None
         net.module_.eval()
         self.net_ = net
@@ -706,61 +640,14 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         return self.net_.module_
 
-    def _map(self, X: np.ndarray, fn) -> None:
-        """Call ``fn(rows, x)`` on chunks of standardised spectra, streaming in blocks.
-
-        ``rows`` is the slice of ``X`` and ``x`` its float32 tensor on the net's device,
-        possibly followed by zero rows: ``fn`` must use only the first
-        ``rows.stop - rows.start`` rows of what it computes, and write them in place.
-        On the CPU the chunks are single spectra (:data:`skages._ved.INFERENCE_CHUNK`)
-        run on a thread pool (:func:`skages._ved.cpu_workers`); elsewhere they are
-        blocks of a fixed size, padded. Either way every call has the same shapes, so
-        a row's result does not depend on the other rows of ``X`` or on its position.
-        """
-        device = torch.device(self.net_.device)
-        step = INFERENCE_CHUNK if device.type == "cpu" else _BLOCK_ROWS
-        with cpu_workers(device) as pool:
-            for start in range(0, X.shape[0], _BLOCK_ROWS):
-                block = X[start : start + _BLOCK_ROWS]
-
-                def work(i: int, block=block, offset=start) -> None:
-                    x = _pad_rows(self._standardise(block[i : i + step], device), step)
-                    n = min(step, block.shape[0] - i)
-                    fn(slice(offset + i, offset + i + n), x)
-
-                map_chunks(pool, work, range(0, block.shape[0], step))
-
     def _encode(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and log-variances (float32 arrays) of validated spectra."""
         module = self._module()
-        mean = np.empty((X.shape[0], module.latent_dim), dtype=np.float32)
-        logvar = np.empty_like(mean)
-
-        def fn(rows: slice, x: torch.Tensor) -> None:
-            n = rows.stop - rows.start
-            with torch.inference_mode():
-                m, lv = module.encode(x)
-            mean[rows] = m[:n].cpu().numpy()
-            logvar[rows] = lv[:n].cpu().numpy()
-
-        self._map(X, fn)
-        return mean, logvar
+        return _ved_infer.encode(module, X, self._standardise, torch.device(self.net_.device))
 
     def _decode(self, Z: np.ndarray) -> np.ndarray:
         module = self._module()
-        device = torch.device(self.net_.device)
-        out = np.empty((Z.shape[0], self.n_psd_), dtype=np.float32)
-        step = DECODE_CHUNK if device.type == "cpu" else _BLOCK_ROWS
-
-        def work(i: int) -> None:
-            z = torch.as_tensor(Z[i : i + step], dtype=torch.float32, device=device)
-            n = len(z)
-            with torch.inference_mode():
-                out[i : i + n] = module.decode(_pad_rows(z, step))[:n].cpu().numpy()
-
-        with cpu_workers(device) as pool:
-            map_chunks(pool, work, range(0, Z.shape[0], step))
-        return out
+        return _ved_infer.decode(module, Z, torch.device(self.net_.device))
 
     def transform(self, X: Any) -> np.ndarray:
         """Latent means (and standard deviations if ``output_std``) of spectra.
@@ -920,21 +807,8 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         """
         module = self._module()
         X = self._check_X(X, reset=False)
-        k = module.latent_dim
-        out = np.empty((X.shape[0], k, X.shape[1]), dtype=np.float32)
-
-        def fn(rows: slice, x: torch.Tensor) -> None:
-            n = rows.stop - rows.start
-            with torch.enable_grad():
-                x = x.clone().requires_grad_(True)
-                mean, _ = module.encode(x)
-                for latent in range(k):
-                    (grad,) = torch.autograd.grad(
-                        mean[:n, latent].sum(), x, retain_graph=latent < k - 1
-                    )
-                    out[rows, latent] = grad[:n].cpu().numpy()
-
-        self._map(X, fn)
+        device = torch.device(self.net_.device)
+        out = _ved_infer.latent_jacobian(module, X, self._standardise, device)
         out *= self._inv_scale_t.numpy()
         out[np.broadcast_to((X > 2)[:, None, :], out.shape)] = 0.0
         masked = np.isnan(X) | ~np.isfinite(self.scale_)
@@ -964,22 +838,12 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
         -------
         float
         """
-        module = self._module()
+        self._module()
         X = self._check_X(X, reset=False)
         target = self._check_target(y, psd, X.shape[0], "score")
         weight = self._check_weight(psd_weight, target)
-        losses = np.empty(X.shape[0], dtype=np.float64)
-        net = self.net_
-
-        def fn(rows: slice, x: torch.Tensor) -> None:
-            n = rows.stop - rows.start
-            y_true = torch.as_tensor(np.stack([target[rows], weight[rows]], axis=1))
-            with torch.inference_mode():
-                y_pred = tuple(t[:n] for t in module(x))
-                loss = net.get_loss(y_pred, y_true.to(x.device), X=x[:n], training=False)
-            losses[rows] = float(loss)  # the chunk mean, on each of its rows
-
-        self._map(X, fn)
+        device = torch.device(self.net_.device)
+        losses = _ved_infer.row_losses(self.net_, X, target, weight, self._standardise, device)
         total = float(losses.sum())
         return -total / X.shape[0]
 
@@ -1023,56 +887,9 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
             As :func:`skages.io.read_astronn_model`: a missing file, another model
             type, a newer layout or a wrong shape, with the file named.
         """
-        from skages.io.astronn import read_astronn_model
+        from skages._ved_astronn import encoder_from_astronn
 
-        model = read_astronn_model(path)
-        arch = {
-            "latent_dim": model.latent_dim,
-            "encoder_filters": tuple(model.encoder_filters),
-            "encoder_kernel_size": model.encoder_kernel_size,
-            "pool_size": model.pool_size,
-            "hidden_units": model.hidden_units,
-            "decoder_filters": tuple(model.decoder_filters),
-            "decoder_kernel_size": model.decoder_kernel_size,
-        }
-        clash = sorted(set(arch) & set(params))
-        if clash:
-            raise TypeError(
-                f"from_astronn takes the architecture from {model.source}; do not pass "
-                f"{', '.join(clash)}"
-            )
-        defaults = {"batch_size": int(model.parameters.get("batch_size", 128))}
-        if "lr" in model.training:
-            defaults["lr"] = float(model.training["lr"])
-        if "max_epochs" in model.training:
-            defaults["max_epochs"] = int(model.training["max_epochs"])
-        encoder = cls(**arch, **{**defaults, **params}, device=device)
-        encoder._validate_params()
-        torch_device = encoder._torch_device()
-        module_kwargs = encoder._module_kwargs(model.n_pixels, model.n_psd)
-        net = encoder._make_net(
-            module_kwargs,
-            torch_device,
-            beta=encoder.beta,
-            lr=encoder.lr,
-            batch_size=encoder.batch_size,
-            max_epochs=encoder.max_epochs,
-        )
-        net.initialize()
-        state = _keras_to_state(model.weights, len(model.encoder_filters))
-        net.module_.load_state_dict(
-            {k: torch.as_tensor(v, device=torch_device) for k, v in state.items()}
-        )
-        net.module_.eval()
-        encoder._set_scaler(
-            model.input_mean.astype(np.float64), model.input_std.astype(np.float64)
-        )
-        encoder.net_ = net
-        encoder.n_psd_ = int(model.n_psd)
-        encoder.n_features_in_ = int(model.n_pixels)
-        encoder.loss_curve_ = []
-        encoder.n_iter_ = int(model.training.get("max_epochs", 0))
-        return encoder
+        return encoder_from_astronn(cls, path, device, params)
 
     def to_astronn(self, path: str | os.PathLike, *, overwrite: bool = False) -> os.PathLike:
         """Write the fitted encoder as an astroNN ``ApokascEncoderDecoder`` model folder.
@@ -1101,55 +918,9 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
             If the architecture is not one astroNN's ``ApokascEncoderDecoder`` has (two
             encoder and two decoder convolutions, a PSD length divisible by 4).
         """
-        from skages.io.astronn import AstroNNModel, write_astronn_model
+        from skages._ved_astronn import encoder_to_astronn
 
-        module = self._module()
-        n_enc, n_dec = len(module.encoder_convs), len(module.decoder_convs)
-        if n_enc != 2 or n_dec != 2 or module.n_psd % 4:
-            raise ValueError(
-                "astroNN's ApokascEncoderDecoder has 2 encoder and 2 decoder convolutions and "
-                f"a PSD length divisible by 4; this encoder has {n_enc}, {n_dec} and "
-                f"{module.n_psd} pixels"
-            )
-        if not np.all(np.isfinite(self.scale_)):
-            raise ValueError(
-                f"{int(np.sum(~np.isfinite(self.scale_)))} pixel(s) were NaN in every training "
-                "spectrum (scale_ = inf); astroNN's input_std cannot hold them"
-            )
-        kwargs = _module_init_kwargs(module)
-        history = self.net_.history
-        n_train = 0
-        if len(history):
-            n_train = int(sum(b.get("train_batch_size", 0) for b in history[0]["batches"]))
-        model = AstroNNModel(
-            n_pixels=module.n_pixels,
-            n_psd=module.n_psd,
-            latent_dim=module.latent_dim,
-            encoder_filters=tuple(kwargs["encoder_filters"]),
-            encoder_kernel_size=kwargs["encoder_kernel_size"],
-            pool_size=module.pool_size,
-            hidden_units=kwargs["hidden_units"],
-            decoder_channels=module.decoder_channels,
-            decoder_filters=tuple(kwargs["decoder_filters"]),
-            decoder_kernel_size=kwargs["decoder_kernel_size"],
-            input_mean=np.asarray(self.mean_, dtype=np.float64),
-            input_std=np.asarray(self.scale_, dtype=np.float64),
-            weights=_state_to_keras(module_state_to_numpy(module)),
-            parameters={
-                "batch_size": int(self.batch_size),
-                "valsize": float(self.validation_fraction) if self.early_stopping else 0.0,
-                "l1": 0.0,
-                "l2": 0.0,
-            },
-            training={
-                "lr": float(self.lr),
-                "max_epochs": int(self.n_iter_),
-                "n_train": n_train,
-                "n_valid": 0,
-            },
-            source="skages",
-        )
-        return write_astronn_model(model, path, overwrite=overwrite)
+        return encoder_to_astronn(self, path, overwrite)
 
     # ------------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
@@ -1170,6 +941,7 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state: dict) -> None:
         saved = state.pop("_net_state", None)
+        state.setdefault("resume", True)  # saved before the parameter existed
         super().__setstate__(state)
         if "mean_" in state:
             self._set_scaler(state["mean_"], state["scale_"])
@@ -1191,51 +963,6 @@ class SpectrumToPSDEncoder(TransformerMixin, BaseEstimator):
             self.net_ = net
 
 
-def _pad_rows(x: torch.Tensor, n: int) -> torch.Tensor:
-    """``x`` followed by zero rows up to ``n`` rows (fixed-size blocks)."""
-    if x.shape[0] >= n:
-        return x
-    return torch.cat([x, x.new_zeros((n - x.shape[0], *x.shape[1:]))])
-
-
-def _pixel_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel mean and standard deviation of clipped spectra, NaN left out, blockwise.
-
-    Values above 2 count as 1. The scale is 1 where the deviation is 0 and ``inf`` where
-    a pixel has no finite value.
-    """
-    count = np.zeros(X.shape[1])
-    total = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], _BLOCK_ROWS):
-        block = np.where(X[start : start + _BLOCK_ROWS] > 2, 1.0, X[start : start + _BLOCK_ROWS])
-        count += (~np.isnan(block)).sum(axis=0)
-        total += np.nansum(block, axis=0)
-    mean = total / np.maximum(count, 1)
-    squares = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], _BLOCK_ROWS):
-        block = np.where(X[start : start + _BLOCK_ROWS] > 2, 1.0, X[start : start + _BLOCK_ROWS])
-        squares += np.nansum((block - mean) ** 2, axis=0)
-    scale = np.sqrt(squares / np.maximum(count, 1))
-    scale[scale == 0] = 1.0
-    scale[count == 0] = np.inf
-    return mean, scale
-
-
-def _module_init_kwargs(module: VariationalEncoderDecoder) -> dict[str, Any]:
-    """Constructor arguments that rebuild ``module``'s architecture."""
-    return {
-        "n_pixels": module.n_pixels,
-        "n_psd": module.n_psd,
-        "latent_dim": module.latent_dim,
-        "encoder_filters": tuple(c.out_channels for c in module.encoder_convs),
-        "encoder_kernel_size": module.encoder_convs[0].kernel_size[0],
-        "pool_size": module.pool_size,
-        "hidden_units": module.hidden.out_features,
-        "decoder_filters": tuple(c.out_channels for c in module.decoder_convs),
-        "decoder_kernel_size": module.output_conv.kernel_size[0],
-    }
-
-
 def _check_positive_int(value: Any, name: str) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -1246,46 +973,3 @@ def _normal(random_state: Any, shape: tuple[int, ...]) -> np.ndarray:
     if isinstance(random_state, np.random.Generator):
         return random_state.standard_normal(shape)
     return check_random_state(random_state).standard_normal(shape)
-
-
-# skages module parameter <-> astroNN (Keras) weight, and the axis order that turns the
-# Keras layout into PyTorch's: Conv1D kernels are (k, in, out) in Keras and (out, in, k)
-# in PyTorch; Conv1DTranspose kernels (k, out, in) and (in, out, k); Dense kernels
-# (in, out) and (out, in). Both flatten position-major, channel-minor, so the dense
-# layers need no reordering.
-def _keras_names(n_encoder: int) -> dict[str, tuple[str, tuple[int, ...]]]:
-    names = {}
-    for i in range(n_encoder):
-        names[f"encoder_convs.{i}"] = (f"encoder_conv{i}", (2, 1, 0))
-    names["hidden"] = ("hidden", (1, 0))
-    names["latent_mean"] = ("latent_mean", (1, 0))
-    names["latent_logvar"] = ("latent_logvar", (1, 0))
-    names["decoder_input"] = ("decoder_dense", (1, 0))
-    for i in range(2):
-        names[f"decoder_convs.{i}"] = (f"decoder_conv{i}", (2, 1, 0))
-    names["output_conv"] = ("output", (2, 1, 0))
-    return names
-
-
-def _keras_to_state(weights: dict[str, np.ndarray], n_encoder: int) -> dict[str, np.ndarray]:
-    """Keras-layout weights (skages.io.astronn names) -> the module's state dict."""
-    state = {}
-    for ours, (theirs, axes) in _keras_names(n_encoder).items():
-        state[f"{ours}.weight"] = np.ascontiguousarray(
-            np.transpose(weights[f"{theirs}/kernel"], axes)
-        )
-        state[f"{ours}.bias"] = np.asarray(weights[f"{theirs}/bias"])
-    return state
-
-
-def _state_to_keras(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The module's state dict -> Keras-layout weights (skages.io.astronn names)."""
-    n_encoder = len({k.split(".")[1] for k in state if k.startswith("encoder_convs.")})
-    weights = {}
-    for ours, (theirs, axes) in _keras_names(n_encoder).items():
-        # every permutation used here is its own inverse
-        weights[f"{theirs}/kernel"] = np.ascontiguousarray(
-            np.transpose(state[f"{ours}.weight"], axes)
-        )
-        weights[f"{theirs}/bias"] = np.asarray(state[f"{ours}.bias"])
-    return weights

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -51,7 +52,7 @@ TRAIN_CONFIG_KEYS = {
         *("survey", "spectra", "psd", "ages", "labels", "max_stars"),
         *("ages_format", "ages_columns", "numax_range", "states", "no_cuts"),
     ),
-    "model": ("output", "seed", "forest_stars", "test_size", "overwrite"),
+    "model": ("output", "seed", "forest_stars", "test_size", "overwrite", "restart"),
     "encoder": None,  # any SpectrumToPSDEncoder parameter
     "forest": None,  # any ProbabilisticForestRegressor parameter
 }
@@ -129,6 +130,14 @@ _COMMON_PARAMETERS = """\
         from the start so that a second run on the same file fails at once.
     overwrite : bool, default=False
         Replace an existing ``output``.
+    restart : bool, default=False
+        With ``output``, the encoder's training is checkpointed after every epoch in
+        ``<output>.training/`` (:class:`~skages.encoder.SpectrumToPSDEncoder`'s
+        ``checkpoint_dir``), and a rerun of an interrupted training resumes from its last
+        finished epoch, giving the model an uninterrupted run gives; ``restart=True``
+        (``skages train --restart``) discards that checkpoint and trains from scratch. The
+        folder is removed once the model is saved. An ``encoder_params`` entry
+        ``checkpoint_dir`` (or ``resume``) overrides this.
     max_stars : int, optional
         Use the first ``max_stars`` stars only.
     labels : path-like, optional
@@ -181,6 +190,7 @@ def train_from_survey(
     *,
     output: str | PathLike | None = None,
     overwrite: bool = False,
+    restart: bool = False,
     max_stars: int | None = None,
     labels: str | PathLike | None = None,
     encoder: SpectrumToPSDEncoder | str | PathLike | None = None,
@@ -195,7 +205,7 @@ def train_from_survey(
 ) -> tuple[Pipeline, dict[str, Any]]:
     config = {
         "data": {"survey": survey, "max_stars": max_stars, "labels": labels},
-        "model": {"output": output, "overwrite": overwrite, "seed": seed},
+        "model": {"output": output, "overwrite": overwrite, "restart": restart, "seed": seed},
         "encoder": dict(encoder_params or {}),
         "forest": dict(forest_params or {}),
     }
@@ -237,6 +247,7 @@ def train_from_files(
     cuts: TrainingCuts | None = None,
     output: str | PathLike | None = None,
     overwrite: bool = False,
+    restart: bool = False,
     max_stars: int | None = None,
     labels: str | PathLike | None = None,
     encoder: SpectrumToPSDEncoder | str | PathLike | None = None,
@@ -261,7 +272,7 @@ def train_from_files(
     }
     config = {
         "data": data,
-        "model": {"output": output, "overwrite": overwrite, "seed": seed},
+        "model": {"output": output, "overwrite": overwrite, "restart": restart, "seed": seed},
         "encoder": dict(encoder_params or {}),
         "forest": dict(forest_params or {}),
     }
@@ -441,6 +452,12 @@ def _train_locked(config, stack, encoder, trusted, verbose, provenance):
     for key, value in enc_params.items():
         if isinstance(value, list):
             enc_params[key] = tuple(value)  # TOML arrays -> the tuples the encoder documents
+    checkpoint = None  # the default checkpoint beside the output: a killed run resumes
+    if output is not None and encoder is None and "checkpoint_dir" not in enc_params:
+        checkpoint = output.with_name(output.name + ".training")
+        checkpoint.mkdir(exist_ok=True)
+        enc_params["checkpoint_dir"] = str(checkpoint)
+        enc_params.setdefault("resume", not bool(settings.get("restart")))
     try:
         new_encoder = SpectrumToPSDEncoder().set_params(**enc_params)
         forest = ProbabilisticForestRegressor().set_params(**forest_params)
@@ -494,6 +511,11 @@ def _train_locked(config, stack, encoder, trusted, verbose, provenance):
         verbose=enc_params["verbose"],
         freeze_encoder=frozen,
     )
+    if checkpoint is not None:  # the saved model does not point at a folder about to go
+        from skages.evaluation import _encoder as _fitted_encoder
+
+        for est in (encoder, _fitted_encoder(model)):
+            est.set_params(checkpoint_dir=None, resume=True)
     training = training_summary(spectra, y, labels=labels)
     training.update(
         source=source,
@@ -506,6 +528,8 @@ def _train_locked(config, stack, encoder, trusted, verbose, provenance):
     training.update(provenance or {})
     if output is not None:
         save_model(model, output, training=training)
+    if checkpoint is not None:  # the model is saved: the run's checkpoint has done its job
+        shutil.rmtree(checkpoint, ignore_errors=True)
     return model, training
 
 

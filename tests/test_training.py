@@ -131,3 +131,98 @@ def test_an_existing_output_is_not_replaced(train_file, tmp_path):
     assert out.read_bytes() == b"mine"
     with pytest.raises(ValueError, match=r"\.joblib or \.skops"):
         train_from_survey(train_file, output=tmp_path / "model.txt", verbose=0)
+
+
+TRAIN_CHILD = """
+import sys, time
+from skages import _ved_checkpoint
+from skages.cli import main
+
+save = _ved_checkpoint.TrainingState.save
+
+def slow_save(self, net, finished):  # time for the parent to kill the run mid-way
+    save(self, net, finished)
+    time.sleep(0.5)
+
+_ved_checkpoint.TrainingState.save = slow_save
+sys.exit(main(["-q", "train", "--config", sys.argv[1]]))
+"""
+
+
+def _saved_epoch(path) -> int:
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)["epoch"]
+    except Exception:  # not written yet (the rename is atomic: never half-written)
+        return 0
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_a_killed_skages_train_resumes_from_its_last_epoch(
+    train_file, small_survey, tmp_path, tiny_train_toml, caplog
+):
+    import logging
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from skages._ved_checkpoint import STATE_FILE
+
+    (tmp_path / "train.h5").symlink_to(train_file)
+    config = tmp_path / "train.toml"
+    config.write_text(tiny_train_toml().replace("max_epochs = 1", "max_epochs = 4"))
+    state = tmp_path / "model.joblib.training" / STATE_FILE
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", TRAIN_CHILD, str(config)], env=env)
+    deadline = time.monotonic() + 300
+    try:
+        while _saved_epoch(state) < 2:
+            assert child.poll() is None, "skages train ended before it was killed"
+            assert time.monotonic() < deadline, "no checkpoint of epoch 2 within 300 s"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    killed_at = _saved_epoch(state)
+    assert 2 <= killed_at < 4 and not (tmp_path / "model.joblib").exists()
+
+    # the same command again resumes; the model equals an uninterrupted run's
+    with caplog.at_level(logging.INFO, logger="skages.encoder"):
+        assert main(["-q", "train", "--config", str(config)]) == 0
+    assert f"{killed_at} epoch(s) done, {4 - killed_at} to go" in caplog.text
+    assert not state.parent.exists(), "the checkpoint outlived the saved model"
+    resumed, meta = load_model(tmp_path / "model.joblib", trusted=True)
+    assert meta["training"]["encoder_params"]["checkpoint_dir"] is None
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "train.h5").symlink_to(train_file)
+    (other / "train.toml").write_text(config.read_text())
+    assert main(["-q", "train", "--config", str(other / "train.toml")]) == 0
+    uninterrupted, _ = load_model(other / "model.joblib", trusted=True)
+    frame = make_age_frame(small_survey.spectra[:40], small_survey.labels.iloc[:40])
+    np.testing.assert_array_equal(
+        _encoder(resumed).transform(small_survey.spectra[:40]),
+        _encoder(uninterrupted).transform(small_survey.spectra[:40]),
+    )
+    np.testing.assert_array_equal(resumed.predict(frame), uninterrupted.predict(frame))
+
+
+def test_restart_discards_an_interrupted_training(train_file, tmp_path, tiny_train_toml, capsys):
+
+    (tmp_path / "train.h5").symlink_to(train_file)
+    config = tmp_path / "train.toml"
+    config.write_text(tiny_train_toml())
+    folder = tmp_path / "model.joblib.training"
+    folder.mkdir()
+    (folder / "training_state.pt").write_bytes(b"not a checkpoint")  # a damaged one
+    assert main(["-q", "train", "--config", str(config)]) != 0
+    assert "--restart" in capsys.readouterr().err
+    assert (folder / "training_state.pt").read_bytes() == b"not a checkpoint"  # untouched
+    assert main(["-q", "train", "--config", str(config), "--restart"]) == 0
+    assert (tmp_path / "model.joblib").exists() and not folder.exists()
