@@ -78,7 +78,8 @@ _LABEL_STEP = np.array([1000.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # K, dex, dex, dex, d
 #: molecular bands of cool giants strengthen at low gravity (CO, CN), pressure-broadened
 #: wings at high gravity (Mg, Brackett); lines scale with their element's abundance
 #: (d ln τ / d [X/H] ≈ ln 10 × 0.7 on the curve of growth); at fixed C+N, lowering [C/N]
-#: weakens CO and strengthens CN; extra mixing lowers 12C/13C, strengthening 13CO.
+#: weakens CO and strengthens CN; full extra mixing halves 12C/13C (about 20 -> 10, see
+#: ``_sim_population.mixing_index``), so the weak 13CO lines deepen by ln 2 ≈ 0.7.
 _RESPONSES: dict[str, tuple[float, ...]] = {
     #             teff  logg  fe_h  alpha  c_n  mixing
     "iron_peak": (-1.0, 0.15, 1.6, 0.0, 0.0, 0.0),
@@ -89,7 +90,7 @@ _RESPONSES: dict[str, tuple[float, ...]] = {
     "OH": (-3.5, 0.30, 1.8, 1.8, 0.0, 0.0),
     "CO": (-1.2, -0.50, 1.5, 0.0, 0.6, 0.0),
     "CN": (-1.5, -0.30, 2.0, 0.0, -0.7, 0.0),
-    "13CO": (-1.2, -0.50, 1.5, 0.0, 0.3, 0.5),
+    "13CO": (-1.2, -0.50, 1.5, 0.0, 0.3, 0.7),
     "forest": (-1.0, 0.10, 1.6, 0.0, 0.0, 0.0),
 }
 #: Global gain on all responses, set once so that the per-pixel standard deviation of a
