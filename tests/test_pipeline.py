@@ -93,6 +93,7 @@ def test_joint_fit_routes_psd_and_ignores_unaged_stars(data):
         data["X"].iloc[:7], return_std=True, quantiles=(0.16, 0.84)
     )
     np.testing.assert_allclose(mean_q, mean)
+    np.testing.assert_allclose(std_q, std)
     assert bounds.shape == (7, 2) and np.all((bounds[:, 0] < mean) & (mean < bounds[:, 1]))
     # latent σ and label errors are input errors, never split features
     assert len(forest.value_columns_) == 5 + 2
