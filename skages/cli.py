@@ -621,7 +621,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run a trained age model over a survey in chunks and write the catalogue of "
             "Leung et al. (2023, Table 1): APOGEE_ID, TELESCOPE, FIELD, STARFLAG, "
-            "ASPCAPFLAG, z0..z4 (+ z0_Error..), LogAge, LogAge_Error, Age, Age_Error (Gyr) "
+            "ASPCAPFLAG, z0..z4 (+ z0_Error..), LogAge, LogAge_Error, Age, Age_Error (Gyr), "
+            "the 16-84 percent interval LogAge_Lower/_Upper, Age_Lower/_Upper, Applicability "
             "and SKAGES_FLAG, NaN where not computed, one row per input row. Spectra come "
             "from a skages HDF5 survey (labels inside) or a folder of apStar/aspcapStar "
             "files with --labels ALLSTAR (then the catalogue is row-matched to the allStar "

@@ -61,6 +61,9 @@ _MIN_OOB_TREES = (2, 10)
 _ONE_SIGMA = 0.6826894921370859
 # "oob_local": at most this many regions, each with at least this many out-of-bag stars.
 _LOCAL_LEAVES, _LOCAL_MIN_STARS = 8, 100
+# ``predict(quantiles=...)`` reads the quantiles of a region's out-of-bag normalised
+# residuals when it holds at least this many stars, else those of every calibration star.
+_QUANTILE_MIN_STARS = 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,6 +318,13 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         (None with fewer than 200 usable out-of-bag stars: the global scale is used).
     calibration_scales_ : ndarray of shape (n_nodes,) or None
         ``calibration="oob_local"``: the scale of each node of ``calibration_tree_``.
+    calibration_residuals_ : ndarray of shape (n_calibration,) or None
+        The out-of-bag normalised residuals (y − ŷ) / √(σ² + y_err²) of the calibration
+        stars, with the fitted σ; ``predict(quantiles=...)`` reads their empirical
+        quantiles. None without calibration or bootstrap.
+    calibration_regions_ : ndarray of shape (n_calibration,) or None
+        The ``calibration_tree_`` leaf of each of ``calibration_residuals_``; None unless
+        ``calibration="oob_local"`` fitted regions.
     bias_model_ : LinearRegression or None
         The bias-correction model of ``bias_correction``, on the value features.
 
@@ -557,6 +567,8 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         self.calibration_scale_ = None
         self.calibration_tree_ = None
         self.calibration_scales_ = None
+        self.calibration_residuals_ = None
+        self.calibration_regions_ = None
         fit_mask = np.ones(n_samples, bool) if sample_weight is None else sample_weight > 0
         if self.bootstrap:
             oob = self._oob_summary(results, n_samples)
@@ -599,13 +611,39 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
                     self._sigma(oob.var, oob.count, X_values),
                     np.nan,
                 )
+            if self.calibration is not None:
+                self._store_calibration_residuals(X_values, y, y_err, fit_mask)
         return self
 
+    def _store_calibration_residuals(self, X_values, y, y_err, fit_mask) -> None:
+        err2 = 0.0 if y_err is None else y_err**2
+        with np.errstate(invalid="ignore"):
+            z = (y - self.oob_prediction_) / np.sqrt(self.oob_std_**2 + err2)
+        use = fit_mask & np.isfinite(z)
+        if use.sum() < _QUANTILE_MIN_STARS:
+            return  # predict(quantiles=...) falls back to the normal quantiles, with a warning
+        self.calibration_residuals_ = z[use]
+        if self.calibration_tree_ is not None:
+            self.calibration_regions_ = self.calibration_tree_.apply(X_values[use])
+
     # ------------------------------------------------------------------------- predict
-    def predict(self, X: Any, return_std: bool = False, X_err: Any = None):
-        """Predict the mean over trees and, optionally, its uncertainty.
+    def predict(
+        self,
+        X: Any,
+        return_std: bool = False,
+        X_err: Any = None,
+        quantiles: Sequence[float] | None = None,
+    ):
+        """Predict the mean over trees and, optionally, its uncertainty and quantiles.
 
         Each tree predicts on its own draw of N(X, X_err), so input errors widen σ.
+
+        ``quantiles`` gives intervals from the empirical quantiles of the out-of-bag
+        normalised residuals z = (y − ŷ) / √(σ² + y_err²) of the training stars
+        (split-conformal on the out-of-bag residuals, as in jackknife+-after-bootstrap),
+        taken per calibration region with ``calibration="oob_local"``: the quantile p of a
+        star is ŷ + z_p σ. Where the residuals' tails are heavier than Gaussian these
+        intervals keep their nominal coverage, which ŷ ± 2σ does not.
 
         Parameters
         ----------
@@ -618,6 +656,11 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             Uncertainty of every input, as in :meth:`fit`. Not allowed with
             ``error_columns`` (the errors are read from X). Without any input errors the
             trees predict on X itself and σ holds no input-error term.
+        quantiles : sequence of float in (0, 1), default=None
+            Also return these quantiles of each star's prediction, in the units of y (as
+            ``predict(X, quantiles=[0.16, 0.84])`` of quantile-forest): ``(0.16, 0.84)``
+            is the central 68 % interval, ``(0.025, 0.975)`` the 95 % one. Needs a
+            forest fitted with ``bootstrap=True`` and a ``calibration``.
 
         Returns
         -------
@@ -625,14 +668,71 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             Mean prediction over trees (bias correction included), units of y.
         y_std : ndarray of shape (n_samples,)
             σ of each prediction; only if ``return_std``.
+        y_quantiles : ndarray of shape (n_samples, len(quantiles))
+            The quantiles, in the order asked, units of y; only if ``quantiles`` is given.
+
+        Raises
+        ------
+        ValueError
+            If a quantile is outside (0, 1), or ``quantiles`` is asked of a forest fitted
+            without bootstrap or without calibration (it has no calibrated residuals).
         """
         check_is_fitted(self)
+        probs = self._check_quantiles(quantiles)
         X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         X_values, errors = self._values_and_errors(X, X_err, "predict")
-        stats = self._predict_stats(X_values, errors, need_var=return_std)
-        if not return_std:
+        need_var = return_std or probs is not None
+        stats = self._predict_stats(X_values, errors, need_var=need_var)
+        if not need_var:
             return stats.mean
-        return stats.mean, self._sigma(stats.var, stats.count, X_values)
+        std = self._sigma(stats.var, stats.count, X_values)
+        out = (stats.mean, std) if return_std else (stats.mean,)
+        if probs is not None:
+            out += (stats.mean[:, None] + self._z_quantiles(X_values, probs) * std[:, None],)
+        return out
+
+    def _check_quantiles(self, quantiles) -> np.ndarray | None:
+        if quantiles is None:
+            return None
+        probs = np.atleast_1d(np.asarray(quantiles, dtype=np.float64))
+        if probs.ndim != 1 or probs.size == 0 or not np.all((probs > 0) & (probs < 1)):
+            raise ValueError(
+                f"quantiles must be a non-empty sequence of probabilities in (0, 1), such "
+                f"as (0.16, 0.84); got {quantiles!r}"
+            )
+        if not self.bootstrap or self.calibration is None:
+            raise ValueError(
+                "quantiles come from the calibrated out-of-bag residuals: fit the forest "
+                "with bootstrap=True and a calibration ('oob', 'oob_coverage' or "
+                f"'oob_local'); this one has bootstrap={self.bootstrap!r}, "
+                f"calibration={self.calibration!r}"
+            )
+        return probs
+
+    def _z_quantiles(self, X_values: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        """(n_samples, n_probs) quantiles of the normalised residuals for every star."""
+        z = getattr(self, "calibration_residuals_", None)
+        if z is None:
+            from scipy.stats import norm
+
+            warnings.warn(
+                "too few out-of-bag stars to take quantiles of their residuals; the "
+                "intervals are the normal quantiles of the calibrated σ",
+                UserWarning,
+                stacklevel=3,
+            )
+            return np.broadcast_to(norm.ppf(probs), (X_values.shape[0], probs.size)).copy()
+        whole = _conformal_quantiles(z, probs)
+        out = np.broadcast_to(whole, (X_values.shape[0], probs.size)).copy()
+        regions = getattr(self, "calibration_regions_", None)
+        if regions is None:
+            return out
+        leaves = self.calibration_tree_.apply(X_values)
+        for leaf in np.unique(leaves):
+            z_leaf = z[regions == leaf]
+            if z_leaf.size >= _QUANTILE_MIN_STARS:
+                out[leaves == leaf] = _conformal_quantiles(z_leaf, probs)
+        return out
 
     def applicability(self, X: Any) -> np.ndarray:
         """How far each star lies from the training stars (> 1: outside the training set).
@@ -1191,6 +1291,17 @@ def _fit_calibration_scale(residual, var, n_trees, y_err, min_trees, statistic="
     while excess_width(hi) > 0 and hi < 1e9:
         hi *= 2.0
     return float(brentq(excess_width, 0.0, hi, xtol=1e-6))
+
+
+def _conformal_quantiles(z: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Split-conformal quantiles of z: the order statistic ⌈(n + 1) p⌉ for p > 1/2 and
+    ⌊(n + 1) p⌋ for p < 1/2, so a new star falls beyond each bound with probability at
+    most min(p, 1 − p) (clipped to the extreme residual where n is too small)."""
+    z = np.sort(z)
+    n = z.size
+    rank = np.where(probs > 0.5, np.ceil((n + 1) * probs), np.floor((n + 1) * probs))
+    rank = np.where(probs == 0.5, np.round((n + 1) * probs), rank)
+    return z[np.clip(rank.astype(int), 1, n) - 1]
 
 
 def _fit_local_scales(X_values, residual, var, n_trees, y_err, min_trees, scale):

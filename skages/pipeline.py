@@ -214,7 +214,8 @@ def make_age_pipeline(
         ``passthrough``) and ``forest``. ``fit(X, y, psd=..., psd_weight=..., y_err=...)``
         routes ``psd`` and ``psd_weight`` to the encoder and ``y_err`` to the forest;
         ``predict(X, return_std=True)`` returns log10 ages (log10 Gyr) and their
-        calibrated 1σ uncertainties.
+        calibrated 1σ uncertainties; ``predict(X, quantiles=(0.16, 0.84))`` adds the
+        bounds of the 68 % interval (log10 Gyr), from the out-of-bag residuals.
 
     Raises
     ------
@@ -253,7 +254,7 @@ def make_age_pipeline(
     # latent_dim; the feature step therefore always hands the forest a DataFrame.
     forest.set_params(error_columns="auto", missing_target="ignore")
     forest.set_fit_request(y_err=True, sample_weight=True, X_err=False)
-    forest.set_predict_request(return_std=True, X_err=False)
+    forest.set_predict_request(return_std=True, X_err=False, quantiles=True)
 
     names = _label_feature_names(label_columns, error_columns)
     passthrough = FunctionTransformer(

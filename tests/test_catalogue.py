@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import shutil
@@ -16,6 +17,7 @@ from astropy.table import Table
 from sklearn.utils import Bunch
 
 from skages.catalogue import (
+    CATALOGUE_FORMAT_VERSION,
     WARNING_FLAGS,
     CatalogueCuts,
     CatalogueFlag,
@@ -98,6 +100,14 @@ def test_catalogue_matches_the_pipeline_and_the_papers_cuts(tiny, tmp_path):
     np.testing.assert_array_equal(table["LogAge_Error"][aged], std)
     np.testing.assert_allclose(table["Age"][aged], 10**mean, rtol=1e-12)
     np.testing.assert_allclose(table["Age_Error"][aged], np.log(10) * 10**mean * std, rtol=1e-12)
+    _, bounds = tiny.model.predict(frame[aged], quantiles=(0.16, 0.84))
+    np.testing.assert_array_equal(table["LogAge_Lower"][aged], bounds[:, 0])
+    np.testing.assert_array_equal(table["LogAge_Upper"][aged], bounds[:, 1])
+    np.testing.assert_allclose(table["Age_Lower"][aged], 10 ** bounds[:, 0], rtol=1e-12)
+    np.testing.assert_array_equal(
+        table["Applicability"][aged],
+        tiny.model[-1].applicability(tiny.model[:-1].transform(frame[aged])),
+    )
 
     flags = np.asarray(table["SKAGES_FLAG"])
     # aged rows carry no error bit; warning bits (e.g. OUTSIDE_TRAINING) keep the age
@@ -317,6 +327,22 @@ def test_progress_of_another_run_is_refused(tiny, tmp_path, monkeypatch):
     seen = _count_chunks(monkeypatch)
     res = predict_catalogue(tiny.model, tiny.survey, out, chunk_size=50, restart=True)
     assert sorted(seen) == list(range(5)) and res.n_chunks_resumed == 0
+
+
+def test_progress_of_an_older_catalogue_layout_is_refused(tiny, tmp_path, monkeypatch):
+    # chunks written before the interval and Applicability columns must not be merged
+    out = tmp_path / "ages.fits"
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 1)
+        with pytest.raises(KeyboardInterrupt):
+            predict_catalogue(tiny.model, tiny.survey, out, chunk_size=40)
+    manifest = out.with_name(out.name + ".progress") / "manifest.json"
+    stored = json.loads(manifest.read_text())
+    assert stored["catalogue_format"] == CATALOGUE_FORMAT_VERSION
+    stored["catalogue_format"] = CATALOGUE_FORMAT_VERSION - 1
+    manifest.write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match=r"another run .*catalogue_format"):
+        predict_catalogue(tiny.model, tiny.survey, out, chunk_size=40)
 
 
 def test_a_full_disk_names_the_file(tiny, tmp_path, monkeypatch):

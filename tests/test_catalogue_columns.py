@@ -90,3 +90,33 @@ def test_other_formats_keep_units_and_the_training_column(trained, suffix):
     table = read_catalogue(out)
     assert table["LogAge"].unit == u.dex(u.Gyr) and table["LogAge_Error"].unit == u.dex
     np.testing.assert_array_equal(table["IN_TRAINING"], read_catalogue(fits_out)["IN_TRAINING"])
+    _assert_interval_columns(table)
+    for name in ("LogAge_Lower", "LogAge_Upper", "Age_Lower", "Age_Upper", "Applicability"):
+        np.testing.assert_allclose(table[name], read_catalogue(fits_out)[name], rtol=1e-12)
+
+
+def _assert_interval_columns(table):
+    for name in ("LogAge_Lower", "LogAge_Upper"):
+        assert table[name].unit == u.dex(u.Gyr)
+    for name in ("Age_Lower", "Age_Upper"):
+        assert table[name].unit == u.Gyr
+    assert table["Applicability"].unit in (None, u.dimensionless_unscaled)
+    aged = np.isfinite(np.asarray(table["LogAge"]))
+    assert aged.any()
+    log_age = np.asarray(table["LogAge"])[aged]
+    lower = np.asarray(table["LogAge_Lower"])[aged]
+    upper = np.asarray(table["LogAge_Upper"])[aged]
+    assert np.all((lower < log_age) & (log_age < upper))
+    np.testing.assert_allclose(np.asarray(table["Age_Upper"])[aged], 10**upper, rtol=1e-12)
+    assert np.all(np.isfinite(np.asarray(table["Applicability"])[aged]))
+    assert np.all(np.isnan(np.asarray(table["LogAge_Lower"])[~aged]))
+
+
+def test_interval_and_applicability_columns_keep_their_units(trained):
+    _, out = trained
+    _assert_interval_columns(read_catalogue(out))
+    table = Table.read(out, hdu="AGES")
+    assert table["LogAge_Lower"].description.startswith("16% quantile")
+    header = fits.getheader(out, "AGES")
+    column = table.colnames.index("LogAge_Upper") + 1
+    assert header[f"TCOMM{column}"].startswith("[dex(Gyr)]")

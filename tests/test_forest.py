@@ -279,6 +279,57 @@ def test_oob_local_calibrates_each_regime_where_one_scale_cannot():
     assert leaf_scales[noisy].mean() > leaf_scales[~noisy].mean()
 
 
+def _heavy_tailed(n, rng):
+    """Residuals with Student-t (3 degrees of freedom) tails the inputs do not explain."""
+    X = rng.uniform(-1, 1, size=(n, 3))
+    return X, X[:, 0] + 0.1 * rng.standard_t(3, size=n)
+
+
+@pytest.mark.parametrize("calibration", ["oob", "oob_local"])
+def test_quantile_intervals_keep_nominal_coverage_where_tails_are_heavy(calibration):
+    rng = np.random.default_rng(5)
+    X, y = _heavy_tailed(1500, rng)
+    Xt, yt = _heavy_tailed(6000, rng)
+    model = ProbabilisticForestRegressor(60, random_state=0, calibration=calibration).fit(X, y)
+    mean, std, q = model.predict(Xt, return_std=True, quantiles=(0.025, 0.16, 0.84, 0.975))
+    assert q.shape == (6000, 4)
+    assert np.all(np.diff(q, axis=1) > 0)  # ordered as asked
+    assert np.all((q[:, 1] < mean) & (mean < q[:, 2]))
+    inside_68 = np.mean((yt > q[:, 1]) & (yt < q[:, 2]))
+    inside_95 = np.mean((yt > q[:, 0]) & (yt < q[:, 3]))
+    assert inside_68 == pytest.approx(0.68, abs=0.03)
+    assert inside_95 == pytest.approx(0.95, abs=0.015)
+    # the Gaussian interval of the same σ misses the 95 % goal on these tails
+    assert np.mean(np.abs(yt - mean) < 1.96 * std) < 0.93
+    # asked alone, the quantiles are the same
+    (_, q_alone) = model.predict(Xt[:50], quantiles=[0.16, 0.84])
+    assert_allclose(q_alone, q[:50, 1:3])
+
+
+def test_quantiles_read_the_calibration_region_of_each_star():
+    rng = np.random.default_rng(11)
+    X, y, _ = _two_regimes(1500, rng)
+    Xt, yt, noisy = _two_regimes(4000, rng)
+    model = ProbabilisticForestRegressor(60, random_state=0, calibration="oob_local").fit(X, y)
+    assert model.calibration_regions_.shape == model.calibration_residuals_.shape
+    _, q = model.predict(Xt, quantiles=(0.025, 0.975))
+    inside = (yt > q[:, 0]) & (yt < q[:, 1])
+    for half in (noisy, ~noisy):
+        assert inside[half].mean() == pytest.approx(0.95, abs=0.03)
+
+
+def test_quantiles_are_checked(small):
+    X, _, y, _ = small
+    model = ProbabilisticForestRegressor(20, random_state=0).fit(X, y)
+    for bad in ((0.0, 0.5), (0.5, 1.2), [], [[0.1, 0.9]]):
+        with pytest.raises(ValueError, match="probabilities in"):
+            model.predict(X, quantiles=bad)
+    raw = ProbabilisticForestRegressor(5, random_state=0, calibration=None).fit(X, y)
+    assert raw.calibration_residuals_ is None
+    with pytest.raises(ValueError, match="calibrated out-of-bag residuals"):
+        raw.predict(X, quantiles=(0.16, 0.84))
+
+
 def test_oob_attributes(small):
     X, X_err, y, y_err = small
     model = ProbabilisticForestRegressor(30, random_state=0).fit(X, y, X_err=X_err, y_err=y_err)

@@ -89,6 +89,12 @@ def test_joint_fit_routes_psd_and_ignores_unaged_stars(data):
     assert forest.oob_prediction_.shape == (np.isfinite(y).sum(),)
     mean, std = pipe.predict(data["X"].iloc[:7], return_std=True)
     assert mean.shape == std.shape == (7,) and np.all(std > 0)
+    mean_q, std_q, bounds = pipe.predict(
+        data["X"].iloc[:7], return_std=True, quantiles=(0.16, 0.84)
+    )
+    np.testing.assert_allclose(mean_q, mean)
+    np.testing.assert_allclose(std_q, std)
+    assert bounds.shape == (7, 2) and np.all((bounds[:, 0] < mean) & (mean < bounds[:, 1]))
     # latent σ and label errors are input errors, never split features
     assert len(forest.value_columns_) == 5 + 2
     pipe.set_output(transform="pandas")
@@ -205,6 +211,8 @@ def test_fit_age_model_two_stages(small_survey):
     X = make_age_frame(small_survey.spectra, lab)
     mean, std = model.predict(X.iloc[:4], return_std=True)  # works without routing enabled
     assert np.all(np.isfinite(mean)) and np.all(std > 0)
+    _, bounds = model.predict(X.iloc[:4], quantiles=(0.16, 0.84))
+    assert np.all(bounds[:, 0] < mean) and np.all(mean < bounds[:, 1])
     aged = fit_age_model(
         small_survey.spectra,
         small_survey.psd,

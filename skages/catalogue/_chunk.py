@@ -94,15 +94,20 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
             flags[where[failed_age]] |= CatalogueFlag.MODEL_FAILED
             cols["LogAge"][where] = res[:, 0]
             cols["LogAge_Error"][where] = res[:, 1]
+            cols["LogAge_Lower"][where] = res[:, 2]
+            cols["LogAge_Upper"][where] = res[:, 3]
+            cols["Applicability"][where] = res[:, 4]
             if cuts.max_applicability is not None:
                 with np.errstate(invalid="ignore"):
-                    outside = where[res[:, 2] > cuts.max_applicability]
+                    outside = where[res[:, 4] > cuts.max_applicability]
                 flags[outside] |= CatalogueFlag.OUTSIDE_TRAINING
                 if outside.size:
                     logger.warning("OUTSIDE_TRAINING on %d stars", outside.size)
     if has_ages:
         cols["Age"] = 10.0 ** cols["LogAge"]
         cols["Age_Error"] = np.log(10.0) * cols["Age"] * cols["LogAge_Error"]
+        cols["Age_Lower"] = 10.0 ** cols["LogAge_Lower"]
+        cols["Age_Upper"] = 10.0 ** cols["LogAge_Upper"]
     cols["SKAGES_FLAG"] = flags
     cols[_SPECTRA_SHA256] = spectra_digest  # stored in the chunk's metadata, not a column
     return cols

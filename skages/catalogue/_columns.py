@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 
 #: Version of the catalogue layout (columns, flags, provenance keys).
-CATALOGUE_FORMAT_VERSION = 1
+CATALOGUE_FORMAT_VERSION = 2
+
+#: Probabilities of the catalogue's interval bounds (``LogAge_Lower``, ``LogAge_Upper``):
+#: the central 68 % interval.
+INTERVAL_PROBABILITIES = (0.16, 0.84)
 
 
 _ID_COLUMNS = ("APOGEE_ID", "TELESCOPE", "FIELD")
@@ -39,8 +43,11 @@ def catalogue_columns(
     """The catalogue's columns: (name, astropy unit string or None, description).
 
     The paper's Table 1 (APOGEE_ID … Age_Error), plus the latent σ (``z0_Error`` …),
-    the ``SKAGES_FLAG`` bitmask and ``IN_TRAINING`` (1 for the stars the model was
-    trained on, whose ages are not independent of the model).
+    the central 68 % interval of the age (``LogAge_Lower`` … ``Age_Upper``, the 16 % and
+    84 % quantiles from the forest's out-of-bag residuals), the dimensionless
+    ``Applicability`` score (> 1: outside the training stars), the ``SKAGES_FLAG``
+    bitmask and ``IN_TRAINING`` (1 for the stars the model was trained on, whose ages
+    are not independent of the model).
 
     Parameters
     ----------
@@ -59,7 +66,9 @@ def catalogue_columns(
     >>> from skages.catalogue import catalogue_columns
     >>> [name for name, unit, _ in catalogue_columns(2)]  # doctest: +NORMALIZE_WHITESPACE
     ['APOGEE_ID', 'TELESCOPE', 'FIELD', 'STARFLAG', 'ASPCAPFLAG', 'z0', 'z1', 'z0_Error',
-     'z1_Error', 'LogAge', 'LogAge_Error', 'Age', 'Age_Error', 'SKAGES_FLAG', 'IN_TRAINING']
+     'z1_Error', 'LogAge', 'LogAge_Error', 'Age', 'Age_Error', 'LogAge_Lower',
+     'LogAge_Upper', 'Age_Lower', 'Age_Upper', 'Applicability', 'SKAGES_FLAG',
+     'IN_TRAINING']
     """
     cols: list[tuple[str, str | None, str]] = [
         ("APOGEE_ID", None, "APOGEE (2MASS-style) star identifier"),
@@ -78,6 +87,11 @@ def catalogue_columns(
             ("LogAge_Error", "dex", "1-sigma uncertainty of LogAge (dex)"),
             ("Age", "Gyr", "age, 10**LogAge (Gyr)"),
             ("Age_Error", "Gyr", "1-sigma of Age, ln(10) Age LogAge_Error (Gyr)"),
+            ("LogAge_Lower", "dex(Gyr)", "16% quantile of LogAge (out-of-bag residuals)"),
+            ("LogAge_Upper", "dex(Gyr)", "84% quantile of LogAge (out-of-bag residuals)"),
+            ("Age_Lower", "Gyr", "16% quantile of Age, 10**LogAge_Lower (Gyr)"),
+            ("Age_Upper", "Gyr", "84% quantile of Age, 10**LogAge_Upper (Gyr)"),
+            ("Applicability", "", "distance to the training stars (>1: outside them)"),
         ]
     cols += [
         ("SKAGES_FLAG", None, "why latent or age is NaN (bits: see FLAGn keywords)"),

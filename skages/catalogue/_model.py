@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from skages.catalogue._columns import INTERVAL_PROBABILITIES
+
 
 class _Predictor:
     """The pieces of a fitted age Pipeline that the catalogue calls, checked once.
@@ -83,17 +85,31 @@ class _Predictor:
             return np.asarray(self.encoder.transform(spectra))  # a DataFrame under set_output
 
     def ages(self, latent: np.ndarray, labels: pd.DataFrame) -> tuple[np.ndarray, ...]:
-        """log10 age (log10 Gyr), its 1σ and the applicability score (NaN if the forest
-        has none) from latent outputs and labels."""
+        """log10 age (log10 Gyr), its 1σ, the bounds of its central 68 % interval (log10
+        Gyr; NaN for a forest without calibrated out-of-bag residuals) and the
+        applicability score (NaN if the forest has none) from latent outputs and labels."""
+
         data = {n: latent[:, k] for k, n in enumerate(self.latent_names)}
         for name in self.label_names:
             data[f"passthrough__{name}"] = labels[name].to_numpy(dtype=np.float64)
         frame = pd.DataFrame({n: data[n] for n in self.feature_names})
-        mean, std = self.forest.predict(frame, return_std=True)
+        bounds = np.full((len(frame), 2), np.nan)
+        if getattr(self.forest, "bootstrap", False) and self.forest.calibration is not None:
+            mean, std, bounds = self.forest.predict(
+                frame, return_std=True, quantiles=INTERVAL_PROBABILITIES
+            )
+        else:
+            mean, std = self.forest.predict(frame, return_std=True)
         score = np.full(len(frame), np.nan)
         if getattr(self.forest, "applicability_", None) is not None:
             score = self.forest.applicability(frame)
-        return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64), score
+        return (
+            np.asarray(mean, dtype=np.float64),
+            np.asarray(std, dtype=np.float64),
+            np.asarray(bounds[:, 0], dtype=np.float64),
+            np.asarray(bounds[:, 1], dtype=np.float64),
+            np.asarray(score, dtype=np.float64),
+        )
 
 
 def _model_id(model: Any, path: Path | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from skages.catalogue._columns import (
     _FLAG_COLUMNS,
     _ID_COLUMNS,
     _TRAINING_COLUMN,
+    CATALOGUE_FORMAT_VERSION,
     _content_sha256,
     _rows_sha256,
     _with_source_ids,
@@ -217,6 +218,8 @@ def _predict_catalogue_locked(
     rows = rows[keep]
     manifest = {
         "format": _PROGRESS_FORMAT,
+        # chunks of another layout (columns) must not be merged into this catalogue
+        "catalogue_format": CATALOGUE_FORMAT_VERSION,
         "skages_version": __version__,
         "model_sha256": model_info["model_sha256"],
         "inputs": describe,
