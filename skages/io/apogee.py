@@ -755,9 +755,10 @@ def spectra_to_survey(
         ``n_files_not_in_allstar``.
     """
     import h5py
-    from joblib import Parallel, delayed
+    from joblib import delayed
     from tqdm.auto import tqdm
 
+    from skages._workers import _parallel
     from skages.io.survey import SurveyWriter
 
     output = Path(output)
@@ -887,7 +888,7 @@ def spectra_to_survey(
     absolute = [os.path.abspath(p) for p in paths]
     bar = tqdm(total=paths.size, initial=done, disable=not verbose, desc="spectra", unit="star")
     try:
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+        results = _parallel(n_jobs, return_as="generator")(
             delayed(_spectra_chunk)(absolute[a:b], bad_pixel_fill) for a, b in tasks
         )
         for (a, _), part in zip(tasks, results, strict=True):
