@@ -1,6 +1,6 @@
 """Realism report: the simulated survey against the real APOKASC tables, by one protocol.
 
-Runs the protocol of issue 11 on the real tables and on ``make_apokasc`` side by
+Runs the protocols of issues 11 and 21 on the real tables and on ``make_apokasc`` side by
 side and prints the ratios and whether each goal is met:
 
 * spectroscopic labels -> seismic mass per state (Teff, log g, [Fe/H], [C/N]; and
@@ -30,6 +30,28 @@ figures per state; mass -> reference age <= 6 %; mass spreads within ±15 %; lab
 state as the real labels give it: between the real raw and calibrated figures, 2 points
 either side. (Issue 11 wrote 84-92 %, from unshuffled folds on the preliminary table,
 which is ordered: its first fifth is all RGB stars. Those figures are printed too.)
+
+Issue 21's rows (real and simulated side by side; the issue's Miglio et al. 2021 figures
+are printed for reference but cannot be rerun, their table is not in the development data):
+
+* the seismic oracle: observed νmax, Δν, Teff, [Fe/H] -> reference log age,
+  ``RandomForestRegressor(200)`` on 1,200 random stars, ``mad_std`` of predicted /
+  reference age on the rest, mean of 3 random splits, per state. Real: APOKASC-2 Table 5
+  inputs -> APOKASC-2 ages; simulator: the precise stars of
+  ``make_apokasc(30000, psd=False, random_state=0)``; with the issue's clues (observed ->
+  true age, true -> true, true mass + composition -> true age with and without the state,
+  the reference age about the age relation at the observed mass);
+* spectra -> state: PCA(300) of the standardised spectra, ``RidgeCV`` -> Teff, log g,
+  [Fe/H], [C/N], ln Δν, ΔΠ1 (cross-validated), ``RandomForestClassifier(300)`` -> RC/RGB,
+  shuffled 5-fold; accuracy and RC contamination. Real anchors: Hawkins, Ting & Rix (2018)
+  < 2 % contamination, and APOGEE's own spectroscopic state (ES_SP) in the preliminary
+  APOKASC-3 table; plus spectra -> true log g R²;
+* labels Teff, log g (+0.05 dex), [Fe/H], [C/N] -> reference age (the forest above, 5-fold).
+  Real: APOKASC-3 Gold x APOKASC-2 ages; simulator: the stars with an age;
+* observed seismic mass, Teff, [Fe/H], [α/M] -> precise reference age. Real: APOKASC-2;
+  simulator: ``precise_age_fraction=1``;
+* a noiseless simulated spectrum at the ASPCAP labels of the real DR14 giant
+  2M08002084+4044415 against it, per chip.
 
 Run:  python benchmarks/bench_realism.py [--shared ../shared/data] [--n-stars 6000]
                                          [--teff-err K]
@@ -93,6 +115,88 @@ def cn_slope(ln_mass, c_n) -> tuple[float, float]:
     return float(coef[0]), float(mad_std(c_n[ok] - np.polyval(coef, ln_mass[ok])))
 
 
+#: Published real figures of issue 21 that cannot be rerun here (their tables are not in
+#: the development data): the seismic oracle on APOKASC-2 inputs x Miglio et al. (2021)
+#: ages, and labels -> age on APOKASC-3 Gold x Miglio et al. (2021) ages.
+ISSUE21_MIGLIO = {"oracle": (19.6, 6.6), "labels_age": (21.2, 21.1)}
+#: Hawkins, Ting & Rix (2018, ApJ 853, 20): RC contamination from APOGEE spectra alone.
+HAWKINS_CONTAMINATION = 2.0
+
+
+def oracle_scatter(x, log_age, is_rc, n_train=1200, n_splits=3) -> tuple[float, float]:
+    """Issue 21's seismic-oracle protocol: (RGB, RC) scatter (per cent).
+
+    ``RandomForestRegressor(200)`` trained on ``n_train`` random stars, astropy ``mad_std``
+    of predicted / reference age on the rest, per state; mean over ``n_splits`` random
+    splits (split ``k`` uses seed ``k`` for the split and the forest).
+    """
+    out = {False: [], True: []}
+    for k in range(n_splits):
+        perm = np.random.default_rng(k).permutation(len(log_age))
+        train, test = perm[:n_train], perm[n_train:]
+        forest = RandomForestRegressor(n_estimators=200, random_state=k, n_jobs=N_JOBS)
+        pred = forest.fit(x[train], log_age[train]).predict(x[test])
+        for rc in (False, True):
+            sel = is_rc[test] == rc
+            out[rc].append(100 * float(mad_std(10 ** (pred[sel] - log_age[test][sel]))))
+    return float(np.mean(out[False])), float(np.mean(out[True]))
+
+
+def spectra_state(spectra, lab, random_state=0) -> dict:
+    """Issue 21's spectra -> state protocol (shuffled 5-fold throughout).
+
+    PCA(300) of the standardised spectra, ``RidgeCV`` from them to Teff, log g, [Fe/H],
+    [C/N], ln Δν and ΔΠ1 (cross-validated predictions), then
+    ``RandomForestClassifier(300)`` on those six predictions -> RC / RGB. Returns the
+    accuracy and the RC contamination (per cent: the share of RGB stars among the stars
+    classified RC), the ridge R² and residual of each label, and the R² of the true
+    (seismic) log g.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    x = StandardScaler().fit_transform(np.nan_to_num(spectra, nan=1.0))
+    pcs = PCA(300, svd_solver="randomized", random_state=random_state).fit_transform(x)
+    del x
+    targets = {
+        "teff": lab.teff, "logg": lab.logg, "fe_h": lab.fe_h, "c_n": lab.c_n,
+        "ln_dnu": np.log(lab.dnu), "dpi1": lab.dpi1, "logg_true": lab.logg_true,
+    }  # fmt: skip
+    out, preds = {}, []
+    for name, y in targets.items():
+        y = np.asarray(y, dtype=float)
+        ridge = RidgeCV(alphas=np.logspace(-3, 3, 13))
+        pred = cross_val_predict(ridge, pcs, y, cv=CV)
+        out[f"r2_{name}"] = 1.0 - float(np.var(pred - y) / np.var(y))
+        out[f"res_{name}"] = float(mad_std(pred - y))
+        if name != "logg_true":
+            preds.append(pred)
+    is_rc = (lab.evstate == "RC").to_numpy()
+    clf = RandomForestClassifier(n_estimators=300, random_state=random_state, n_jobs=N_JOBS)
+    said_rc = cross_val_predict(clf, np.column_stack(preds), is_rc, cv=CV)
+    out["accuracy"] = 100 * float((said_rc == is_rc).mean())
+    out["contamination"] = 100 * float((~is_rc[said_rc]).mean())
+    out["spread_dpi1"] = float(mad_std(lab.dpi1))
+    return out
+
+
+def noisy_logg(logg, seed=0):
+    """log g plus seeded Gaussian noise of 0.05 dex (issue 21's label -> age protocol)."""
+    return np.asarray(logg, float) + 0.05 * np.random.default_rng(seed).standard_normal(len(logg))
+
+
+def sim_labels_only(n_stars, **kwargs):
+    """Labels of ``make_apokasc(n_stars, psd=False, random_state=0, **kwargs)``, chunk by chunk.
+
+    The same stars as ``make_apokasc``, in bounded memory (the spectra are dropped).
+    """
+    import pandas as pd
+
+    from skages.datasets import iter_apokasc
+
+    chunks = iter_apokasc(n_stars, chunk_size=2048, psd=False, random_state=0, **kwargs)
+    return pd.concat([c.labels for c in chunks])
+
+
 GOLD_FEATURES = ["Teff", "logg_noisy", "[Fe/H]", "[C/N]"]
 SIM_FEATURES = ["teff", "logg", "fe_h", "c_n"]
 
@@ -138,6 +242,11 @@ def real_figures(shared: Path) -> dict:
     # the figures behind issue 11's 84-92 % goal: unshuffled folds in the table's own order
     out["state_raw_ordered"] = state_accuracy(raw.to_numpy()[ok], is_rc, cv=5)
     out["state_cal_ordered"] = state_accuracy(cor.to_numpy()[ok], is_rc, cv=5)
+    # APOGEE's own spectroscopic state (ES_SP, from the ASPCAP labels) against the seismic
+    sp = cal[cal.ES_SP.isin([1, 2])]
+    said_rc = (sp.ES_SP == 2).to_numpy()
+    out["state_es_sp"] = 100 * float((sp.ES_SP == sp.ES_AST).mean())
+    out["contam_es_sp"] = 100 * float((sp.ES_AST.to_numpy()[said_rc] == 1).mean())
     d = (cal.LOGG_FIT - cal.LOGG_SEIS).to_numpy()
     out["logg_offset"] = float(np.nanmedian(d[cal.ES_AST == 2]) - np.nanmedian(d[cal.ES_AST == 1]))
     a2 = read_apokasc2().to_pandas()
@@ -147,10 +256,32 @@ def real_figures(shared: Path) -> dict:
         x = s[["mass", "teff", "fe_h"]].to_numpy()
         out[f"age_{state}"] = age_scatter(x, s.log_age.to_numpy())
         out[f"spread_age_{state}"] = float(mad_std(s.log_age))
+        s = s.dropna(subset=["alpha_fe"])
+        x = s[["mass", "teff", "fe_h", "alpha_fe"]].to_numpy()
+        out[f"age_alpha_{state}"] = age_scatter(x, s.log_age.to_numpy())
+    # issue 21: the seismic oracle on APOKASC-2 (the runnable analogue of APOKASC-2 inputs x
+    # Miglio et al. 2021 ages), and APOKASC-2 mass, [Fe/H], [α/Fe] -> age by the same
+    # protocol (no state among the inputs)
+    a2o = a2.dropna(subset=["numax", "dnu", "alpha_fe"])
+    is_rc = (a2o.evstate == "RC").to_numpy()
+    x = a2o[["numax", "dnu", "teff", "fe_h"]].to_numpy()
+    out["oracle_RGB"], out["oracle_RC"] = oracle_scatter(x, a2o.log_age.to_numpy(), is_rc)
+    x = a2o[["mass", "fe_h", "alpha_fe"]].to_numpy()
+    out["oracle_mass_RGB"], out["oracle_mass_RC"] = oracle_scatter(
+        x, a2o.log_age.to_numpy(), is_rc
+    )
+    # issue 21: labels -> age on APOKASC-3 Gold x APOKASC-2 ages (the runnable analogue of
+    # Gold x Miglio et al. 2021), log g = seismic + 0.05 dex
+    both = gold.merge(a2[["kic", "evstate", "log_age"]], left_on="KIC", right_on="kic")
+    both = both[both.Evol_State == both.evstate]
+    for state in ("RGB", "RC"):
+        g = both[both.Evol_State == state]
+        x = np.column_stack([g.Teff, noisy_logg(g.Logg_Seis), g["[Fe/H]"], g["[C/N]"]])
+        out[f"labels_age_{state}"] = age_scatter(x, g.log_age.to_numpy())
     return out
 
 
-def sim_figures(n_stars: int) -> dict:
+def sim_figures(n_stars: int, n_oracle: int = 30000) -> dict:
     from skages.datasets import make_apokasc
 
     data = make_apokasc(n_stars, psd=False, random_state=0)
@@ -184,6 +315,14 @@ def sim_figures(n_stars: int) -> dict:
         )
     out["state_labels"] = state_accuracy(x_lab, rc_all)
     out["state_spectra"] = state_accuracy(pcs, rc_all)
+    # issue 21: labels (log g = seismic + 0.05 dex) -> reference age, stars with an age
+    for state, sel_state in (("RGB", ~rc_all), ("RC", rc_all)):
+        aged = sel_state & lab.log_age.notna().to_numpy()
+        a = lab[aged]
+        x = np.column_stack([a.teff, noisy_logg(a.logg_true), a.fe_h, a.c_n])
+        out[f"labels_age_{state}"] = age_scatter(x, a.log_age.to_numpy())
+    del pcs
+    out.update({f"spec_{k}": v for k, v in spectra_state(data.spectra, lab).items()})
     # the spectroscopic log g offset the spectra carry: spectra -> seismic log g fitted on
     # RGB stars (half of them), applied to held-out RGB and to RC stars
     rgb = np.flatnonzero(~rc_all)
@@ -192,6 +331,46 @@ def sim_figures(n_stars: int) -> dict:
     d_rgb = ridge.predict(spectra[test_rgb]) - lab.logg_true.to_numpy()[test_rgb]
     d_rc = ridge.predict(spectra[rc_all]) - lab.logg_true.to_numpy()[rc_all]
     out["logg_offset"] = float(np.median(d_rc) - np.median(d_rgb))
+    del data, spectra
+    out.update(sim_oracle_figures(n_oracle))
+    return out
+
+
+def sim_oracle_figures(n_stars: int) -> dict:
+    """Issue 21's seismic-oracle rows and clues on the precise stars of ``n_stars`` stars."""
+    out: dict = {}
+    lab = sim_labels_only(n_stars)
+    p = lab[lab.precise_age.to_numpy()]
+    is_rc = (p.evstate == "RC").to_numpy()
+    observed = p[["numax", "dnu", "teff", "fe_h"]].to_numpy()
+    true = p[["numax_true", "dnu_true", "teff_true", "fe_h_true"]].to_numpy()
+    ref, age_true = p.log_age.to_numpy(), p.log_age_true.to_numpy()
+    out["n_precise"] = len(p)
+    out["oracle_RGB"], out["oracle_RC"] = oracle_scatter(observed, ref, is_rc)
+    out["oracle_obs_true_RGB"], out["oracle_obs_true_RC"] = oracle_scatter(
+        observed, age_true, is_rc
+    )
+    out["oracle_true_true_RGB"], out["oracle_true_true_RC"] = oracle_scatter(true, age_true, is_rc)
+    x = p[["mass_true", "fe_h_true", "alpha_m_true"]].to_numpy()
+    out["oracle_mass_RGB"], out["oracle_mass_RC"] = oracle_scatter(x, age_true, is_rc)
+    # the same with the state among the inputs: the clump's age at given mass, composition
+    # and state
+    x = np.column_stack([x, is_rc])
+    out["oracle_mass_state_RGB"], out["oracle_mass_state_RC"] = oracle_scatter(x, age_true, is_rc)
+    # the reference age against the age relation at the observed mass: what no observable
+    # explains (the relation's model scatter)
+    m_obs = np.clip(p.mass.to_numpy(), 0.5, 5.0)
+    from skages.datasets import _sim_population as pop
+
+    rel = pop.age_relation(m_obs, p.fe_h.to_numpy(), p.alpha_m.to_numpy(), is_rc)
+    for state, sel in (("RGB", ~is_rc), ("RC", is_rc)):
+        out[f"ref_unexplained_{state}"] = 100 * float(mad_std(10 ** (ref - rel)[sel]))
+    # observed mass, Teff, [Fe/H], [α/M] -> precise reference age with every age precise
+    allp = sim_labels_only(6000, missing_age_fraction=0.0, precise_age_fraction=1.0)
+    for state in ("RGB", "RC"):
+        s = allp[(allp.evstate == state).to_numpy()]
+        x = s[["mass", "teff", "fe_h", "alpha_m"]].to_numpy()
+        out[f"age_alpha_{state}"] = age_scatter(x, s.log_age.to_numpy())
     return out
 
 
@@ -223,7 +402,190 @@ def _ratio_row(name, real, sim, goal=None, lo=None, hi=None, fmt="{:.1f}"):
         status = "met" if lo <= sim <= hi else "MISSED"
     else:
         status = ""
-    return (name, fmt.format(real), fmt.format(sim), f"{ratio:.2f}", status)
+    real_text = "—" if np.isnan(real) else fmt.format(real)
+    ratio_text = "" if np.isnan(ratio) else f"{ratio:.2f}"
+    return (name, real_text, fmt.format(sim), ratio_text, status)
+
+
+def dr14_check(shared: Path) -> list[tuple]:
+    """A noiseless simulated spectrum at the ASPCAP labels of the real DR14 giant, per chip.
+
+    For each chip: the robust rms of (real - simulated) / real error on the good pixels,
+    after dividing out a per-chip quadratic (DR14's ASPCAP normalisation differs from the
+    DR17 pseudo-continuum the simulator's mean spectrum carries), for the simulated spectrum
+    at the star's labels as an RGB and as an RC star, and for the mean spectrum alone (the
+    labels switched off). Labels: ASPCAP DR14 Teff, log g (calibrated, taken as seismic),
+    [M/H], [α/M], [C/N] = [C/M] - [N/M]; mass 1.0 M☉ (α-rich, old) for the mixing index.
+    """
+    import json
+
+    from skages.datasets import _sim_population as pop
+    from skages.datasets import _sim_spectra as spec
+    from skages.datasets.simulator import _label_reference
+    from skages.spectra import chip_slices
+
+    base = shared / "apogee_fixtures" / "apogee_dr14_2M08002084+4044415_normalized"
+    d = np.load(str(base) + ".npz")
+    meta = json.loads(Path(str(base) + ".json").read_text())
+    flux, err, good = d["normalized_flux"], d["normalized_error"], d["good_pixel_mask"]
+    good = good & np.isfinite(flux) & (err > 0) & (err < 1)
+    c_n = meta["carbon_over_m"] - meta["nitrogen_over_m"]
+    models = {}
+    for state, rc in (("RGB", False), ("RC", True)):
+        logg = meta["log_surface_gravity"]
+        row = np.array([
+            meta["effective_temperature"], float(pop.spectroscopic_logg(logg, rc)),
+            meta["metallicity"], meta["alpha_enhancement"], c_n,
+            float(pop.mixing_index(1.0, logg, rc)),
+        ])  # fmt: skip
+        models[f"at labels as {state}"] = spec.noiseless_spectra((row - _label_reference())[None])[
+            0
+        ]
+    models["mean spectrum (no labels)"] = spec.noiseless_spectra(np.zeros((1, 6)))[0]
+    rows = []
+    for name, model in models.items():
+        cells = [name]
+        for sl in chip_slices().values():
+            g = good[sl]
+            x = np.linspace(-1, 1, sl.stop - sl.start)
+            ratio = flux[sl] / model[sl]
+            coef = np.polyfit(x[g], ratio[g], 2)
+            pull = (flux[sl] - model[sl] * np.polyval(coef, x)) / err[sl]
+            cells.append(f"{float(mad_std(pull[g])):.2f}")
+        rows.append(tuple(cells))
+    return rows
+
+
+def issue21_rows(real: dict, sim: dict) -> list[tuple]:
+    """The rows of issue 21's table (and its clues), real and simulated side by side."""
+    rows = []
+    for i, st in enumerate(("RGB", "RC")):
+        rows.append(
+            _ratio_row(
+                f"seismic oracle -> reference age, {st} (%) [real: APOKASC-2]",
+                real[f"oracle_{st}"],
+                sim[f"oracle_{st}"],
+                "ratio",
+                0.8,
+                1.2,
+            )
+        )
+        rows.append(
+            _ratio_row(
+                "  the same, real: APOKASC-2 x Miglio+21 (issue, not rerun)",
+                ISSUE21_MIGLIO["oracle"][i],
+                sim[f"oracle_{st}"],
+            )
+        )
+        rows.append(
+            _ratio_row(
+                f"  observed inputs -> true age, {st} (%)", np.nan, sim[f"oracle_obs_true_{st}"]
+            )
+        )
+        rows.append(
+            _ratio_row(
+                f"  true inputs -> true age, {st} (%)", np.nan, sim[f"oracle_true_true_{st}"]
+            )
+        )
+        rows.append(
+            _ratio_row(
+                f"  mass, [Fe/H], [a/M] -> age, no state, {st} (%)",
+                real[f"oracle_mass_{st}"],
+                sim[f"oracle_mass_{st}"],
+            )
+        )
+        rows.append(
+            _ratio_row(
+                f"  the same with the state, {st} (%)", np.nan, sim[f"oracle_mass_state_{st}"]
+            )
+        )
+        rows.append(
+            _ratio_row(
+                f"  reference age about relation(observed), {st} (%)",
+                np.nan,
+                sim[f"ref_unexplained_{st}"],
+            )
+        )
+    rows.append(
+        _ratio_row(
+            "spectra -> state: accuracy (%) [goal >= 95]",
+            np.nan,
+            sim["spec_accuracy"],
+            "range",
+            95.0,
+            100.0,
+        )
+    )
+    rows.append(
+        _ratio_row(
+            "  real: APOGEE's spectroscopic state ES_SP, accuracy (%)",
+            real["state_es_sp"],
+            sim["spec_accuracy"],
+        )
+    )
+    rows.append(
+        _ratio_row(
+            "  real: APOGEE's spectroscopic state ES_SP, RC contamination (%)",
+            real["contam_es_sp"],
+            sim["spec_contamination"],
+        )
+    )
+    rows.append(
+        _ratio_row(
+            "spectra -> state: RC contamination (%) [real: Hawkins+18 < 2]",
+            HAWKINS_CONTAMINATION,
+            sim["spec_contamination"],
+            "range",
+            0.0,
+            3.0,
+        )
+    )
+    rows.append(
+        _ratio_row(
+            "  spectra -> dPi1 residual (s) / spread of dPi1 (s)",
+            sim["spec_spread_dpi1"],
+            sim["spec_res_dpi1"],
+        )
+    )
+    for name in ("teff", "logg", "fe_h", "c_n", "ln_dnu"):
+        rows.append(
+            _ratio_row(f"  spectra -> {name}: R2", np.nan, sim[f"spec_r2_{name}"], fmt="{:.3f}")
+        )
+    rows.append(
+        _ratio_row(
+            "spectra -> true (seismic) log g: R2", np.nan, sim["spec_r2_logg_true"], fmt="{:.3f}"
+        )
+    )
+    for i, st in enumerate(("RGB", "RC")):
+        rows.append(
+            _ratio_row(
+                f"labels -> reference age, {st} (%) [real: Gold x APOKASC-2]",
+                real[f"labels_age_{st}"],
+                sim[f"labels_age_{st}"],
+                "ratio",
+                0.75,
+                1.25,
+            )
+        )
+        rows.append(
+            _ratio_row(
+                "  the same, real: Gold x Miglio+21 (issue, not rerun)",
+                ISSUE21_MIGLIO["labels_age"][i],
+                sim[f"labels_age_{st}"],
+            )
+        )
+    for st in ("RGB", "RC"):
+        rows.append(
+            _ratio_row(
+                f"mass, Teff, [Fe/H], [a/M] -> precise age, {st} (%)",
+                real[f"age_alpha_{st}"],
+                sim[f"age_alpha_{st}"],
+                "range",
+                0,
+                6.0,
+            )
+        )
+    return rows
 
 
 def main(argv=None) -> dict:
@@ -231,6 +593,12 @@ def main(argv=None) -> dict:
     shared = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     parser.add_argument("--shared", default=str(shared))
     parser.add_argument("--n-stars", type=int, default=6000)
+    parser.add_argument(
+        "--n-oracle",
+        type=int,
+        default=30000,
+        help="stars whose precise ages feed the seismic-oracle rows (issue 21: 30000)",
+    )
     parser.add_argument(
         "--teff-err",
         type=float,
@@ -253,7 +621,7 @@ def main(argv=None) -> dict:
         _sim_population.TEFF_ERR = (args.teff_err, args.teff_err)
     t0 = time.perf_counter()
     real = real_figures(Path(args.shared))
-    sim = sim_figures(args.n_stars)
+    sim = sim_figures(args.n_stars, args.n_oracle)
     rows = []
     for st in ("RGB", "RC"):
         rows.append(_ratio_row(f"labels -> mass, {st} (%), Gold-like", real[f"mass_{st}"],
@@ -324,10 +692,17 @@ def main(argv=None) -> dict:
                            sim["state_spectra"]))  # fmt: skip
     rows.append(_ratio_row("RC - RGB spectroscopic log g offset (dex)", real["logg_offset"],
                            sim["logg_offset"], fmt="{:.3f}"))  # fmt: skip
+    rows += issue21_rows(real, sim)
     print_table(
         f"Realism: APOKASC tables vs make_apokasc({args.n_stars}, random_state=0)",
         rows,
         ("quantity", "real", "simulator", "sim/real", "goal"),
+    )
+    print_table(
+        "Real DR14 giant 2M08002084+4044415 against a noiseless simulated spectrum at its "
+        "labels: robust rms of (real - model) / error per chip (1 = as good as the noise)",
+        dr14_check(Path(args.shared)),
+        ("model", "blue", "green", "red"),
     )
     for st in ("RGB", "RC"):
         print(f"precise reference ages, {st}: scatter about the true age "

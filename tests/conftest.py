@@ -86,3 +86,41 @@ def tiny_train_toml():
         )
 
     return build
+
+
+def _saved_epoch(path) -> int:
+    """The epoch a training checkpoint (``training_state.pt``) holds; 0 before the first."""
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)["epoch"]
+    except Exception:  # not written yet (the rename is atomic, so never half-written)
+        return 0
+
+
+@pytest.fixture
+def sigkill_at_epoch():
+    """Kill a training subprocess with SIGKILL once its checkpoint holds ``epoch``.
+
+    Returns ``kill(child, state, epoch, timeout)``, which waits for the checkpoint file
+    ``state`` to reach ``epoch`` (failing if the child ends first or ``timeout`` seconds
+    pass), kills the child with SIGKILL, and returns the epoch the checkpoint then holds.
+    """
+    import signal
+    import time
+
+    def kill(child, state, epoch: int, timeout: float = 300) -> int:
+        deadline = time.monotonic() + timeout
+        try:
+            while _saved_epoch(state) < epoch:
+                assert child.poll() is None, "the training process ended before it was killed"
+                assert time.monotonic() < deadline, f"no checkpoint of epoch {epoch} in time"
+                time.sleep(0.02)
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait()
+        assert child.returncode == -signal.SIGKILL
+        return _saved_epoch(state)
+
+    return kill

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,13 +44,6 @@ def _assert_same_model(a, b):
     np.testing.assert_array_equal(a.transform(_data()[0]), b.transform(_data()[0]))
 
 
-def _saved_epoch(path: Path) -> int:
-    try:
-        return torch.load(path, weights_only=True)["epoch"]
-    except Exception:  # not written yet (the rename is atomic, so never half-written)
-        return 0
-
-
 CHILD = textwrap.dedent(
     """
     import sys, time
@@ -77,7 +67,9 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_model(tmp_path, caplog):
+def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_model(
+    tmp_path, caplog, sigkill_at_epoch
+):
     X, psd = _data()
     np.savez(tmp_path / "data.npz", X=X, psd=psd)
     folder = tmp_path / "ckpt"
@@ -86,18 +78,7 @@ def test_fit_killed_with_sigkill_resumes_to_the_uninterrupted_model(tmp_path, ca
         [sys.executable, "-c", CHILD, str(tmp_path / "data.npz"), str(folder), repr(SETTINGS)],
         env=env,
     )
-    deadline = time.monotonic() + 120
-    try:
-        while _saved_epoch(folder / STATE_FILE) < 2:
-            assert child.poll() is None, "the training process ended before it was killed"
-            assert time.monotonic() < deadline, "no checkpoint of epoch 2 within 120 s"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
-    killed_at = _saved_epoch(folder / STATE_FILE)
+    killed_at = sigkill_at_epoch(child, folder / STATE_FILE, 2, timeout=120)
     assert 2 <= killed_at < 4
 
     with caplog.at_level(logging.INFO, logger="skages.encoder"):

@@ -149,25 +149,14 @@ sys.exit(main(["-q", "train", "--config", sys.argv[1]]))
 """
 
 
-def _saved_epoch(path) -> int:
-    import torch
-
-    try:
-        return torch.load(path, weights_only=True)["epoch"]
-    except Exception:  # not written yet (the rename is atomic: never half-written)
-        return 0
-
-
 @pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 def test_a_killed_skages_train_resumes_from_its_last_epoch(
-    train_file, small_survey, tmp_path, tiny_train_toml, caplog
+    train_file, small_survey, tmp_path, tiny_train_toml, caplog, sigkill_at_epoch
 ):
     import logging
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     from skages._ved_checkpoint import STATE_FILE
 
@@ -177,18 +166,7 @@ def test_a_killed_skages_train_resumes_from_its_last_epoch(
     state = tmp_path / "model.joblib.training" / STATE_FILE
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     child = subprocess.Popen([sys.executable, "-c", TRAIN_CHILD, str(config)], env=env)
-    deadline = time.monotonic() + 300
-    try:
-        while _saved_epoch(state) < 2:
-            assert child.poll() is None, "skages train ended before it was killed"
-            assert time.monotonic() < deadline, "no checkpoint of epoch 2 within 300 s"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
-    killed_at = _saved_epoch(state)
+    killed_at = sigkill_at_epoch(child, state, 2)
     assert 2 <= killed_at < 4 and not (tmp_path / "model.joblib").exists()
 
     # the same command again resumes; the model equals an uninterrupted run's

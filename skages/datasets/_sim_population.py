@@ -329,14 +329,28 @@ def carbon_to_nitrogen(mass, fe_h, alpha_m, logg, is_rc, noise):
     return _poly("c_n", is_rc, terms) + noise
 
 
+#: log g (dex) of the RGB luminosity bump, where thermohaline mixing starts, and the log g
+#: interval over which it completes on the way up the RGB (see :func:`mixing_index`).
+LOGG_BUMP = 2.5
+MIXING_RAMP_DEX = 1.0
+
+
 def mixing_index(mass, logg, is_rc):
     """Strength (0-1) of thermohaline extra mixing: ``clip(2 − M, 0, 1) · s``.
 
-    ``s = 1`` on the red clump and ``sigmoid((2.5 − log g) / 0.05)`` on the RGB
-    (the mixing starts at the luminosity bump and acts on low-mass stars).
+    ``s = 1`` in the red clump and ``clip((2.5 − log g) / 1.0, 0, 1)`` on the RGB: the
+    mixing starts at the luminosity bump (log g ≈ 2.5) and lowers ¹²C/¹³C progressively
+    over about one dex in luminosity above it (Charbonnel & Lagarde 2010, A&A 522, A10,
+    their Figs. 8-9), so a clump star, which has climbed to the RGB tip, carries the full
+    imprint while a first-ascent giant at the clump's log g has barely started. Observed:
+    ¹²C/¹³C ≈ 20 on the low RGB against ≈ 10 in the clump (Gilroy & Brown 1991, ApJ 371,
+    578; Tautvaišienė et al. 2010, MNRAS 409, 1213; 2013, MNRAS 430, 621). The mixing acts
+    on low-mass stars only (the ``clip(2 − M, 0, 1)`` factor).
     """
-    past_bump = np.where(is_rc, 1.0, 1.0 / (1.0 + np.exp(-(2.5 - logg) / 0.05)))
-    return np.clip(2.0 - mass, 0.0, 1.0) * past_bump
+    logg = np.asarray(logg, float)
+    up_the_rgb = np.clip((LOGG_BUMP - logg) / MIXING_RAMP_DEX, 0.0, 1.0)
+    past_bump = np.where(is_rc, 1.0, up_the_rgb)
+    return np.clip(2.0 - np.asarray(mass, float), 0.0, 1.0) * past_bump
 
 
 def _intrinsic(name: str, is_rc, noise) -> np.ndarray:
