@@ -114,3 +114,59 @@ def ages_in_gyr(
             "unit (e.g. name it age_myr or log_age_yr, or an astropy unit) or drop those rows"
         )
     return arr, 1.0 if scale is None else float(scale)
+
+
+def training_log_ages(values: Any, *, where: str, column: str = "log_age") -> np.ndarray:
+    """log10 ages in Gyr for training, from values given directly (not a named table).
+
+    An astropy Quantity of time (Gyr, Myr, yr) or of log time (``u.dex(u.yr)``) is
+    converted to log10 Gyr. Plain numbers carry no unit: values that look like log10 of
+    years (median above 5) or of Myr (median above 1.7) are refused, not guessed, and
+    ages outside 0 < age < 20 Gyr too.
+
+    Parameters
+    ----------
+    values : array-like or astropy Quantity
+        log10 ages in Gyr (NaN: no age), or a Quantity of age or log age.
+    where : str
+        The function or file, for messages.
+    column : str, default="log_age"
+        The name the values were given under, for messages.
+
+    Returns
+    -------
+    ndarray of float
+        log10 age / Gyr.
+
+    Raises
+    ------
+    ValueError
+        Naming ``where`` and ``column``, what the values look like and what is expected.
+    """
+    import astropy.units as u
+
+    if isinstance(values, u.Quantity):
+        if isinstance(values, u.FunctionQuantity):
+            values = values.physical
+        if values.unit.physical_type == "time":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = np.log10(values.to_value(u.Gyr))
+        elif values.unit.physical_type == "dimensionless":
+            values = values.to_value(u.dimensionless_unscaled)
+        else:
+            raise ValueError(
+                f"{where}: {column} has unit {values.unit}, not an age; expected log10 of "
+                "the age in Gyr, or an astropy Quantity of age (u.Gyr, u.Myr, u.yr)"
+            )
+    arr = np.asarray(values, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    median = float(np.median(finite)) if finite.size else np.nan
+    for limit, what, shift, unit in ((5.0, "years", 9, "u.yr"), (1.7, "Myr", 3, "u.Myr")):
+        if median > limit:
+            raise ValueError(
+                f"{where}: {column} looks like log10 of the age in {what} (median "
+                f"{median:.2f}), but log10 of the age in Gyr is expected (0.6 for 4 Gyr): "
+                f"subtract {shift}, or give an astropy Quantity of age (e.g. ages * {unit})"
+            )
+    arr, _ = ages_in_gyr(arr, column=column, where=where, log=True, unit="gyr")
+    return arr

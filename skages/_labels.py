@@ -120,3 +120,19 @@ def warn_duplicate_rows(keys: pd.Series, known: np.ndarray, where: str) -> np.nd
             ", ..." if len(names) > 5 else "",
         )
     return dup
+
+
+def warn_ambiguous_rows(ids: pd.Series, where: str) -> None:
+    """Warn, naming them, about rows left without a spectrum because their star has
+    several spectra and the row gives no telescope or field to choose one."""
+    if len(ids) == 0:
+        return
+    names = sorted(set(ids.astype(str)))
+    logger.warning(
+        "%s: %d rows (%s%s) are left without a spectrum: their star has several spectra "
+        "and the row gives no TELESCOPE/FIELD to choose one; add those columns",
+        where,
+        len(ids),
+        ", ".join(names[:5]),
+        ", ..." if len(names) > 5 else "",
+    )

@@ -351,6 +351,7 @@ def fit_age_model(
     """
     import sklearn
 
+    from skages._ages import training_log_ages
     from skages.encoder import SpectrumToPSDEncoder
     from skages.forest import ProbabilisticForestRegressor
     from skages.seismology import N_BINS, numax_weights
@@ -360,6 +361,8 @@ def fit_age_model(
     for col in ("log_age", "log_age_err", *LABEL_COLUMNS, *LABEL_ERROR_COLUMNS):
         if col not in labels:
             raise ValueError(f"labels has no column {col!r}, which the age model needs")
+    # before the encoder's (long) training: ages in the wrong unit are refused at once
+    y = training_log_ages(labels["log_age"], where="fit_age_model", column="labels['log_age']")
     spectra = np.asarray(spectra, dtype=np.float32)
     if forest is None:
         forest = ProbabilisticForestRegressor(random_state=random_state)
@@ -384,7 +387,6 @@ def fit_age_model(
         logger.info("stage 1: encoder on %d spectrum-PSD pairs", len(X))
         encoder.fit(X[names], psd=psd, psd_weight=psd_weight)
 
-    y = np.asarray(labels["log_age"], dtype=float)
     use = np.isfinite(y)
     if forest_stars == "precise" and "precise_age" in labels:
         use &= np.asarray(labels["precise_age"], dtype=bool)

@@ -483,6 +483,11 @@ def _train_locked(config, stack, encoder, trusted, verbose, provenance):
         encoder = new_encoder
         spectra, psd, weight, labels, source = _training_data(data)
         _check_psd_grid(psd, source)
+    if "log_age" in labels:  # before the encoder's training, not after it
+        from skages._ages import training_log_ages
+
+        where = source.get("survey") or source.get("ages") or "the training labels"
+        labels["log_age"] = training_log_ages(labels["log_age"], where=where)
     split = None
     if settings.get("test_size"):
         from skages.evaluation import split_record

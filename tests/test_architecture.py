@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "skages"
 LAYERS = (
     ("base", ("skages", "skages._version", "skages._atomic", "skages._lock", "skages._units",
               "skages._warnings", "skages._data", "skages._labels", "skages._ages",
-              "skages._keras")),
+              "skages._keras", "skages._workers")),
     ("arrays", ("skages.seismology", "skages.spectra", "skages.quality")),
     ("files", ("skages.io",)),
     ("simulation", ("skages.datasets",)),

@@ -418,3 +418,35 @@ def test_drop_last_runs_astronn_steps_per_epoch():
     sizes = [[b["train_batch_size"] for b in row["batches"]] for row in dropped.net_.history]
     assert sizes == [[8, 8], [8, 8]]  # 20 // 8 steps, as astroNN
     assert [len(row["batches"]) for row in kept.net_.history] == [3, 3]
+
+
+@pytest.mark.parametrize("how", ["external link", "external storage"])
+def test_weights_outside_the_model_file_are_refused(reference, tmp_path, how):
+    import shutil
+
+    import h5py
+
+    folder = shutil.copytree(reference[0], tmp_path / "model")
+    weights = folder / "model_weights.h5"
+    other = tmp_path / "other.h5"
+    with h5py.File(weights, "r+") as h5:
+        names = []
+        h5["model_weights"].visititems(
+            lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) else None
+        )
+        name = "model_weights/" + names[0]
+        values = h5[name][()]
+        del h5[name]
+        if how == "external link":
+            with h5py.File(other, "w") as o:
+                o["w"] = values
+            h5[name] = h5py.ExternalLink(str(other), "w")
+        else:
+            raw = tmp_path / "raw.bin"
+            raw.write_bytes(values.astype("<f4").tobytes())
+            h5.create_dataset(
+                name, shape=values.shape, dtype="<f4", external=[(str(raw), 0, raw.stat().st_size)]
+            )
+    with pytest.raises(ValueError, match="self-contained") as info:
+        read_astronn_model(folder)
+    assert str(weights) in str(info.value) and "/" + name in str(info.value)

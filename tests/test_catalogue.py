@@ -522,3 +522,89 @@ def test_gridsearch_through_joblibs_dask_backend(tiny, small_survey, dask_client
         on_dask.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
     )
     assert on_dask.best_params_ == serial.best_params_
+
+
+def _close_workers_after_a_chunk(cluster, output, *, back: bool):
+    """A thread that closes every worker of ``cluster`` once a chunk of ``output`` is done."""
+    import threading
+    import time
+
+    progress = output.with_name(output.name + ".progress")
+
+    def run():
+        deadline = time.monotonic() + 60
+        while not any(progress.glob("chunk-*.npz")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        cluster.scale(0)
+        if back:
+            time.sleep(0.5)
+            cluster.scale(1)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _one_worker_cluster():
+    distributed = pytest.importorskip("dask.distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    return cluster, distributed.Client(cluster)
+
+
+def test_losing_every_dask_worker_is_one_line_and_the_rerun_resumes(tiny, tmp_path, monkeypatch):
+    from skages.catalogue import _runners
+
+    monkeypatch.setattr(_runners, "_WORKER_WAIT_S", 1.0)
+    out = tmp_path / "lost.fits"
+    cluster, client = _one_worker_cluster()
+    try:
+        thread = _close_workers_after_a_chunk(cluster, out, back=False)
+        with pytest.raises(OSError, match="all Dask workers were lost") as info:
+            predict_catalogue(
+                tiny.model_path, tiny.survey, out, chunk_size=10, scheduler=client,
+                trusted=True,
+            )  # fmt: skip
+        thread.join()
+    finally:
+        client.close()
+        cluster.close()
+    message = str(info.value)
+    assert "\n" not in message and "rerun the same command to resume" in message
+    assert str(out) + ".progress" in message
+    kept = len(list(out.with_name(out.name + ".progress").glob("chunk-*.npz")))
+    assert 1 <= kept < 24
+    assert not out.exists()
+
+    cluster, client = _one_worker_cluster()
+    try:
+        resumed = predict_catalogue(
+            tiny.model_path, tiny.survey, out, chunk_size=10, scheduler=client, trusted=True
+        )
+    finally:
+        client.close()
+        cluster.close()
+    local = predict_catalogue(
+        tiny.model_path, tiny.survey, tmp_path / "local.fits", chunk_size=10, trusted=True
+    )
+    assert resumed.checksum == local.checksum
+
+
+def test_dask_workers_that_come_back_get_the_model_again(tiny, tmp_path):
+    out = tmp_path / "back.fits"
+    cluster, client = _one_worker_cluster()
+    try:
+        thread = _close_workers_after_a_chunk(cluster, out, back=True)
+        remote = predict_catalogue(
+            tiny.model_path, tiny.survey, out, chunk_size=10, scheduler=client, trusted=True
+        )
+        thread.join()
+    finally:
+        client.close()
+        cluster.close()
+    local = predict_catalogue(
+        tiny.model_path, tiny.survey, tmp_path / "local.fits", chunk_size=10, trusted=True
+    )
+    assert remote.checksum == local.checksum
+    assert _same(read_catalogue(remote.path), read_catalogue(local.path))

@@ -604,3 +604,26 @@ def test_duplicate_survey_rows_are_named(tiny, tmp_path, caplog):
         predict_catalogue(tiny.model, path, tmp_path / "a.fits", labels=frame)
     assert "2 spectra share APOGEE_ID/TELESCOPE/FIELD" in caplog.text
     assert data.labels.loc[0, "apogee_id"] in caplog.text
+
+
+def test_rows_of_a_star_with_several_spectra_and_no_telescope_are_named(tiny, tmp_path, caplog):
+    from skages.catalogue import CatalogueFlag, read_catalogue
+    from skages.io import read_survey, write_survey
+
+    data = read_survey(tiny.survey)
+    data.labels = data.labels.reset_index(drop=True)
+    star = data.labels.loc[0, "apogee_id"]
+    data.labels.loc[1, "apogee_id"] = star  # the same star seen by two telescopes
+    data.labels["telescope"], data.labels["field"] = "apo25m", "SIM"
+    data.labels.loc[1, "telescope"] = "lco25m"
+    path = write_survey(tmp_path / "two.h5", data)
+    frame = _survey_labels(tiny).drop(index=1).drop(columns=["TELESCOPE", "FIELD"])
+    with caplog.at_level("WARNING", logger="skages"):
+        result = predict_catalogue(
+            tiny.model, path, tmp_path / "a.fits", labels=frame.reset_index(drop=True)
+        )
+    assert "1 rows (" + star in caplog.text
+    assert "no TELESCOPE/FIELD to choose one" in caplog.text
+    table = read_catalogue(result.path)
+    row = list(table["APOGEE_ID"]).index(star)
+    assert table["SKAGES_FLAG"][row] & CatalogueFlag.NO_SPECTRUM

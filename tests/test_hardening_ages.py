@@ -71,3 +71,51 @@ def test_implausible_ages_are_refused_naming_the_column():
 def test_a_table_without_ages_names_the_ways_to_give_them():
     with pytest.raises(ValueError, match=r"--ages-column age=NAME.*age_myr"):
         read_age_table(pd.DataFrame({"kic": KIC, "tau": AGES}))
+
+
+# ------------------------------------------- ages given directly to the training layer
+
+
+@pytest.mark.parametrize(
+    ("shift", "says"), [(9.0, "log10 of the age in years"), (3.0, "log10 of the age in Myr")]
+)
+def test_fit_age_model_refuses_log_ages_not_in_gyr(small_survey, shift, says):
+    from skages.pipeline import fit_age_model
+
+    labels = small_survey.labels.copy()
+    labels["log_age"] = labels["log_age"] + shift
+    with pytest.raises(ValueError, match=says) as info:
+        fit_age_model(small_survey.spectra, small_survey.psd, labels, random_state=0)
+    assert "labels['log_age']" in str(info.value)
+    assert "log10 of the age in Gyr is expected" in str(info.value)
+
+
+def test_training_ages_as_quantities_are_converted():
+    from skages._ages import training_log_ages
+
+    expected = np.log10(AGES)
+    for given in (AGES * u.Gyr, AGES * 1e3 * u.Myr, AGES * 1e9 * u.yr):
+        got = training_log_ages(given, where="test")
+        np.testing.assert_allclose(got, expected, atol=1e-12)
+    logs = u.Dex(np.log10(AGES * 1e9), u.dex(u.yr))
+    np.testing.assert_allclose(training_log_ages(logs, where="test"), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="not an age"):
+        training_log_ages(AGES * u.K, where="test")
+    np.testing.assert_array_equal(training_log_ages(np.log10(AGES), where="t"), expected)
+
+
+def test_train_from_survey_refuses_log_ages_in_years_before_training(tmp_path):
+    from skages.datasets import make_apokasc
+    from skages.io import SurveyWriter
+    from skages.seismology import frequency_grid
+    from skages.training import train_from_survey
+
+    data = make_apokasc(40, random_state=3)
+    labels = data.labels.copy()
+    labels["log_age"] = labels["log_age"] + 9.0  # log10 of years
+    path = tmp_path / "yr.h5"
+    with SurveyWriter(path, frequency=frequency_grid()) as writer:
+        writer.append(labels=labels, spectra=data.spectra, psd=data.psd)
+    with pytest.raises(ValueError, match="log10 of the age in years") as info:
+        train_from_survey(path, output=tmp_path / "m.skops", verbose=0)
+    assert str(path) in str(info.value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import time
@@ -50,18 +49,54 @@ def _run_local(predictor, source, todo, make_task, cuts, progress, bar) -> None:
             task = next_task
 
 
+# how long a run whose Dask workers were all lost waits for one to come back (a nanny
+# restarting a killed worker, an adaptive cluster scaling up) before it gives up
+_WORKER_WAIT_S = 30.0
+# losses in a row without a finished chunk before the run gives up
+_MAX_LOSSES = 3
+
+
+def _lost_workers(exc: BaseException) -> bool:
+    """Whether a chunk failed because its workers (or the model they held) were lost."""
+    from concurrent.futures import CancelledError
+
+    from distributed.scheduler import KilledWorker
+
+    return isinstance(exc, (CancelledError, KilledWorker))
+
+
 def _run_dask(model, source, todo, make_task, cuts, progress, bar, client) -> None:
-    """Chunks as dask.distributed tasks; results stored by the driver as they arrive."""
+    """Chunks as dask.distributed tasks; results stored by the driver as they arrive.
+
+    The model is scattered to every worker. If the workers holding it are all lost, the
+    chunks still running are put back, the run waits up to ``_WORKER_WAIT_S`` seconds for
+    a worker, sends the model again and goes on; if none comes back, it stops with one
+    line (finished chunks stay in the progress folder, and the same command resumes).
+    """
     from dask.distributed import as_completed
 
     if not todo:
         return
     n_slots = max(1, sum(client.nthreads().values()))
-    model_future = client.scatter(model, broadcast=True, hash=False)
-    queue = iter(todo)
-    by_key: dict[str, _Task] = {}
+    n_total = len(todo)
+    n_done = 0
+    losses = 0
+    waiting = list(todo)  # bounds not yet submitted (or put back after a loss)
+    by_key: dict[str, Any] = {}
 
-    def submit(bounds: tuple[int, int, int]):
+    def scatter():
+        try:
+            return client.scatter(model, broadcast=True, hash=False, timeout=_WORKER_WAIT_S)
+        except (OSError, TimeoutError) as exc:
+            raise OSError(_gone(f"the model could not be sent to them ({exc})")) from exc
+
+    def _gone(why: str) -> str:
+        return (
+            f"all Dask workers were lost ({why}); {n_done} of {n_total} chunks finished "
+            f"and are kept in {progress.folder}: rerun the same command to resume from them"
+        )
+
+    def submit(model_future, bounds: tuple[int, int, int]):
         task = make_task(bounds)
         fut = client.submit(
             _chunk._predict_chunk_task,
@@ -72,26 +107,59 @@ def _run_dask(model, source, todo, make_task, cuts, progress, bar, client) -> No
             pure=False,
             key=f"skages-chunk-{task.index}-{os.getpid()}-{time.monotonic_ns()}",
         )
-        by_key[fut.key] = task
+        by_key[fut.key] = (bounds, task, fut)
         return fut
 
-    running = as_completed([submit(b) for b in itertools.islice(queue, 2 * n_slots)])
-    for fut in running:
-        task = by_key.pop(fut.key)
+    while waiting:
+        model_future = scatter()
+        first, waiting = waiting[: 2 * n_slots], waiting[2 * n_slots :]
+        running = as_completed([submit(model_future, b) for b in first])
+        lost = False
+        for fut in running:
+            bounds, task, _ = by_key.pop(fut.key)
+            try:
+                cols = fut.result()
+            except Exception as exc:
+                if _lost_workers(exc):
+                    lost = True
+                    waiting.insert(0, bounds)
+                    break
+                if isinstance(exc, (OSError, ValueError)):
+                    kind = OSError if isinstance(exc, OSError) else ValueError
+                    raise kind(
+                        f"chunk {task.index} failed on a Dask worker: {exc} (do the "
+                        f"workers see {source.path} at the same path?)"
+                    ) from exc
+                raise
+            fut.release()
+            progress.write((task.index, task.start, task.stop), cols)
+            bar.update(task.stop - task.start)
+            n_done += 1
+            losses = 0
+            if waiting:
+                running.add(submit(model_future, waiting.pop(0)))
+        if not lost:
+            break
+        # put back every chunk still in flight, in order, and start again with a new copy
+        # of the model once a worker is there
+        back = [bounds for bounds, _, _ in by_key.values()]
+        running.clear()
+        client.cancel([f for _, _, f in by_key.values()])
+        by_key.clear()
+        waiting = sorted(set(back) | set(waiting))
+        model_future.release()
+        losses += 1
+        logger.warning(
+            "the Dask workers holding the model were lost (%d of %d chunks finished and "
+            "kept); waiting up to %g s for a worker to send the model again",
+            n_done, n_total, _WORKER_WAIT_S,
+        )  # fmt: skip
+        if losses > _MAX_LOSSES:
+            raise OSError(_gone(f"lost {losses} times without finishing a chunk"))
         try:
-            cols = fut.result()
-        except (OSError, ValueError) as exc:
-            kind = OSError if isinstance(exc, OSError) else ValueError
-            raise kind(
-                f"chunk {task.index} failed on a Dask worker: {exc} (do the workers see "
-                f"{source.path} at the same path?)"
-            ) from exc
-        fut.release()
-        progress.write((task.index, task.start, task.stop), cols)
-        bar.update(task.stop - task.start)
-        following = next(queue, None)
-        if following is not None:
-            running.add(submit(following))
+            client.wait_for_workers(1, timeout=_WORKER_WAIT_S)
+        except (OSError, TimeoutError) as exc:
+            raise OSError(_gone(f"none came back within {_WORKER_WAIT_S:g} s")) from exc
 
 
 @contextlib.contextmanager

@@ -342,9 +342,11 @@ def _iter_blocks(entropy: int, start: int, stop: int, options: dict, n_jobs, ver
     if n_jobs in (None, 1):
         results = (_simulate_block(entropy, b, options, *rows(b)) for b in blocks)
     else:
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+        from skages._workers import _parallel
+
+        results = _parallel(n_jobs, return_as="generator")(
             delayed(_simulate_block)(entropy, b, options, *rows(b)) for b in blocks
         )
     try:

@@ -530,7 +530,7 @@ def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np
     only one observation of that star; an APOGEE_ID match whose two sides both know
     an SDSS_ID is kept only if those agree.
     """
-    from skages._labels import warn_duplicate_rows
+    from skages._labels import warn_ambiguous_rows, warn_duplicate_rows
 
     out = np.full(len(catalogue), -1, dtype=np.int64)
     steps = [["APOGEE_ID", "TELESCOPE", "FIELD"], ["APOGEE_ID", "TELESCOPE"], ["APOGEE_ID"]]
@@ -558,6 +558,12 @@ def _match_rows(catalogue: pd.DataFrame, spectra: pd.DataFrame, what: str) -> np
             both = cat_sid_known[todo] & spec_sid_known[rows]
             hit &= ~both | (cat_sid.to_numpy()[todo] == spec_sid.to_numpy()[rows])
         out[todo[hit]] = positions.to_numpy()[found[hit]]
+    # rows of a star with several spectra that nothing above could tell apart: name them
+    cat_id, cat_id_known = _keys(catalogue, ["APOGEE_ID"])
+    spec_id, spec_id_known = _keys(spectra, ["APOGEE_ID"])
+    several = spec_id[spec_id_known & spec_id.duplicated(keep=False).to_numpy()]
+    left = (out < 0) & cat_id_known & cat_id.isin(set(several)).to_numpy()
+    warn_ambiguous_rows(cat_id[left], what)
     logger.info(
         "%s: %d of %d catalogue rows have a spectrum", what, int((out >= 0).sum()), len(out)
     )
@@ -755,9 +761,10 @@ def spectra_to_survey(
         ``n_files_not_in_allstar``.
     """
     import h5py
-    from joblib import Parallel, delayed
+    from joblib import delayed
     from tqdm.auto import tqdm
 
+    from skages._workers import _parallel
     from skages.io.survey import SurveyWriter
 
     output = Path(output)
@@ -887,7 +894,7 @@ def spectra_to_survey(
     absolute = [os.path.abspath(p) for p in paths]
     bar = tqdm(total=paths.size, initial=done, disable=not verbose, desc="spectra", unit="star")
     try:
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+        results = _parallel(n_jobs, return_as="generator")(
             delayed(_spectra_chunk)(absolute[a:b], bad_pixel_fill) for a, b in tasks
         )
         for (a, _), part in zip(tasks, results, strict=True):

@@ -241,12 +241,15 @@ def _layer_names(config: dict, cls: str) -> list[str]:
 def _read_h5(folder: Path, model: AstroNNModel) -> None:
     import h5py
 
+    from skages.io.survey import _check_self_contained
+
     file = folder / WEIGHTS_FILE
     try:
         h5 = h5py.File(file, "r")
     except OSError as exc:
         raise ValueError(f"{file} is not an HDF5 file ({exc})") from None
     with h5:
+        _check_self_contained(h5, file)  # no weights from other files (links, storage)
         version = _decode(h5.attrs.get("keras_version", "")).replace("-tf", "")
         if version and not version.startswith("2."):
             raise ValueError(

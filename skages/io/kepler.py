@@ -715,9 +715,10 @@ def lightcurves_to_survey(
     :func:`skages.seismology.estimate_numax`); ``psd_flag`` (:class:`LightCurveFlag`);
     and ``numax`` (µHz) with a νmax table.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
     from tqdm.auto import tqdm
 
+    from skages._workers import _parallel
     from skages.io.survey import SurveyWriter
     from skages.seismology import frequency_grid, numax_weights
 
@@ -798,7 +799,7 @@ def lightcurves_to_survey(
 
     bar = tqdm(total=kics.size, initial=done, disable=not verbose, desc="PSDs", unit="star")
     try:
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+        results = _parallel(n_jobs, return_as="generator")(
             delayed(_star_batch)(b, *args) for b in batches
         )
         for rows in results:
