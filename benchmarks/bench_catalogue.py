@@ -87,7 +87,7 @@ def _child(args: argparse.Namespace) -> dict:
     from skages.io import SurveyReader
     from skages.persistence import load_model
 
-    model, _ = load_model(args.model)
+    model, _ = load_model(args.model, trusted=True)  # written by this script (a pickle)
     predictor = _Predictor(model)
     base = _current_rss_mib()  # after imports and the model: the fixed cost
     t0 = time.perf_counter()
@@ -102,6 +102,7 @@ def _child(args: argparse.Namespace) -> dict:
             restart=True,
             scheduler="local" if args.dask else None,
             n_workers=2 if args.dask else None,
+            trusted=True,
         )
         n = res.n_rows
         extra = {"n_latent": res.n_latent, "n_ages": res.n_ages}
