@@ -1548,8 +1548,7 @@ def evaluate_saved_model(
     """
     from skages.persistence import load_model
 
-    trust = trusted if trusted is None or isinstance(trusted, bool) else list(trusted)
-    fitted, metadata = load_model(model, trusted=trust)
+    fitted, metadata = load_model(model, trusted=trusted)
     training = metadata.get("training") or {}
     max_stars = training.get("max_stars")
     data = _read_rows(Path(survey), max_stars)

@@ -31,6 +31,7 @@ import pickle
 import platform
 import zipfile
 import zlib
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -443,7 +444,7 @@ def load_model(
     path: str | PathLike,
     *,
     format: str | None = None,
-    trusted: bool | list[str] | None = None,
+    trusted: bool | Sequence[str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Load a model written by :func:`save_model` and check that it fits this skages.
 
@@ -484,14 +485,13 @@ def load_model(
     if not path.is_file():
         raise FileNotFoundError(f"no such model file: {path}")
     fmt = _format(path, format)
-    if (
-        trusted is not None
-        and not isinstance(trusted, bool)
-        and (isinstance(trusted, str) or not all(isinstance(t, str) for t in trusted))
-    ):
-        raise TypeError(
-            f"trusted must be True/False or a list of type names (str); got {trusted!r}"
-        )
+    if trusted is not None and not isinstance(trusted, bool):
+        names = None if isinstance(trusted, str) else list(trusted)  # any sequence of names
+        if names is None or not all(isinstance(t, str) for t in names):
+            raise TypeError(
+                f"trusted must be True/False or a list of type names (str); got {trusted!r}"
+            )
+        trusted = names
     if fmt == "joblib":
         import joblib
 

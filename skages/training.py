@@ -660,8 +660,7 @@ def _load_encoder(
         return SpectrumToPSDEncoder.from_astronn(path, output_std=True)
     if not path.exists():
         raise FileNotFoundError(f"no such encoder (astroNN folder or model file): {path}")
-    trust = trusted if trusted is None or isinstance(trusted, bool) else list(trusted)
-    model, _ = load_model(path, trusted=trust)
+    model, _ = load_model(path, trusted=trusted)
     if isinstance(model, Pipeline) and "features" in model.named_steps:
         model = model.named_steps["features"].named_transformers_.get("encoder")
     if isinstance(model, FrozenEstimator):

@@ -142,7 +142,6 @@ def _load(
 
             fitted = _encoder_class().from_astronn(path, output_std=True)
             return fitted, path / WEIGHTS_FILE, {"source": "astroNN folder"}
-        trust = trusted if trusted is None or isinstance(trusted, bool) else list(trusted)
-        fitted, meta = load_model(path, trusted=trust)
+        fitted, meta = load_model(path, trusted=trusted)
         return fitted, path, meta
     return model, None, {}
