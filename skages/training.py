@@ -203,19 +203,10 @@ def train_from_survey(
     verbose: int = 1,
     provenance: Mapping[str, Any] | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
-    config = {
-        "data": {"survey": survey, "max_stars": max_stars, "labels": labels},
-        "model": {"output": output, "overwrite": overwrite, "restart": restart, "seed": seed},
-        "encoder": dict(encoder_params or {}),
-        "forest": dict(forest_params or {}),
-    }
-    config["model"].update(forest_stars=forest_stars, test_size=test_size)
-    return _train(
-        _drop_none(config),
-        encoder=encoder,
-        trusted=trusted,
-        verbose=verbose,
-        provenance={"command": "skages.training.train_from_survey", **(provenance or {})},
+    return _train_with(
+        {"survey": survey, "max_stars": max_stars, "labels": labels},
+        "skages.training.train_from_survey",
+        **_shared_settings(locals()),
     )
 
 
@@ -270,20 +261,7 @@ def train_from_files(
         "labels": labels,
         "cuts": cuts,
     }
-    config = {
-        "data": data,
-        "model": {"output": output, "overwrite": overwrite, "restart": restart, "seed": seed},
-        "encoder": dict(encoder_params or {}),
-        "forest": dict(forest_params or {}),
-    }
-    config["model"].update(forest_stars=forest_stars, test_size=test_size)
-    return _train(
-        _drop_none(config),
-        encoder=encoder,
-        trusted=trusted,
-        verbose=verbose,
-        provenance={"command": "skages.training.train_from_files", **(provenance or {})},
-    )
+    return _train_with(data, "skages.training.train_from_files", **_shared_settings(locals()))
 
 
 train_from_files.__doc__ = (
@@ -381,6 +359,37 @@ def load_encoder(
     SpectrumToPSDEncoder
     """
     return _load_encoder(Path(path), trusted=trusted)
+
+
+#: The keywords that train_from_survey and train_from_files share, beyond their data.
+_SHARED = (
+    *("output", "overwrite", "restart", "seed", "forest_stars", "test_size"),
+    *("encoder", "trusted", "encoder_params", "forest_params", "verbose", "provenance"),
+)
+
+
+def _shared_settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: arguments[k] for k in _SHARED}
+
+
+def _train_with(
+    data: dict, command: str, *, encoder, trusted, encoder_params, forest_params, verbose,
+    provenance, **model: Any,
+) -> tuple[Pipeline, dict[str, Any]]:  # fmt: skip
+    """One config from a train_from_* call's data and its shared keywords, trained."""
+    config = {
+        "data": data,
+        "model": model,  # output, overwrite, restart, seed, forest_stars, test_size
+        "encoder": dict(encoder_params or {}),
+        "forest": dict(forest_params or {}),
+    }
+    return _train(
+        _drop_none(config),
+        encoder=encoder,
+        trusted=trusted,
+        verbose=verbose,
+        provenance={"command": command, **(provenance or {})},
+    )
 
 
 def _drop_none(config: dict) -> dict:
