@@ -459,7 +459,7 @@ def load_model(
         any code it holds, so load only files you wrote or whose author you trust.
     format : {"joblib", "skops"}, optional
         Overrides the extension.
-    trusted : bool or list of str, optional
+    trusted : bool or sequence of str, optional
         Whether you trust the file's author. A ``.joblib`` file (a pickle) is loaded
         only with ``trusted=True`` (the command line's ``--trust-joblib``); otherwise it
         is refused before a byte of it is unpickled. For ``.skops`` files, a list names
