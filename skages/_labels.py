@@ -15,6 +15,9 @@ import pandas as pd
 
 logger = logging.getLogger("skages")
 
+#: skages.datasets names its stars "2M-SIM-0000001", ...: no 2MASS ID begins so.
+SIMULATED_ID_PREFIX = "2M-SIM-"
+
 #: Units of the labels a catalogue reads (astropy unit strings; "" dimensionless).
 LABEL_UNITS = {"teff": "K", "teff_err": "K", "logg": "dex", "fe_h": "dex", "fe_h_err": "dex"}
 _MISSING = {"", "nan", "none", "null", "--", "n/a", "na", "<na>"}

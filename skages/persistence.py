@@ -118,8 +118,10 @@ def training_summary(X: Any = None, y: Any = None, *, labels: Any = None) -> dic
             counts = labels["evstate"].astype(str).value_counts()
             out["evstate_counts"] = {str(k): int(v) for k, v in counts.items()}
         if "apogee_id" in labels and len(labels):
-            # skages.datasets names its stars "2M-SIM-0000001", ...: no 2MASS ID does
-            ids = np.char.startswith(np.asarray(labels["apogee_id"]).astype(str), "2M-SIM-")
+            from skages._labels import SIMULATED_ID_PREFIX
+
+            ids = np.asarray(labels["apogee_id"]).astype(str)
+            ids = np.char.startswith(ids, SIMULATED_ID_PREFIX)
             out["simulated"] = bool(ids.all())
     return out
 

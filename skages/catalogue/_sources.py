@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from skages._labels import check_text_ids, numeric_label
+from skages._labels import SIMULATED_ID_PREFIX, check_text_ids, numeric_label
 from skages.catalogue._columns import (
     _FLAG_COLUMNS,
     _ID_COLUMNS,
@@ -257,16 +257,12 @@ def _prepare_inputs(
     return rows, locator, _Source("hdf5", str(spectra_path.resolve()), bad_pixel_fill), describe
 
 
-#: The simulator's star identifiers begin so (``2M-SIM-0000001``): no 2MASS ID does.
-_SIMULATED_ID_PREFIX = "2M-SIM-"
-
-
 def _is_simulated(metadata: Mapping[str, Any] | None, ids: Any) -> bool:
     """Whether a survey is skages' simulation: its writer or its star identifiers say so."""
     if str((metadata or {}).get("generator", "")).startswith("skages.datasets"):
         return True
     ids = pd.Series(np.asarray(ids, dtype=str))
-    return bool(len(ids)) and bool(ids.str.startswith(_SIMULATED_ID_PREFIX).all())
+    return bool(len(ids)) and bool(ids.str.startswith(SIMULATED_ID_PREFIX).all())
 
 
 def _training_rows(

@@ -31,6 +31,7 @@ import pandas as pd
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
+from skages._labels import SIMULATED_ID_PREFIX
 from skages.datasets import _sim_population as _pop
 from skages.datasets import _sim_psd as _psd
 from skages.datasets import _sim_spectra as _spec
@@ -269,7 +270,7 @@ def _labels_frame(pop: Mapping[str, np.ndarray], start: int, stop: int, lo: int)
     sl = slice(start - lo, stop - lo)
     index = np.arange(start, stop)
     data: dict[str, Any] = {
-        "apogee_id": [f"2M-SIM-{i + 1:07d}" for i in index],
+        "apogee_id": [f"{SIMULATED_ID_PREFIX}{i + 1:07d}" for i in index],
         "kic": _KIC_OFFSET + 1 + index,
     }
     for name in LABEL_UNITS:
