@@ -85,6 +85,7 @@ _LAZY: dict[str, str] = {
     # applicability and spectrum quality: how far to trust an age
     "ApplicabilityScore": "applicability",
     "spectrum_quality": "quality",
+    "quality_flags": "quality",
     "QualityFlag": "quality",
     "QualityThresholds": "quality",
     # pipeline: composition and scorers

@@ -9,10 +9,15 @@ stated noise, and sets one bit of :class:`QualityFlag`:
 - ``LINES_UNLIKE_TRAINING``: the line depths, the slope ``b`` of the fit
   ``flux = a + b × reference``, are outside ``line_depth_range`` (a featureless spectrum
   has ``b ≈ 0``; the real APOGEE M dwarfs in the test data have ``|b| < 0.11`` against a
-  giant mean spectrum; simulated training giants range over 0.65–1.9);
-- ``NOISE_MISMATCH``: the pixel-to-pixel scatter of the residual of that fit (second
-  differences, which lines of a few pixels hardly touch) is more than ``max_noise_ratio``
-  times the noise the star's error array or S/N states.
+  giant mean spectrum; simulated giants range over 0.55–1.8);
+- ``NOISE_MISMATCH``: the pixel-to-pixel scatter of the residual of that fit (1.4826 ×
+  the median absolute second difference over runs of three good pixels, which lines of a
+  few pixels hardly touch) is more than ``max_noise_ratio`` times the noise the star's
+  error array or S/N states.
+
+:func:`spectrum_quality` returns the flags and every statistic; :func:`quality_flags`
+returns the same flags, bit for bit, about three times faster (it decides each median's
+side of a bound by counting), for survey-scale runs.
 
 The thresholds were chosen with measurements on simulated giants (1,200 stars of
 :func:`skages.datasets.make_apokasc`, S/N 30–1,100) and the real spectra in
@@ -29,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QualityFlag", "QualityThresholds", "spectrum_quality"]
+__all__ = ["QualityFlag", "QualityThresholds", "quality_flags", "spectrum_quality"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +80,7 @@ class QualityThresholds:
         Range of the slope b of ``flux = a + b × reference`` (dimensionless).
     max_noise_ratio : float or None, default=3.0
         Largest ratio of the measured pixel scatter to the stated noise (simulated
-        giants: at most 1.95; a real DR14 giant: 0.87).
+        giants: at most 1.5; a real DR14 giant: 0.89; ``benchmarks/bench_quality.py``).
     """
 
     max_masked_fraction: float | None = 0.3
@@ -148,7 +153,141 @@ def spectrum_quality(
      <QualityFlag.BAD_NORMALISATION|LINES_UNLIKE_TRAINING: 6>]
     """
     t = QualityThresholds() if thresholds is None else thresholds
-    flux = np.asarray(spectra, dtype=np.float64)
+    flux, ref, noise = _validate(spectra, reference, spectra_err, snr)
+    reference = _Reference(ref)
+    n = flux.shape[0]
+    stats = {
+        "masked_fraction": np.empty(n),
+        "level": np.full(n, np.nan),
+        "line_depth": np.full(n, np.nan),
+        "noise_ratio": np.full(n, np.nan),
+    }
+    for rows in _blocks(n):
+        fit = _LinearFit(flux[rows], reference)
+        stats["masked_fraction"][rows] = fit.masked_fraction
+        stats["line_depth"][rows] = fit.slope
+        stats["level"][rows] = fit.median_level(np.arange(fit.n))
+        stats["noise_ratio"][rows] = fit.scatter(np.arange(fit.n)) / noise[rows]
+    flags = _flags_from_stats(stats, t)
+    _log(flags, stats, t, ids)
+    return flags, stats
+
+
+def quality_flags(
+    spectra: np.ndarray,
+    reference: np.ndarray,
+    *,
+    snr: Any = None,
+    thresholds: QualityThresholds | None = None,
+    ids: Any = None,
+) -> np.ndarray:
+    """The flags of :func:`spectrum_quality`, bit for bit, without computing every median.
+
+    Each median is compared with its bound by counting the values on either side of the
+    bound (one vectorised pass over a block of spectra); only rows whose two middle values
+    straddle a bound, and the flagged rows (for the log), get their medians computed.
+    The catalogue uses it: there the three medians per spectrum of
+    :func:`spectrum_quality` cost nearly as much as encoding it.
+
+    Parameters
+    ----------
+    spectra : array-like of shape (n_stars, n_pixels)
+        Continuum-normalised flux (dimensionless); NaN marks a masked pixel.
+    reference : array-like of shape (n_pixels,)
+        The training mean spectrum, e.g. ``encoder.mean_``; NaN pixels are skipped.
+    snr : array-like of shape (n_stars,), optional
+        Signal-to-noise ratio per pixel (e.g. SNREV): the stated noise is 1 / S/N.
+        Without it the noise check is skipped.
+    thresholds : QualityThresholds, optional
+        The bounds; :class:`QualityThresholds` defaults if None.
+    ids : array-like of shape (n_stars,), optional
+        Names of the stars for the log messages (row numbers if None).
+
+    Returns
+    -------
+    flags : ndarray of shape (n_stars,), int64
+        :class:`QualityFlag` bits per star, equal to those of :func:`spectrum_quality`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skages.quality import quality_flags, spectrum_quality
+    >>> rng = np.random.default_rng(0)
+    >>> reference = 1 - 0.2 * rng.random(500) ** 8
+    >>> spectra = reference + rng.normal(scale=0.01, size=(3, 500))
+    >>> spectra[1] = 0.5
+    >>> quality_flags(spectra, reference, snr=[100, 100, 100]).tolist()
+    [0, 6, 0]
+    >>> bool((spectrum_quality(spectra, reference, snr=[100] * 3)[0] == [0, 6, 0]).all())
+    True
+    """
+    t = QualityThresholds() if thresholds is None else thresholds
+    flux, ref, noise = _validate(spectra, reference, None, snr)
+    reference = _Reference(ref)
+    n = flux.shape[0]
+    flags = np.zeros(n, dtype=np.int64)
+    logged: dict[str, list[np.ndarray]] = {}
+    for rows in _blocks(n):
+        fit = _LinearFit(flux[rows], reference)
+        stats = {
+            "masked_fraction": fit.masked_fraction,
+            "line_depth": fit.slope,
+            "level": np.full(fit.n, np.nan),
+            "noise_ratio": np.full(fit.n, np.nan),
+        }
+        block = _flags_from_stats(stats, t)  # the two checks without a median
+        if t.level_range is not None:
+            lo, hi = t.level_range
+            below, undecided_lo = fit.median_below(fit.y, fit.ok, lo)
+            above, undecided_hi = fit.median_above(fit.y, fit.ok, hi)
+            block[below | above] |= QualityFlag.BAD_NORMALISATION
+            undecided = np.flatnonzero(undecided_lo | undecided_hi)
+            level = fit.median_level(undecided)
+            with np.errstate(invalid="ignore"):
+                out = (level < lo) | (level > hi)
+            block[undecided[out]] |= QualityFlag.BAD_NORMALISATION
+        if t.max_noise_ratio is not None:
+            # the ratio of each |d2| to the noise, computed as spectrum_quality computes
+            # it from the median (monotonic, so the median's side of the bound is exact)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = _MAD_TO_SIGMA * fit.abs_d2 / noise[rows][:, None]
+            above, undecided = fit.median_above(ratio, fit.d2_ok, t.max_noise_ratio)
+            block[above] |= QualityFlag.NOISE_MISMATCH
+            undecided = np.flatnonzero(undecided)
+            with np.errstate(invalid="ignore"):
+                out = fit.scatter(undecided) / noise[rows][undecided] > t.max_noise_ratio
+            block[undecided[out]] |= QualityFlag.NOISE_MISMATCH
+        flags[rows] = block
+        hit = np.flatnonzero(block)
+        if hit.size:  # the values for the log, of flagged rows only
+            stats = {k: v[hit] for k, v in stats.items()}
+            stats["level"] = fit.median_level(hit)
+            stats["noise_ratio"] = fit.scatter(hit) / noise[rows][hit]
+            for k, v in stats.items():
+                logged.setdefault(k, []).append(v)
+            logged.setdefault("_rows", []).append(rows.start + hit)
+    if logged:
+        where = np.concatenate(logged.pop("_rows"))
+        names = np.arange(n).astype(str) if ids is None else np.asarray(ids).astype(str)
+        _log(flags[where], {k: np.concatenate(v) for k, v in logged.items()}, t, names[where])
+    return flags
+
+
+#: 1 / Φ⁻¹(3/4): the median absolute value of a zero-mean Gaussian is 0.6745 σ.
+_MAD_TO_SIGMA = 1.482602218505602
+#: Rows per block: the block's arrays of (32, 7514) float64 stay in the processor's cache
+#: (measured: 0.09 ms a star with 32 rows, 0.14 with 256, on an AMD EPYC)
+_BLOCK = 32
+#: Fewer good pixels than this: no level, line depth or noise is measured.
+_MIN_PIXELS = 10
+
+
+def _validate(spectra, reference, spectra_err, snr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spectra (as given: converted to float64 block by block), float64 reference, and
+    the stated noise per star (NaN where none)."""
+    flux = np.asarray(spectra)
+    if not np.issubdtype(flux.dtype, np.number):
+        flux = flux.astype(np.float64)
     if flux.ndim != 2:
         raise ValueError(f"spectra must be 2-D (n_stars, n_pixels); got shape {flux.shape}")
     n, n_pixels = flux.shape
@@ -175,30 +314,103 @@ def spectrum_quality(
             raise ValueError(f"snr must have shape ({n},); got {s.shape}")
         with np.errstate(divide="ignore", invalid="ignore"):
             noise = np.where(s > 0, 1.0 / s, np.nan)
-    finite = np.isfinite(flux) & np.isfinite(ref)
-    stats = {
-        "masked_fraction": 1.0 - finite.mean(axis=1) if n_pixels else np.ones(n),
-        "level": np.full(n, np.nan),
-        "line_depth": np.full(n, np.nan),
-        "noise_ratio": np.full(n, np.nan),
-    }
-    for i in range(n):
-        ok = finite[i]
-        if ok.sum() < 10:
-            continue
-        y, x = flux[i, ok], ref[ok]
-        stats["level"][i] = np.median(y)
-        xc = x - x.mean()
-        denom = float(xc @ xc)
-        slope = float(xc @ (y - y.mean())) / denom if denom > 0 else 0.0
-        stats["line_depth"][i] = slope
-        residual = y - y.mean() - slope * xc
-        # second differences: a smooth mismatch of lines cancels, white noise of σ gives σ√6
-        d2 = (residual[2:] - 2 * residual[1:-1] + residual[:-2]) / np.sqrt(6.0)
-        scatter = 1.482602218505602 * np.median(np.abs(d2 - np.median(d2)))
-        if np.isfinite(noise[i]) and noise[i] > 0:
-            stats["noise_ratio"][i] = scatter / noise[i]
-    flags = np.zeros(n, dtype=np.int64)
+    return flux, ref, noise
+
+
+class _Reference:
+    """What the fit needs of the reference spectrum: its good pixels, the reference
+    centred on its mean (so the per-row sums of the fit stay small and lose no precision
+    to cancellation) and the second differences of that."""
+
+    def __init__(self, ref: np.ndarray) -> None:
+        self.ok = np.isfinite(ref)
+        self.centred = ref - (ref[self.ok].mean() if self.ok.any() else 0.0)
+        self.d2 = self.centred[2:] - 2.0 * self.centred[1:-1] + self.centred[:-2]
+
+
+def _blocks(n: int) -> list[slice]:
+    return [slice(start, min(start + _BLOCK, n)) for start in range(0, n, _BLOCK)]
+
+
+class _LinearFit:
+    """The fit ``flux = a + b × reference`` of a block of spectra, vectorised.
+
+    ``slope`` is ``b`` (NaN for fewer than ``_MIN_PIXELS`` good pixels); ``abs_d2`` the
+    absolute second differences of the fit's residual divided by √6 (white noise of σ
+    gives σ), defined where all three pixels are good (``d2_ok``): a masked pixel is
+    never bridged. The second differences of ``a + b × reference`` are ``b`` times those
+    of the reference, so the residual's are the flux's less ``b × d2(reference)``.
+    """
+
+    def __init__(self, flux: np.ndarray, ref: _Reference) -> None:
+        flux = np.asarray(flux, dtype=np.float64)
+        self.n, n_pixels = flux.shape
+        ok = np.isfinite(flux)
+        ok &= ref.ok
+        count = ok.sum(axis=1)
+        self.masked_fraction = 1.0 - count / n_pixels if n_pixels else np.ones(self.n)
+        enough = count >= _MIN_PIXELS
+        ok &= enough[:, None]
+        m = np.maximum(count, 1)
+        y = np.where(ok, flux, 0.0)
+        x = np.where(ok, ref.centred, 0.0)
+        xbar, ybar = x.sum(axis=1) / m, y.sum(axis=1) / m
+        sxx = np.einsum("ij,ij->i", x, x) - count * xbar**2
+        sxy = np.einsum("ij,ij->i", x, y) - count * xbar * ybar
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(sxx > 0, sxy / sxx, 0.0)
+        self.slope = np.where(enough, slope, np.nan)
+        d2 = flux[:, 2:] - 2.0 * flux[:, 1:-1]
+        d2 += flux[:, :-2]
+        d2 -= slope[:, None] * ref.d2
+        d2 *= 1.0 / np.sqrt(6.0)
+        self.abs_d2 = np.abs(d2, out=d2)
+        self.d2_ok = np.isfinite(d2)
+        self.d2_ok &= enough[:, None]
+        self.ok, self.y, self.enough = ok, y, enough
+
+    def median_level(self, rows: np.ndarray) -> np.ndarray:
+        """Median flux over good pixels of ``rows`` (NaN where too few)."""
+        return _row_medians(self.y, self.ok, rows, self.enough)
+
+    def scatter(self, rows: np.ndarray) -> np.ndarray:
+        """Robust σ of the fit's residual, ``1.4826 × median |d2|``, of ``rows``."""
+        return _MAD_TO_SIGMA * _row_medians(self.abs_d2, self.d2_ok, rows, self.enough)
+
+    def median_below(self, values, valid, bound) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose median of ``values[valid]`` is surely < ``bound``, and the undecided."""
+        count = valid.sum(axis=1)
+        with np.errstate(invalid="ignore"):
+            below = ((values < bound) & valid).sum(axis=1)
+        return self._decide(below, count)
+
+    def median_above(self, values, valid, bound) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose median of ``values[valid]`` is surely > ``bound``, and the undecided."""
+        count = valid.sum(axis=1)
+        with np.errstate(invalid="ignore"):
+            above = ((values > bound) & valid).sum(axis=1)
+        return self._decide(above, count)
+
+    def _decide(self, beyond: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # the median averages the sorted values at (m - 1) // 2 and m // 2: both lie
+        # beyond the bound when more than m // 2 values do, neither when at most
+        # (m - 1) // 2 do; only an even m with exactly m / 2 beyond needs the median
+        # (rows without a bound, or with too few pixels, are never decided here)
+        sure = (beyond > count // 2) & self.enough
+        undecided = (beyond > (count - 1) // 2) & ~sure & self.enough
+        return sure, undecided
+
+
+def _row_medians(values, valid, rows, enough) -> np.ndarray:
+    out = np.full(len(rows), np.nan)
+    for k, i in enumerate(rows):
+        if enough[i] and valid[i].any():
+            out[k] = np.median(values[i, valid[i]])
+    return out
+
+
+def _flags_from_stats(stats: dict[str, np.ndarray], t: QualityThresholds) -> np.ndarray:
+    flags = np.zeros(stats["masked_fraction"].size, dtype=np.int64)
     with np.errstate(invalid="ignore"):
         if t.max_masked_fraction is not None:
             flags[stats["masked_fraction"] > t.max_masked_fraction] |= QualityFlag.MASKED
@@ -212,8 +424,7 @@ def spectrum_quality(
             flags[(depth < lo) | (depth > hi)] |= QualityFlag.LINES_UNLIKE_TRAINING
         if t.max_noise_ratio is not None:
             flags[stats["noise_ratio"] > t.max_noise_ratio] |= QualityFlag.NOISE_MISMATCH
-    _log(flags, stats, t, ids)
-    return flags, stats
+    return flags
 
 
 def _log(flags, stats, t: QualityThresholds, ids) -> None:

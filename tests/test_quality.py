@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from skages.quality import QualityFlag, QualityThresholds, spectrum_quality
+from skages.quality import QualityFlag, QualityThresholds, quality_flags, spectrum_quality
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,54 @@ def test_bad_arguments_are_named():
         spectrum_quality(np.ones((1, 10)), np.ones(10), spectra_err=-np.ones((1, 10)))
     with pytest.raises(ValueError, match="low < high"):
         QualityThresholds(level_range=(1.2, 0.8))
+
+
+def test_quality_flags_equal_spectrum_quality_at_the_bounds(giants, caplog):
+    """The catalogue's fast path decides each median by counting; it must give the flags
+    of spectrum_quality bit for bit, also for spectra whose statistic sits on a bound."""
+    reference, spectra, _, _ = giants
+    rng = np.random.default_rng(7)
+    rows = [spectra[:40]]
+    # even pixel counts whose two middle values straddle a level bound: the count
+    # below the bound is exactly m / 2 in both, but one median is inside, one outside
+    for low, high in ((0.79, 0.8105), (0.7, 0.85), (1.19, 1.2098), (1.15, 1.3)):
+        flux = np.where(np.arange(reference.size) % 2 == 0, low, high).astype(float)
+        rows.append(flux[None])
+    odd = np.full((1, reference.size), 0.8)
+    odd[0, :-1:2] = 0.79
+    odd[0, -1] = np.nan  # an odd pixel count, the middle value on the bound
+    rows.append(odd)
+    masked = spectra[40:50].copy()
+    masked[rng.random(masked.shape) < 0.3] = np.nan  # around the masked-fraction bound
+    rows.append(masked)
+    rows.append(np.full((1, reference.size), np.nan))  # nothing to measure
+    flux = np.vstack(rows)
+    _, stats = spectrum_quality(flux, reference, snr=np.full(len(flux), 100.0))
+    # stated noise that puts every star's noise ratio just above or just below 3
+    ratio = stats["noise_ratio"] / 3.0
+    stated = 100.0 / np.where(np.arange(len(flux)) % 2 == 0, ratio * (1 - 1e-12), ratio)
+    stated[-1] = 100.0
+    stated[1] = np.nan  # no stated noise: no noise check
+    caplog.set_level(logging.WARNING, logger="skages.quality")
+    caplog.clear()
+    expected, stats = spectrum_quality(flux, reference, snr=stated, ids=np.arange(len(flux)))
+    expected_log = caplog.text
+    caplog.clear()
+    fast = quality_flags(flux, reference, snr=stated, ids=np.arange(len(flux)))
+    np.testing.assert_array_equal(fast, expected)
+    assert caplog.text == expected_log  # the same messages, with the same values
+    # the bounds were exercised on both sides
+    for bit in QualityFlag:
+        assert (expected & bit).any() and not (expected & bit).all(), bit
+    assert (expected[40:44] & QualityFlag.BAD_NORMALISATION).tolist() == [0, 2, 0, 2]
+
+
+def test_noise_ratio_does_not_bridge_masked_pixels(giants):
+    """A masked pixel removes the second differences it enters, instead of joining two
+    pixels far apart (which would read a line edge as noise)."""
+    reference, spectra, snr, _ = giants
+    star = spectra[:1].copy()
+    gappy = star.copy()
+    gappy[0, 1::2] = np.nan  # every other pixel: no three good pixels in a row
+    _, stats = spectrum_quality(np.vstack([star, gappy]), reference, snr=snr[:2])
+    assert np.isfinite(stats["noise_ratio"][0]) and np.isnan(stats["noise_ratio"][1])

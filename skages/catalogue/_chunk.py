@@ -18,7 +18,7 @@ from skages.catalogue._columns import (
 from skages.catalogue._cuts import _QUALITY_BITS, CatalogueCuts, CatalogueFlag
 from skages.catalogue._model import _Predictor
 from skages.catalogue._sources import _Source, _Task
-from skages.quality import spectrum_quality
+from skages.quality import quality_flags
 
 logger = logging.getLogger("skages.catalogue")
 
@@ -51,7 +51,7 @@ def _predict_chunk(model: Any, source: _Source, task: _Task, cuts: CatalogueCuts
     logg = labels["logg"].to_numpy() if "logg" in labels else np.full(n, np.nan)
     snr = labels["snrev"].to_numpy() if "snrev" in labels else np.full(n, np.nan)
     if predictor.reference is not None and usable.any():
-        q, _ = spectrum_quality(
+        q = quality_flags(
             spectra[usable], predictor.reference, snr=snr[usable], thresholds=cuts._quality(),
             ids=labels["APOGEE_ID"].to_numpy()[usable],
         )  # fmt: skip
