@@ -57,8 +57,9 @@ _OFFSETS_PER_TREE = 4
 # Stars enter the calibration with at least n_estimators // 10 out-of-bag trees (2 to 10):
 # a spread from a handful of trees is too noisy and would inflate the fitted scale.
 _MIN_OOB_TREES = (2, 10)
-# Fraction of a unit normal within ±1: the coverage "oob_coverage" calibrates to.
+# Fractions of a unit normal within ±1 and ±2: the coverages "oob_coverage" calibrates to.
 _ONE_SIGMA = 0.6826894921370859
+_TWO_SIGMA = 0.9544997361036416
 # "oob_local": at most this many regions, each with at least this many out-of-bag stars.
 _LOCAL_LEAVES, _LOCAL_MIN_STARS = 8, 100
 # ``predict(quantiles=...)`` reads the quantiles of a region's out-of-bag normalised
@@ -255,10 +256,13 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         Monte-Carlo error of averaging T trees, so that σ of an out-of-bag prediction (about
         0.37 T trees) and of a full prediction (T trees) mean the same. Stars enter the fit
         if at least ``n_estimators // 10`` trees (2 to 10) left them out. σ then estimates
-        the error of a prediction about the true value. "oob_coverage" fits s instead so
-        that 68.27 % of the out-of-bag stars have :math:`|z| < 1` (split-conformal on the
-        normalised out-of-bag residuals, as in jackknife+-after-bootstrap): it matches the
-        coverage rather than the core width where the residuals have heavy tails.
+        the error of a prediction about the true value. "oob_coverage" fits s instead to
+        the coverage of the out-of-bag stars at 1σ and 2σ (split-conformal on the
+        normalised out-of-bag residuals, as in jackknife+-after-bootstrap): the 68.27 %
+        quantile of :math:`|z|` over 1 and the 95.45 % quantile over 2 have a geometric
+        mean of 1. Where the residuals' tails are heavier than Gaussian, no one σ covers
+        68.27 % at 1σ and 95.45 % at 2σ; this scale errs by equal factors at both (the
+        quantile intervals of ``predict(quantiles=...)`` are exact at each level).
         "oob_local" first fits that scale, then a shallow tree on the inputs (at most 8
         leaves of at least 100 out-of-bag stars) splits where the out-of-bag :math:`|z|`
         differ and each leaf gets its own coverage-matched scale: a heteroscedastic calibration
@@ -1250,17 +1254,20 @@ def _fit_bias(X_values, residual, weights) -> LinearRegression | None:
 
 
 def _z_spread(z: np.ndarray, statistic: str) -> float:
-    """mad_std of z ("oob") or the 68.27 % quantile of |z| ("oob_coverage"); 1 when calibrated."""
+    """mad_std of z ("oob") or, for "oob_coverage", the geometric mean of the 68.27 %
+    quantile of |z| and half its 95.45 % quantile; 1 when calibrated."""
     if statistic == "oob_coverage":
-        return float(np.quantile(np.abs(z), _ONE_SIGMA))
+        one, two = np.quantile(np.abs(z), [_ONE_SIGMA, _TWO_SIGMA])
+        return float(np.sqrt(one * two / 2.0))
     return float(mad_std(z))
 
 
 def _fit_calibration_scale(residual, var, n_trees, y_err, min_trees, statistic="oob") -> float:
     """Scale s giving out-of-bag z-scores of unit spread, with σ² = var (s² + 1/T).
 
-    The spread is mad_std (``statistic="oob"``) or the 68.27 % quantile of |z|
-    (``"oob_coverage"``: split-conformal on the normalised out-of-bag residuals).
+    The spread is mad_std (``statistic="oob"``) or the geometric mean of the 68.27 %
+    quantile of |z| and half its 95.45 % quantile (``"oob_coverage"``: split-conformal on
+    the normalised out-of-bag residuals, at 1σ and 2σ).
     """
     err2 = np.zeros_like(residual) if y_err is None else y_err**2
     with np.errstate(invalid="ignore", divide="ignore"):
