@@ -14,6 +14,8 @@ the forest's quantile intervals (``predict(quantiles=(0.16, 0.84))`` and
 ``(0.025, 0.975)``, from the out-of-bag normalised residuals), on the same z: a star
 counts as inside when z lies between the interval's bounds expressed in σ, so the
 reference error enters both in the same way. They need a calibration (NaN without).
+``z_width_max`` is the z width with σ = 0, the widest any σ ≥ 0 can give: where it is below
+0.9, the reference errors alone exceed the residuals and the width goal cannot be met.
 
 Usage::
 
@@ -29,7 +31,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from skages.evaluation import coverage_table
+from skages.evaluation import COVERAGE_QUANTILES, coverage_table
 from skages.forest import ProbabilisticForestRegressor
 
 COLS = ["numax", "dnu", "teff", "fe_h"]
@@ -50,29 +52,6 @@ def _data(kind: str, seed: int) -> pd.DataFrame:
         subset=[*COLS, *ERRS, "log_age", "log_age_err"]
     )
     return real.sample(frac=1, random_state=seed).reset_index(drop=True)
-
-
-QUANTILES = (0.025, 0.16, 0.84, 0.975)
-
-
-def _quantile_coverage(y, mean, std, y_err, q) -> dict[str, np.ndarray]:
-    """Per star: is z inside the 68 % and 95 % quantile intervals (bounds in units of σ)?"""
-    n = len(y)
-    if not q:
-        return {"in_68": np.full(n, np.nan), "in_95": np.full(n, np.nan)}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = (y - mean) / np.sqrt(std**2 + y_err**2)
-        bounds = (q[0] - mean[:, None]) / std[:, None]
-    ok = np.isfinite(z)
-    return {
-        "in_68": np.where(ok, (bounds[:, 1] < z) & (z < bounds[:, 2]), np.nan),
-        "in_95": np.where(ok, (bounds[:, 0] < z) & (z < bounds[:, 3]), np.nan),
-    }
-
-
-def _mean(values: np.ndarray) -> float:
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if values.size else float("nan")
 
 
 def main() -> None:
@@ -108,24 +87,30 @@ def main() -> None:
                     model = ProbabilisticForestRegressor(
                         n_trees, random_state=seed, calibration=cal, **params
                     ).fit(X[:N_TRAIN], y[:N_TRAIN], X_err=X_err[:N_TRAIN], y_err=y_err[:N_TRAIN])
-                    ask = {} if cal is None else {"quantiles": QUANTILES}
+                    ask = {} if cal is None else {"quantiles": COVERAGE_QUANTILES}
                     mean, std, *q = model.predict(
                         X[N_TRAIN:], return_std=True, X_err=X_err[N_TRAIN:], **ask
                     )
-                    table = coverage_table(y[N_TRAIN:], mean, std, y_err[N_TRAIN:], groups=state)
-                    inside = _quantile_coverage(y[N_TRAIN:], mean, std, y_err[N_TRAIN:], q)
+                    table = coverage_table(
+                        y[N_TRAIN:], mean, std, y_err[N_TRAIN:], groups=state,
+                        quantiles=q[0] if q else None,
+                    )  # fmt: skip
+                    # the widest z any σ >= 0 allows: σ = 0, the reference errors alone
+                    bound = coverage_table(
+                        y[N_TRAIN:], mean, np.zeros_like(std), y_err[N_TRAIN:], groups=state
+                    )["z_width"]
                     for group, row in table.iterrows():
-                        pick = slice(None) if group == "all" else state == group
-                        extra = {k: _mean(v[pick]) for k, v in inside.items()}
-                        row = dict(row.to_dict(), **extra)
                         rows.append(dict(data=kind, variant=vname, calibration=str(cal),
-                                         seed=seed, state=group, **row))  # fmt: skip
+                                         seed=seed, state=group, **row.to_dict(),
+                                         z_width_max=bound[group]))  # fmt: skip
     frame = pd.DataFrame(rows)
+    for column in ("in_68", "in_95"):  # absent when no run had a calibration
+        frame[column] = frame.get(column, np.nan)
     summary = (
         frame.groupby(["data", "variant", "calibration", "state"], sort=False)[
-            ["n", "within_1", "in_68", "within_2", "in_95", "z_width"]
+            ["n", "within_1", "in_68", "within_2", "in_95", "z_width", "z_width_max"]
         ]
-        .mean()
+        .mean()  # NaN (no quantile columns) where no calibration
         .round(3)
     )
     print(

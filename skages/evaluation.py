@@ -292,6 +292,11 @@ def age_metrics(
     return out
 
 
+#: Probabilities of the quantiles :func:`coverage_table` reads: the central 95 % and
+#: 68 % intervals.
+COVERAGE_QUANTILES = (0.025, 0.16, 0.84, 0.975)
+
+
 def coverage_table(
     y_true: Any,
     y_pred: Any,
@@ -299,13 +304,15 @@ def coverage_table(
     y_err: Any = None,
     *,
     groups: Any = None,
+    quantiles: Any = None,
 ) -> Any:
     """Coverage of 1σ and 2σ intervals on stars with reference values.
 
     With z = (prediction − reference) / √(σ² + σ_ref²), the fraction of stars with
     :math:`|z| < 1` and :math:`|z| < 2` (0.683 and 0.954 for calibrated Gaussian
     uncertainties) and the z width (:func:`~skages.forest.z_score_width`), overall and
-    per group.
+    per group; with ``quantiles``, also the coverage of the central 68 % and 95 %
+    quantile intervals.
 
     Parameters
     ----------
@@ -317,12 +324,20 @@ def coverage_table(
         1σ of the references, same units; zero when not given.
     groups : array-like of shape (n_stars,), optional
         A group label per star (e.g. the evolutionary state "RGB" / "RC").
+    quantiles : array-like of shape (n_stars, 4), optional
+        The prediction's quantiles at :data:`COVERAGE_QUANTILES` (0.025, 0.16, 0.84,
+        0.975), units of ``y_pred``, e.g. from ``predict(X, return_std=True,
+        quantiles=COVERAGE_QUANTILES)``. A star is inside an interval when its z lies
+        between the interval's bounds expressed in units of σ, so that the reference's
+        error widens it as it widens the Gaussian one (with ``y_err`` zero: when the
+        reference lies between the bounds).
 
     Returns
     -------
     pandas.DataFrame
         Index ``"all"`` then each group (sorted); columns ``n``, ``within_1``,
-        ``within_2`` (fractions) and ``z_width``.
+        ``within_2`` (fractions), ``z_width`` and, with ``quantiles``, ``in_68`` and
+        ``in_95`` (fractions).
 
     Examples
     --------
@@ -350,6 +365,21 @@ def coverage_table(
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (p - y) / np.sqrt(s**2 + e**2)
     ok = np.isfinite(z)
+    inside = {}
+    if quantiles is not None:
+        q = np.asarray(quantiles, dtype=float)
+        if q.shape != (y.size, len(COVERAGE_QUANTILES)):
+            raise ValueError(
+                f"quantiles must have shape ({y.size}, {len(COVERAGE_QUANTILES)}) (the "
+                f"prediction's quantiles at {COVERAGE_QUANTILES}); got {q.shape}"
+            )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bounds = (q - p[:, None]) / s[:, None]  # in σ, about the prediction
+        ok &= np.isfinite(bounds).all(axis=1)
+        inside = {
+            "in_68": (bounds[:, 1] < -z) & (-z < bounds[:, 2]),
+            "in_95": (bounds[:, 0] < -z) & (-z < bounds[:, 3]),
+        }
     masks = {"all": ok}
     if groups is not None:
         g = np.asarray(groups).astype(str)
@@ -365,6 +395,8 @@ def coverage_table(
             "within_2": float(np.mean(np.abs(z[m]) < 2)) if n else np.nan,
             "z_width": z_score_width(y[m], p[m], s[m], e[m]) if n else np.nan,
         }
+        for key, values in inside.items():
+            rows[name][key] = float(np.mean(values[m])) if n else np.nan
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -1174,7 +1206,11 @@ def evaluate_age_model(
         y_s = np.where(lab_s["precise_age"].to_numpy(bool), y_s, np.nan)
     state_s = lab_s["evstate"].astype(str).to_numpy()
     X_test = make_age_frame(test.spectra, lab_s)
-    mean, std = model.predict(X_test, return_std=True)
+    quantiles = None
+    if getattr(forest, "bootstrap", False) and getattr(forest, "calibration", None):
+        mean, std, quantiles = model.predict(X_test, return_std=True, quantiles=COVERAGE_QUANTILES)
+    else:  # no out-of-bag residuals to take quantiles from
+        mean, std = model.predict(X_test, return_std=True)
     ages: dict[str, Any] = {
         "latent": age_metrics(y_s, mean, y_std=std, y_err=y_err_s, evstate=state_s)
     }
@@ -1327,7 +1363,7 @@ def evaluate_age_model(
     }
     if track is not None:
         metrics["psd_from_latent"] = {k: track[k] for k in ("stated", "obtained", "n")}
-    metrics["coverage"] = _coverage_metrics(y_s, mean, std, y_err_s, state_s)
+    metrics["coverage"] = _coverage_metrics(y_s, mean, std, y_err_s, state_s, quantiles)
     dated = {} if cuts is None else _catalogue_cut_metrics(cuts, lab_s, y_s, mean, state_s)
     if dated:
         metrics["catalogue_cuts"] = dated
@@ -1367,10 +1403,13 @@ def _coverage_markdown(m: dict[str, Any]) -> list[str]:
             "## Coverage of the uncertainties (held-out stars with reference ages)",
             "",
             "z = (predicted − reference) / √(σ² + σ_ref²); calibrated: 68.3 % within 1, "
-            "95.4 % within 2 (goals 68 ± 3 % and 95 ± 2 % per state).",
+            "95.4 % within 2 (goals 68 ± 3 % and 95 ± 2 % per state). The quantile "
+            "intervals are the forest's `predict(quantiles=...)` (LogAge_Lower / "
+            "LogAge_Upper in the catalogue), widened by the reference's error as σ is.",
             "",
-            "| state | stars | \\|z\\| < 1 (%) | \\|z\\| < 2 (%) | z width |",
-            "|---|---|---|---|---|",
+            "| state | stars | \\|z\\| < 1 (%) | 68 % interval (%) | \\|z\\| < 2 (%) "
+            "| 95 % interval (%) | z width |",
+            "|---|---|---|---|---|---|---|",
         ]
         for state, c in coverage.items():
             out.append(
@@ -1378,7 +1417,9 @@ def _coverage_markdown(m: dict[str, Any]) -> list[str]:
                     state,
                     c["n"],
                     f"{100 * c['within_1']:.1f}",
+                    _pct_or_na(c.get("in_68")),
                     f"{100 * c['within_2']:.1f}",
+                    _pct_or_na(c.get("in_95")),
                     f"{c['z_width']:.2f}",
                 )
             )
@@ -1396,17 +1437,22 @@ def _coverage_markdown(m: dict[str, Any]) -> list[str]:
     return out
 
 
+def _pct_or_na(fraction: Any) -> str:
+    return "n/a" if fraction is None or not np.isfinite(fraction) else f"{100 * fraction:.1f}"
+
+
 def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{value:.1f} %"
 
 
-def _coverage_metrics(y, mean, std, y_err, state) -> dict[str, Any]:
+def _coverage_metrics(y, mean, std, y_err, state, quantiles=None) -> dict[str, Any]:
     """:func:`coverage_table` of the held-out stars with reference ages, as a dict."""
     ok = np.isfinite(y)
     if not ok.any():
         return {}
     e = None if y_err is None else np.nan_to_num(y_err)[ok]
-    table = coverage_table(y[ok], mean[ok], std[ok], e, groups=state[ok])
+    q = None if quantiles is None else np.asarray(quantiles)[ok]
+    table = coverage_table(y[ok], mean[ok], std[ok], e, groups=state[ok], quantiles=q)
     return {
         str(k): {c: int(v) if c == "n" else float(v) for c, v in row.items()}
         for k, row in table.iterrows()

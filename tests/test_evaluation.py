@@ -338,6 +338,27 @@ def test_coverage_table_by_hand():
         coverage_table(y, pred, -std)
 
 
+def test_coverage_table_quantile_intervals_by_hand():
+    y = np.zeros(4)
+    pred = np.array([0.5, -0.5, 1.5, 3.0])
+    std = np.ones(4)
+    # asymmetric intervals: wide below the prediction, narrow above
+    q = pred[:, None] + np.array([-4.0, -2.0, 0.2, 0.4])
+    table = coverage_table(y, pred, std, quantiles=q)
+    # the reference (0) lies in [pred - 2, pred + 0.2] for the first and third stars,
+    # in [pred - 4, pred + 0.4] for all but the second (0.5 above its prediction)
+    assert table.loc["all", "in_68"] == 0.5 and table.loc["all", "in_95"] == 0.75
+    # a reference error of sqrt(3) halves each offset in units of σ (-0.25, 0.25,
+    # -0.75, -1.5): the fourth star enters the 68 % interval, the second the 95 %
+    wide = coverage_table(y, pred, std, np.full(4, np.sqrt(3.0)), quantiles=q)
+    assert wide.loc["all", "in_68"] == 0.75 and wide.loc["all", "in_95"] == 1.0
+    narrow = pred[:, None] + np.array([-0.6, -0.55, 0.55, 0.6])
+    inner = coverage_table(y, pred, std, np.full(4, np.sqrt(3.0)), quantiles=narrow)
+    assert inner.loc["all", "in_68"] == 0.5  # z = ±0.25 inside ±0.55, not 0.75 or 1.5
+    with pytest.raises(ValueError, match=r"quantiles must have shape \(4, 4\)"):
+        coverage_table(y, pred, std, quantiles=q[:, :2])
+
+
 def test_decoder_numax_check(small_survey):
     from skages.seismology import estimate_numax
 
@@ -369,6 +390,7 @@ def test_report_states_coverage_and_what_the_cuts_date(report):
     assert {"RGB", "RC"} <= set(coverage)
     for c in coverage.values():
         assert 0 <= c["within_1"] <= c["within_2"] <= 1
+        assert 0 <= c["in_68"] <= c["in_95"] <= 1  # the forest's quantile intervals
     cuts = m["catalogue_cuts"]
     assert cuts["scored"]["n"] == m["n_test_aged"]
     logg = test.labels["logg"].to_numpy()
@@ -379,5 +401,6 @@ def test_report_states_coverage_and_what_the_cuts_date(report):
     assert cuts["dated"]["n_RC"] + cuts["dated"]["n_RGB"] == cuts["dated"]["n"]
     text = rep.to_markdown()
     assert "## Coverage of the uncertainties" in text
+    assert f"{100 * coverage['RC']['in_95']:.1f}" in text.split("## Coverage")[1]
     assert f"{cuts['dated']['n']} of the {cuts['scored']['n']} scored stars" in text
     assert "reliability" in rep.figures
