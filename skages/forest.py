@@ -478,6 +478,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         X_err: Any = None,
         y_err: Any = None,
         sample_weight: Any = None,
+        calibration_mask: Any = None,
     ) -> ProbabilisticForestRegressor:
         """Grow the forest, then fit the bias correction and the σ calibration.
 
@@ -499,6 +500,13 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative star weights, multiplied with the target weighting. Stars of zero
             weight are never drawn and do not enter the calibration. Routable as metadata.
+        calibration_mask : array-like of bool, shape (n_samples,), default=None
+            The stars whose out-of-bag residuals fit the σ calibration and the quantiles
+            (default: every star). Give the stars whose inputs came from an upstream model
+            that never saw them, e.g. latent coordinates from an encoder trained without
+            them: the out-of-bag residuals of stars the upstream model was fitted on
+            understate the error of new stars (:func:`skages.pipeline.fit_age_model`
+            holds such stars out). Every star still grows the trees. Routable as metadata.
 
         Returns
         -------
@@ -507,11 +515,12 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         """
         self._validate_params()
         if self.missing_target == "ignore":
-            X, y, X_err, y_err, sample_weight = _drop_missing_targets(
-                X, y, X_err, y_err, sample_weight
+            X, y, X_err, y_err, sample_weight, calibration_mask = _drop_missing_targets(
+                X, y, X_err, y_err, sample_weight, calibration_mask
             )
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         n_samples = X.shape[0]
+        calibration_mask = _check_calibration_mask(calibration_mask, n_samples)
         self._resolve_error_columns(X)
         X_values, errors = self._values_and_errors(X, X_err, "fit")
         y_err = _check_y_err(y_err, n_samples)
@@ -594,20 +603,25 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             min_trees = int(np.clip(self.n_estimators // 10, *_MIN_OOB_TREES))
             with np.errstate(invalid="ignore"):
                 self.oob_prediction_ = oob.mean + self._bias(X_values)
+            cal_mask = fit_mask if calibration_mask is None else fit_mask & calibration_mask
             if self.calibration is not None:
                 statistic = "oob" if self.calibration == "oob" else "oob_coverage"
                 cal_args = (
-                    y[fit_mask] - self.oob_prediction_[fit_mask],
-                    oob.var[fit_mask],
-                    oob.count[fit_mask],
-                    None if y_err is None else y_err[fit_mask],
+                    y[cal_mask] - self.oob_prediction_[cal_mask],
+                    oob.var[cal_mask],
+                    oob.count[cal_mask],
+                    None if y_err is None else y_err[cal_mask],
                     min_trees,
                 )
                 self.calibration_scale_ = _fit_calibration_scale(*cal_args, statistic=statistic)
-                logger.info("calibration scale s = %.4g", self.calibration_scale_)
+                logger.info(
+                    "calibration scale s = %.4g (%d stars)",
+                    self.calibration_scale_,
+                    int(cal_mask.sum()),
+                )
                 if self.calibration == "oob_local":
                     self.calibration_tree_, self.calibration_scales_ = _fit_local_scales(
-                        X_values[fit_mask], *cal_args, self.calibration_scale_
+                        X_values[cal_mask], *cal_args, self.calibration_scale_
                     )
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.oob_std_ = np.where(
@@ -616,7 +630,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
                     np.nan,
                 )
             if self.calibration is not None:
-                self._store_calibration_residuals(X_values, y, y_err, fit_mask)
+                self._store_calibration_residuals(X_values, y, y_err, cal_mask)
         return self
 
     def _store_calibration_residuals(self, X_values, y, y_err, fit_mask) -> None:
@@ -1062,7 +1076,22 @@ class _Stats(NamedTuple):
 # --------------------------------------------------------------------------------------------
 # Workers (run in joblib threads; tree fitting and prediction release the GIL)
 # --------------------------------------------------------------------------------------------
-def _drop_missing_targets(X, y, X_err, y_err, sample_weight):
+def _check_calibration_mask(mask: Any, n_samples: int) -> np.ndarray | None:
+    if mask is None:
+        return None
+    values = np.asarray(mask)
+    if values.shape != (n_samples,) or values.dtype.kind not in "bui":
+        raise ValueError(
+            f"calibration_mask must be a boolean array of shape ({n_samples},), one entry "
+            f"per star; got shape {values.shape}, dtype {values.dtype}"
+        )
+    values = values.astype(bool)
+    if not values.any():
+        raise ValueError("calibration_mask selects no star: the calibration needs some")
+    return values
+
+
+def _drop_missing_targets(X, y, X_err, y_err, sample_weight, calibration_mask=None):
     """Rows of every per-star argument whose target is finite (missing_target="ignore")."""
     from sklearn.utils.validation import column_or_1d
 
@@ -1072,7 +1101,7 @@ def _drop_missing_targets(X, y, X_err, y_err, sample_weight):
     y = column_or_1d(np.asarray(y, dtype=np.float64), warn=True)
     keep = np.isfinite(y)
     if keep.all():
-        return X, y, X_err, y_err, sample_weight
+        return X, y, X_err, y_err, sample_weight, calibration_mask
     if not keep.any():
         raise ValueError("y is NaN for every star: no target to learn from")
     n = y.shape[0]
@@ -1083,7 +1112,14 @@ def _drop_missing_targets(X, y, X_err, y_err, sample_weight):
         return take(value, keep)
 
     logger.info("missing_target='ignore': %d of %d stars have no target", n - keep.sum(), n)
-    return take(X, keep), y[keep], rows(X_err), rows(y_err), rows(sample_weight)
+    return (
+        take(X, keep),
+        y[keep],
+        rows(X_err),
+        rows(y_err),
+        rows(sample_weight),
+        rows(calibration_mask),
+    )
 
 
 def _fit_tree(tree, seed, X32, y, errors, err_cols, y_err, weights, n_bootstrap, blur_fit=True):

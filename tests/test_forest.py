@@ -256,6 +256,37 @@ def test_oob_coverage_matches_out_of_bag_coverage_at_one_and_two_sigma():
     assert model.calibration_tree_ is None
 
 
+@pytest.mark.parametrize("calibration", ["oob_coverage", "oob_local"])
+def test_calibration_mask_calibrates_on_stars_an_upstream_model_never_saw(calibration):
+    """Inputs an upstream model (the encoder) was fitted on are cleaner than a new star's:
+    calibrated on them, σ is too small for new stars; calibrated on the stars it never
+    saw, it covers them."""
+    rng = np.random.default_rng(0)
+
+    def truth(X):
+        return np.sin(3 * X[:, 0]) + X[:, 1]
+
+    X = rng.uniform(size=(1500, 3))
+    y = truth(X) + 0.05 * rng.normal(size=1500)
+    unseen = rng.random(1500) < 0.25
+    X[unseen] += 0.1 * rng.normal(size=(unseen.sum(), 3))  # as noisy as a new star's
+    X_new = rng.uniform(size=(4000, 3))
+    y_new = truth(X_new) + 0.05 * rng.normal(size=4000)
+    X_new += 0.1 * rng.normal(size=X_new.shape)
+    within = {}
+    for name, mask in (("all", None), ("unseen", unseen)):
+        model = ProbabilisticForestRegressor(60, random_state=0, calibration=calibration)
+        mean, std = model.fit(X, y, calibration_mask=mask).predict(X_new, return_std=True)
+        within[name] = np.mean(np.abs(mean - y_new) / std < 1)
+    assert within["all"] < 0.55
+    assert 0.65 <= within["unseen"] <= 0.75
+    assert model.calibration_residuals_.size <= unseen.sum()
+    with pytest.raises(ValueError, match="calibration_mask must be a boolean array"):
+        model.fit(X, y, calibration_mask=unseen[:10])
+    with pytest.raises(ValueError, match="selects no star"):
+        model.fit(X, y, calibration_mask=np.zeros(1500, bool))
+
+
 def test_oob_local_calibrates_each_regime_where_one_scale_cannot():
     rng = np.random.default_rng(11)
     X, y, _ = _two_regimes(1500, rng)

@@ -228,6 +228,39 @@ def test_fit_age_model_two_stages(small_survey):
         fit_age_model(small_survey.spectra, small_survey.psd, lab.drop(columns="log_age"))
 
 
+def test_fit_age_model_calibrates_on_stars_the_encoder_never_saw(small_survey, caplog):
+    from skages.pipeline import _calibration_stars
+
+    lab = small_survey.labels
+    aged = lab["log_age"].notna().to_numpy()
+    spectra = np.asarray(small_survey.spectra, dtype=np.float64)
+    kwargs = dict(encoder=_tiny_encoder(), forest=_forest(), forest_stars="aged", random_state=0)
+    model = fit_age_model(
+        small_survey.spectra, small_survey.psd, lab, calibration_fraction=0.3, **kwargs
+    )
+    held = _calibration_stars(aged, 0.3, 0)
+    assert held.sum() == round(0.3 * aged.sum()) and not (held & ~aged).any()
+    encoder = model.named_steps["features"].named_transformers_["encoder"].estimator
+    # the encoder's training mean spectrum is that of the other stars only
+    np.testing.assert_allclose(encoder.mean_, np.nanmean(spectra[~held], axis=0), rtol=1e-5)
+    assert not np.allclose(encoder.mean_, np.nanmean(spectra, axis=0), rtol=1e-5)
+    forest = model.named_steps["forest"]
+    assert forest.oob_prediction_.shape == (aged.sum(),)  # every aged star grows the trees
+    assert 0 < forest.calibration_residuals_.size <= held.sum()  # only held ones calibrate
+    # 0: the encoder sees every star, the forest calibrates on all
+    plain = fit_age_model(
+        small_survey.spectra, small_survey.psd, lab, calibration_fraction=0.0, **kwargs
+    )
+    encoder = plain.named_steps["features"].named_transformers_["encoder"].estimator
+    np.testing.assert_allclose(encoder.mean_, np.nanmean(spectra, axis=0), rtol=1e-5)
+    assert plain.named_steps["forest"].calibration_residuals_.size > held.sum()
+    caplog.set_level("WARNING", logger="skages.pipeline")
+    fit_age_model(small_survey.spectra, small_survey.psd, lab, calibration_fraction=0.01, **kwargs)
+    assert "fewer than 50" in caplog.text
+    with pytest.raises(ValueError, match="calibration_fraction"):
+        fit_age_model(small_survey.spectra, small_survey.psd, lab, calibration_fraction=1.0)
+
+
 def test_applicability_and_warning_flags_of_an_age_model(small_survey):
     from skages.quality import QualityFlag
 
