@@ -4,8 +4,9 @@ For a model written by ``skages demo`` (its folder: ``model.skops`` and ``survey
 evolutionary state: the age scatter (:func:`astropy.stats.mad_std` of predicted / reference
 age, %) and the fraction within 1σ, first on the forest's own training stars from their
 out-of-bag predictions (what the calibration is fitted to), then on the held-out stars of
-the demo's split (what a user gets). A gap means the latent coordinates of the encoder's
-training stars date better than those of stars it never saw.
+the demo's split (what a user gets), and the out-of-bag coverage of the stars the
+calibration was fitted on. A gap means the latent coordinates of the encoder's training
+stars date better than those of stars it never saw.
 
 Usage::
 
@@ -60,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         for s in ("RGB", "RC"):
             k = (state == s) & np.isfinite(pred)
             print(_row(s, pred[k], std[k], y[k], err[k]))
+    z = np.abs(forest.calibration_residuals_)
+    print(
+        f"calibration stars (fit_age_model's calibration_fraction: held out of the "
+        f"encoder's training; all forest stars with 0): n={z.size}, out-of-bag |z| < 1: "
+        f"{np.mean(z < 1):.3f}"
+    )
     return 0
 
 
