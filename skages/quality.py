@@ -238,8 +238,8 @@ def quality_flags(
         block = _flags_from_stats(stats, t)  # the two checks without a median
         if t.level_range is not None:
             lo, hi = t.level_range
-            below, undecided_lo = fit.median_below(fit.y, fit.ok, lo)
-            above, undecided_hi = fit.median_above(fit.y, fit.ok, hi)
+            below, undecided_lo = _median_beyond(fit.y < lo, fit.ok)
+            above, undecided_hi = _median_beyond(fit.y > hi, fit.ok)
             block[below | above] |= QualityFlag.BAD_NORMALISATION
             undecided = np.flatnonzero(undecided_lo | undecided_hi)
             level = fit.median_level(undecided)
@@ -251,7 +251,7 @@ def quality_flags(
             # it from the median (monotonic, so the median's side of the bound is exact)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = _MAD_TO_SIGMA * fit.abs_d2 / noise[rows][:, None]
-            above, undecided = fit.median_above(ratio, fit.d2_ok, t.max_noise_ratio)
+                above, undecided = _median_beyond(ratio > t.max_noise_ratio, fit.d2_ok)
             block[above] |= QualityFlag.NOISE_MISMATCH
             undecided = np.flatnonzero(undecided)
             with np.errstate(invalid="ignore"):
@@ -367,44 +367,34 @@ class _LinearFit:
         self.abs_d2 = np.abs(d2, out=d2)
         self.d2_ok = np.isfinite(d2)
         self.d2_ok &= enough[:, None]
-        self.ok, self.y, self.enough = ok, y, enough
+        self.ok, self.y = ok, y
 
     def median_level(self, rows: np.ndarray) -> np.ndarray:
         """Median flux over good pixels of ``rows`` (NaN where too few)."""
-        return _row_medians(self.y, self.ok, rows, self.enough)
+        return _row_medians(self.y, self.ok, rows)
 
     def scatter(self, rows: np.ndarray) -> np.ndarray:
         """Robust σ of the fit's residual, ``1.4826 × median |d2|``, of ``rows``."""
-        return _MAD_TO_SIGMA * _row_medians(self.abs_d2, self.d2_ok, rows, self.enough)
-
-    def median_below(self, values, valid, bound) -> tuple[np.ndarray, np.ndarray]:
-        """Rows whose median of ``values[valid]`` is surely < ``bound``, and the undecided."""
-        count = valid.sum(axis=1)
-        with np.errstate(invalid="ignore"):
-            below = ((values < bound) & valid).sum(axis=1)
-        return self._decide(below, count)
-
-    def median_above(self, values, valid, bound) -> tuple[np.ndarray, np.ndarray]:
-        """Rows whose median of ``values[valid]`` is surely > ``bound``, and the undecided."""
-        count = valid.sum(axis=1)
-        with np.errstate(invalid="ignore"):
-            above = ((values > bound) & valid).sum(axis=1)
-        return self._decide(above, count)
-
-    def _decide(self, beyond: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # the median averages the sorted values at (m - 1) // 2 and m // 2: both lie
-        # beyond the bound when more than m // 2 values do, neither when at most
-        # (m - 1) // 2 do; only an even m with exactly m / 2 beyond needs the median
-        # (rows without a bound, or with too few pixels, are never decided here)
-        sure = (beyond > count // 2) & self.enough
-        undecided = (beyond > (count - 1) // 2) & ~sure & self.enough
-        return sure, undecided
+        return _MAD_TO_SIGMA * _row_medians(self.abs_d2, self.d2_ok, rows)
 
 
-def _row_medians(values, valid, rows, enough) -> np.ndarray:
+def _median_beyond(beyond: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose median of the ``valid`` values surely lies beyond a bound, and the rows
+    it cannot tell without the median; ``beyond`` marks each value beyond the bound."""
+    count = valid.sum(axis=1)
+    n_beyond = (beyond & valid).sum(axis=1)
+    # the median averages the sorted values at (m - 1) // 2 and m // 2: both lie beyond
+    # the bound when more than m // 2 values do, neither when at most (m - 1) // 2 do;
+    # only an even m with exactly m / 2 beyond needs the median (none without values)
+    sure = n_beyond > count // 2
+    undecided = (n_beyond > (count - 1) // 2) & ~sure & (count > 0)
+    return sure, undecided
+
+
+def _row_medians(values, valid, rows) -> np.ndarray:
     out = np.full(len(rows), np.nan)
     for k, i in enumerate(rows):
-        if enough[i] and valid[i].any():
+        if valid[i].any():
             out[k] = np.median(values[i, valid[i]])
     return out
 
