@@ -1185,6 +1185,8 @@ def evaluate_age_model(
     """
     from sklearn.base import clone
 
+    from skages.forest import _oob_calibrated
+
     encoder = _encoder(model)
     forest = model.named_steps["forest"]
     lab_t, lab_s = train.labels, test.labels
@@ -1207,7 +1209,7 @@ def evaluate_age_model(
     state_s = lab_s["evstate"].astype(str).to_numpy()
     X_test = make_age_frame(test.spectra, lab_s)
     quantiles = None
-    if getattr(forest, "bootstrap", False) and getattr(forest, "calibration", None):
+    if _oob_calibrated(forest):
         mean, std, quantiles = model.predict(X_test, return_std=True, quantiles=COVERAGE_QUANTILES)
     else:  # no out-of-bag residuals to take quantiles from
         mean, std = model.predict(X_test, return_std=True)

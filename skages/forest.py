@@ -67,6 +67,13 @@ _LOCAL_LEAVES, _LOCAL_MIN_STARS = 8, 100
 _QUANTILE_MIN_STARS = 10
 
 
+def _oob_calibrated(forest: Any) -> bool:
+    """Whether ``forest`` calibrates σ on out-of-bag residuals (``bootstrap=True`` and a
+    ``calibration``), and so gives quantiles; fitted or not (any other estimator: False)."""
+    calibration = getattr(forest, "calibration", None)
+    return bool(getattr(forest, "bootstrap", False)) and calibration is not None
+
+
 # --------------------------------------------------------------------------------------------
 # Public helper
 # --------------------------------------------------------------------------------------------
@@ -718,7 +725,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
                 f"quantiles must be a non-empty sequence of probabilities in (0, 1), such "
                 f"as (0.16, 0.84); got {quantiles!r}"
             )
-        if not self.bootstrap or self.calibration is None:
+        if not _oob_calibrated(self):
             raise ValueError(
                 "quantiles come from the calibrated out-of-bag residuals: fit the forest "
                 "with bootstrap=True and a calibration ('oob', 'oob_coverage' or "

@@ -366,7 +366,7 @@ def fit_age_model(
 
     from skages._ages import training_log_ages
     from skages.encoder import SpectrumToPSDEncoder
-    from skages.forest import ProbabilisticForestRegressor
+    from skages.forest import ProbabilisticForestRegressor, _oob_calibrated
     from skages.seismology import N_BINS, numax_weights
 
     if forest_stars not in ("precise", "aged"):
@@ -388,10 +388,8 @@ def fit_age_model(
         use &= np.asarray(labels["precise_age"], dtype=bool)
     if not use.any():
         raise ValueError("no star has an age to train the forest on")
-    params = forest.get_params()
-    calibrated = params.get("bootstrap", False) and params.get("calibration") is not None
     held = np.zeros(len(X), dtype=bool)
-    if not freeze_encoder and calibrated and calibration_fraction > 0:
+    if not freeze_encoder and _oob_calibrated(forest) and calibration_fraction > 0:
         held = _calibration_stars(use, calibration_fraction, random_state)
     if freeze_encoder:
         encoder = _frozen_copy(encoder, names)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from skages.catalogue._columns import INTERVAL_PROBABILITIES
+from skages.forest import _oob_calibrated
 
 
 class _Predictor:
@@ -94,7 +95,7 @@ class _Predictor:
             data[f"passthrough__{name}"] = labels[name].to_numpy(dtype=np.float64)
         frame = pd.DataFrame({n: data[n] for n in self.feature_names})
         bounds = np.full((len(frame), 2), np.nan)
-        if getattr(self.forest, "bootstrap", False) and self.forest.calibration is not None:
+        if _oob_calibrated(self.forest):
             mean, std, bounds = self.forest.predict(
                 frame, return_std=True, quantiles=INTERVAL_PROBABILITIES
             )
