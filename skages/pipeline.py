@@ -407,10 +407,10 @@ def fit_age_model(
                     "skages.seismology.lightcurve_to_psd, or pass psd_weight= for your grid"
                 )
             psd_weight = numax_weights(_to_value(labels["numax"], "uHz", "labels['numax']"))
-        seen = ~held
+        seen = ~held if held.any() else slice(None)  # no copies when none is held out
         logger.info(
             "stage 1: encoder on %d spectrum-PSD pairs (%d calibration stars held out)",
-            int(seen.sum()),
+            len(X) - int(held.sum()),
             int(held.sum()),
         )
         encoder.fit(
