@@ -443,7 +443,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="fit the encoder and the age forest, and save the model",
         description=(
             "Train the age model in the paper's two stages (skages.pipeline.fit_age_model): "
-            "the encoder on every spectrum-PSD pair, the forest on the stars with precise "
+            "the encoder on every spectrum-PSD pair but a fifth of the forest's stars' (which "
+            "calibrate the forest's uncertainties), the forest on the stars with precise "
             "seismic ages. Data come from a skages HDF5 survey with spectra, psd and labels "
             "(e.g. from 'skages simulate'), or from files: --spectra (HDF5 survey with "
             "spectra and an apogee_id label), --psd (HDF5 survey with psd and a kic label) "

@@ -311,7 +311,7 @@ def fit_age_model(
     2. The forest learns latent space + Teff + [Fe/H] -> log10 age from the stars with a
        (precise) seismic age, with the latent σ and the label errors as input errors and
        ``log_age_err`` as target errors. Its σ is calibrated on the out-of-bag residuals
-       of the calibration stars only: a random ``calibration_fraction`` of the aged stars
+       of the calibration stars only: a random ``calibration_fraction`` of its stars
        that the encoder never saw, whose latent coordinates are as good as a new star's.
 
     Parameters

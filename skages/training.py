@@ -10,8 +10,9 @@ This is what ``skages train`` and ``skages demo`` run, for Python users too:
 - :func:`train_from_config`: the settings of a ``skages train --config`` TOML file
   (:func:`read_train_config`), as a file or a dict.
 
-Each fits the encoder on every spectrum-PSD pair and the forest on the stars with
-precise seismic ages (:func:`skages.pipeline.fit_age_model`), optionally on top of a
+Each fits the encoder on every spectrum-PSD pair but those of the calibration stars (a
+fifth of the forest's stars, on which its σ is calibrated) and the forest on the
+stars with precise seismic ages (:func:`skages.pipeline.fit_age_model`), optionally on top of a
 trained encoder (forest only), and returns the fitted model with its provenance (the
 ``training`` metadata that :func:`skages.persistence.save_model` stores with it).
 Given an ``output``, the model is also written there, atomically, under the output's
@@ -213,8 +214,9 @@ def train_from_survey(
 train_from_survey.__doc__ = (
     """Train the age model on a skages HDF5 survey with spectra, PSDs and labels.
 
-    The encoder learns from every spectrum-PSD pair, the forest from the stars with
-    precise seismic ages; what ``skages train --survey`` runs.
+    The encoder learns from every spectrum-PSD pair but the calibration stars', the
+    forest from the stars with precise seismic ages (:func:`skages.pipeline.fit_age_model`);
+    what ``skages train --survey`` runs.
 
     Parameters
     ----------

@@ -32,8 +32,8 @@ print(
 )
 
 # %%
-# Two-stage training: the encoder on every spectrum-PSD pair, then the forest on
-# the stars with precise ages.
+# Two-stage training: the encoder on every spectrum-PSD pair but a fifth of the
+# forest's stars' (held out to calibrate σ), then the forest on the stars with precise ages.
 model = fit_age_model(
     train.spectra,
     train.psd,
