@@ -464,7 +464,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "      --ages APOKASC2_Table5.txt --output model.joblib\n\n"
             "config file (TOML; every key optional, paths relative to the file):\n"
             "  [data]     survey | spectra, psd, ages, labels; max_stars\n"
-            "  [model]    output, seed, forest_stars ('precise' or 'aged'), test_size,\n"
+            "  [model]    output, seed, forest_stars ('precise' or 'aged'),\n"
+            "             calibration_fraction, test_size,\n"
             "             overwrite, restart\n"
             "  [encoder]  any SpectrumToPSDEncoder parameter (max_epochs = 20, ...)\n"
             "  [forest]   any ProbabilisticForestRegressor parameter (n_estimators = 200)"
@@ -489,6 +490,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--forest-stars",
         choices=("precise", "aged"),
         help="forest on the precise ages (default) or on every aged star",
+    )
+    p.add_argument(
+        "--calibration-fraction",
+        type=_calibration_fraction,
+        help="fraction of the forest's stars held out of the encoder's training to "
+        "calibrate the age uncertainties (default 0.2; 0: calibrate on every forest star, "
+        "as the paper)",
     )
     p.add_argument("--seed", type=_non_negative_int, help="random seed (default 0)")
     p.add_argument(
@@ -563,7 +571,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if getattr(args, "no_cuts", False):
         data["no_cuts"] = True
     settings = dict(config.get("model", {}))
-    for key in ("output", "seed", "forest_stars", "test_size"):
+    for key in ("output", "seed", "forest_stars", "calibration_fraction", "test_size"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.overwrite:
@@ -896,6 +904,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--test-size", type=_fraction, default=0.3, help="held-out fraction (0.3)")
     p.add_argument("--n-estimators", type=_positive_int, default=100, help="forest trees")
+    p.add_argument(
+        "--calibration-fraction",
+        type=_calibration_fraction,
+        default=0.2,
+        help="forest stars held out of the encoder's training to calibrate σ (0.2)",
+    )
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="PyTorch device of the encoder (cpu)")
     p.add_argument("--no-baselines", action="store_true", help="skip the baseline models")
@@ -928,6 +942,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs,
         test_size=args.test_size,
         n_estimators=args.n_estimators,
+        calibration_fraction=args.calibration_fraction,
         seed=args.seed,
         device=args.device,
         baselines=not args.no_baselines,
@@ -1013,6 +1028,17 @@ def _int(text: str, what: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {what}; got {text!r}") from None
+
+
+def _calibration_fraction(text: str) -> float:
+    """A fraction in [0, 1) (``--calibration-fraction``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1); got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1; got {text}")
+    return value
 
 
 def _fraction(text: str) -> float:

@@ -47,6 +47,7 @@ def run_demo(
     max_epochs: int = DEMO_MAX_EPOCHS,
     test_size: float = 0.3,
     n_estimators: int = 100,
+    calibration_fraction: float = 0.2,
     seed: int = 0,
     device: str = "cpu",
     baselines: bool = True,
@@ -84,6 +85,9 @@ def run_demo(
         Fraction of the stars held out for the evaluation.
     n_estimators : int, default=100
         Trees of the age forest.
+    calibration_fraction : float, default=0.2
+        Fraction of the forest's stars held out of the encoder's training to calibrate
+        the age uncertainties (:func:`skages.pipeline.fit_age_model`).
     seed : int, default=0
         Seeds the survey, the split, the encoder and the forest.
     device : str, default="cpu"
@@ -112,14 +116,15 @@ def run_demo(
     with output_lock(output_dir, folders=[output_dir]):
         return _demo(
             output_dir, n_stars=n_stars, max_epochs=max_epochs, test_size=test_size,
-            n_estimators=n_estimators, seed=seed, device=device, baselines=baselines,
+            n_estimators=n_estimators, calibration_fraction=calibration_fraction, seed=seed,
+            device=device, baselines=baselines,
             n_jobs=n_jobs, verbose=verbose, restart=restart,
         )  # fmt: skip
 
 
 def _demo(
-    output_dir: Path, *, n_stars, max_epochs, test_size, n_estimators, seed, device,
-    baselines, n_jobs, verbose, restart,
+    output_dir: Path, *, n_stars, max_epochs, test_size, n_estimators, calibration_fraction,
+    seed, device, baselines, n_jobs, verbose, restart,
 ) -> Bunch:  # fmt: skip
     """:func:`run_demo` once the folder's lock is held."""
     from sklearn.utils import Bunch
@@ -174,6 +179,7 @@ def _demo(
         "max_epochs": int(max_epochs),
         "test_size": float(test_size),
         "n_estimators": int(n_estimators),
+        "calibration_fraction": float(calibration_fraction),
         "seed": int(seed),
     }
     with SurveyReader(paths.survey) as reader:
@@ -192,6 +198,7 @@ def _demo(
             encoder_params={"max_epochs": max_epochs, "device": device},
             forest_params={"n_estimators": n_estimators, "n_jobs": n_jobs},
             seed=seed,
+            calibration_fraction=calibration_fraction,
             test_size=test_size,
             verbose=verbose,
             provenance={"demo": settings, "command": "skages demo"},

@@ -53,7 +53,10 @@ TRAIN_CONFIG_KEYS = {
         *("survey", "spectra", "psd", "ages", "labels", "max_stars"),
         *("ages_format", "ages_columns", "numax_range", "states", "no_cuts"),
     ),
-    "model": ("output", "seed", "forest_stars", "test_size", "overwrite", "restart"),
+    "model": (
+        *("output", "seed", "forest_stars", "calibration_fraction", "test_size"),
+        *("overwrite", "restart"),
+    ),
     "encoder": None,  # any SpectrumToPSDEncoder parameter
     "forest": None,  # any ProbabilisticForestRegressor parameter
 }
@@ -67,7 +70,8 @@ def read_train_config(path: str | PathLike) -> dict:
 
     The tables and keys are those of :data:`TRAIN_CONFIG_KEYS`: ``[data]`` (``survey``
     or ``spectra``/``psd``/``ages``, ``labels``, ``max_stars`` and the sample cuts),
-    ``[model]`` (``output``, ``seed``, ``forest_stars``, ``test_size``, ``overwrite``),
+    ``[model]`` (``output``, ``seed``, ``forest_stars``, ``calibration_fraction``,
+    ``test_size``, ``overwrite``),
     ``[encoder]`` and ``[forest]`` (any parameter of the estimator). Every key is
     optional.
 
@@ -164,6 +168,10 @@ _COMMON_PARAMETERS = """\
     forest_stars : {"precise", "aged"}, default="precise"
         Train the forest on the stars with precise ages (the paper) or on every aged
         star (:func:`skages.pipeline.fit_age_model`).
+    calibration_fraction : float, default=0.2
+        Fraction of the forest's stars held out of the encoder's training to calibrate
+        σ (:func:`skages.pipeline.fit_age_model`); drawn with ``seed``, so the same
+        stars on a rerun.
     test_size : float, optional
         Hold out this fraction of the stars (:func:`skages.evaluation.split_record`,
         recorded as ``split`` in the provenance, for
@@ -200,6 +208,7 @@ def train_from_survey(
     forest_params: Mapping[str, Any] | None = None,
     seed: int = 0,
     forest_stars: str = "precise",
+    calibration_fraction: float = 0.2,
     test_size: float | None = None,
     verbose: int = 1,
     provenance: Mapping[str, Any] | None = None,
@@ -249,6 +258,7 @@ def train_from_files(
     forest_params: Mapping[str, Any] | None = None,
     seed: int = 0,
     forest_stars: str = "precise",
+    calibration_fraction: float = 0.2,
     test_size: float | None = None,
     verbose: int = 1,
     provenance: Mapping[str, Any] | None = None,
@@ -312,8 +322,9 @@ def train_from_config(
         (``survey``, or ``spectra``/``psd``/``ages`` with ``ages_format``,
         ``ages_columns``, ``numax_range`` (µHz), ``states``, ``no_cuts``; ``labels``,
         ``max_stars``), ``model`` (``output``, ``overwrite``, ``seed``,
-        ``forest_stars``, ``test_size``), ``encoder`` and ``forest`` (estimator
-        parameters). See :func:`train_from_survey` and :func:`train_from_files`.
+        ``forest_stars``, ``calibration_fraction``, ``test_size``), ``encoder`` and
+        ``forest`` (estimator parameters). See :func:`train_from_survey` and
+        :func:`train_from_files`.
     encoder : SpectrumToPSDEncoder or path-like, optional
         A trained encoder: only the forest is trained, on top of it.
     trusted : bool or list of str, optional
@@ -365,7 +376,8 @@ def load_encoder(
 
 #: The keywords that train_from_survey and train_from_files share, beyond their data.
 _SHARED = (
-    *("output", "overwrite", "restart", "seed", "forest_stars", "test_size"),
+    *("output", "overwrite", "restart", "seed", "forest_stars", "calibration_fraction"),
+    "test_size",
     *("encoder", "trusted", "encoder_params", "forest_params", "verbose", "provenance"),
 )
 
@@ -381,7 +393,7 @@ def _train_with(
     """One config from a train_from_* call's data and its shared keywords, trained."""
     config = {
         "data": data,
-        "model": model,  # output, overwrite, restart, seed, forest_stars, test_size
+        "model": model,  # the _SHARED settings that are not estimators
         "encoder": dict(encoder_params or {}),
         "forest": dict(forest_params or {}),
     }
@@ -457,6 +469,7 @@ def _train_locked(config, stack, encoder, trusted, verbose, provenance):
     ):
         raise ValueError(f"test_size must be a fraction between 0 and 1; got {test_size!r}")
     seed = int(settings.get("seed", 0))
+    calibration_fraction = float(settings.get("calibration_fraction", 0.2))
     enc_params = {"random_state": seed, **(config.get("encoder") or {})}
     enc_params.setdefault("verbose", verbose)
     forest_params = {"random_state": seed, **(config.get("forest") or {})}
@@ -524,8 +537,10 @@ def _train_locked(config, stack, encoder, trusted, verbose, provenance):
         forest=forest,
         psd_weight=weight,
         forest_stars=settings.get("forest_stars", "precise"),
+        random_state=seed,
         verbose=enc_params["verbose"],
         freeze_encoder=frozen,
+        calibration_fraction=calibration_fraction,
     )
     if checkpoint is not None:  # the saved model does not point at a folder about to go
         from skages.evaluation import _encoder as _fitted_encoder
@@ -538,6 +553,7 @@ def _train_locked(config, stack, encoder, trusted, verbose, provenance):
         encoder_params={k: _jsonable(v) for k, v in encoder.get_params().items()},
         forest_params={k: _jsonable(v) for k, v in forest.get_params().items()},
         forest_stars=settings.get("forest_stars", "precise"),
+        calibration_fraction=calibration_fraction,
         max_stars=data.get("max_stars"),
         split=split,
     )

@@ -204,3 +204,39 @@ def test_restart_discards_an_interrupted_training(train_file, tmp_path, tiny_tra
     assert (folder / "training_state.pt").read_bytes() == b"not a checkpoint"  # untouched
     assert main(["-q", "train", "--config", str(config), "--restart"]) == 0
     assert (tmp_path / "model.joblib").exists() and not folder.exists()
+
+
+def test_calibration_stars_follow_the_seed_and_the_fraction(
+    train_file, small_survey, tmp_path, tiny_train_toml, capsys
+):
+    config = tmp_path / "train.toml"
+    config.write_text(tiny_train_toml(model='forest_stars = "aged"'))
+    (tmp_path / "train.h5").symlink_to(train_file)
+    assert main(["-q", "train", "--config", str(config), "--calibration-fraction", "0.5"]) == 0
+    cli_model, meta = load_model(tmp_path / "model.joblib", trusted=True)
+    assert meta["training"]["calibration_fraction"] == 0.5
+
+    runs = [
+        train_from_survey(
+            train_file,
+            encoder_params=TINY,
+            forest_params={"n_estimators": 12},
+            forest_stars="aged",
+            calibration_fraction=fraction,
+            verbose=0,
+        )
+        for fraction in (0.5, 0.5, 0.0)
+    ]
+    half, again, none = (model.named_steps["forest"] for model, _ in runs)
+    n_aged = runs[0][1]["n_aged"]
+    # half the forest's stars calibrate σ (fewer if too few trees left one out), all with 0
+    assert half.calibration_residuals_.size <= round(0.5 * n_aged)
+    assert none.calibration_residuals_.size > round(0.5 * n_aged)
+    # the same seed holds out the same stars: the same model, from Python and the CLI
+    np.testing.assert_array_equal(half.calibration_residuals_, again.calibration_residuals_)
+    np.testing.assert_array_equal(
+        _predict(runs[0][0], small_survey), _predict(cli_model, small_survey)
+    )
+    with pytest.raises(SystemExit):
+        main(["-q", "train", "--config", str(config), "--calibration-fraction", "1"])
+    assert "--calibration-fraction: must be at least 0 and below 1" in capsys.readouterr().err
