@@ -237,6 +237,15 @@ def test_fast_path_equals_independent_reference_on_released_architecture():
             latent_dim=2,
             hidden_units=3,
         ),
+        dict(  # oneDNN convolutions (>= 32 input channels) inside and at the end, pool 3
+            n_pixels=150,
+            n_psd=20,
+            encoder_filters=(4, 32, 32, 6),
+            encoder_kernel_size=5,
+            pool_size=3,
+            decoder_filters=(3,),
+            decoder_kernel_size=4,
+        ),
         dict(
             n_pixels=100,
             n_psd=50,
