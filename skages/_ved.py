@@ -6,17 +6,21 @@ Three things live here:
   strided convolutions and a dense layer encode a standardised spectrum into a
   Gaussian latent posterior; a dense layer and transposed convolutions decode a
   latent point into a natural-log power spectrum.
-* Fast CPU kernels for the same arithmetic. PyTorch's own convolutions spend most of
-  their time outside the floating-point units on this network (long sequences, few
-  channels), so on the CPU every convolution is run as matrix products on a
-  channels-last layout: a stride-2 convolution becomes a stride-1 convolution over
-  pairs of positions, a stride-2 transposed convolution becomes a stride-1
-  convolution with twice the output channels (polyphase form), and a stride-1
-  convolution with many input channels is a sum of row-shifted matrix products,
-  which needs no im2col copy at all. Their backward passes are written by hand, so
-  training goes through the same kernels. ``VariationalEncoderDecoder.fast = False``
-  selects the plain ``torch.nn.functional`` reference path (used on GPUs, where
-  cuDNN is the better choice, and by the tests as the reference).
+* Fast CPU kernels for the same arithmetic, on a channels-last layout. PyTorch's own
+  convolutions on the usual (batch, channels, length) layout spend most of their time
+  outside the floating-point units on this network (long sequences, few channels), so
+  on the CPU the convolutions with few input channels run as matrix products: a
+  stride-2 convolution becomes a stride-1 convolution over pairs of positions, a
+  stride-2 transposed convolution becomes a stride-1 convolution with twice the output
+  channels (polyphase form), and a stride-1 convolution with many input channels is a
+  sum of row-shifted matrix products, which needs no im2col copy at all; their backward
+  passes are written by hand. An encoder convolution with many input channels instead
+  runs as oneDNN's direct convolution on a channels-last view of the same memory
+  (:func:`_strided_conv_onednn`), which keeps the vector units busier than thin matrix
+  products (``benchmarks/bench_roofline.py``). Training goes through the same kernels.
+  ``VariationalEncoderDecoder.fast = False`` selects the plain ``torch.nn.functional``
+  reference path (used on GPUs, where cuDNN is the better choice, and by the tests as
+  the reference).
 * :class:`VEDNet`, the skorch ``NeuralNet`` that trains the module. Its
   :meth:`VEDNet.get_loss` is the documented place to change the loss.
 """
