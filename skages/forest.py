@@ -62,6 +62,9 @@ _ONE_SIGMA = 0.6826894921370859
 _TWO_SIGMA = 0.9544997361036416
 # "oob_local": at most this many regions, each with at least this many out-of-bag stars.
 _LOCAL_LEAVES, _LOCAL_MIN_STARS = 8, 100
+# ``calibration_groups``: the group classifier's trees and least leaf size, and the
+# calibration stars a predicted group needs for a scale of its own (else the global one).
+_GROUP_TREES, _GROUP_MIN_LEAF, _GROUP_MIN_STARS = 50, 5, 30
 # ``predict(quantiles=...)`` reads the quantiles of a region's out-of-bag normalised
 # residuals when it holds at least this many stars, else those of every calibration star.
 _QUANTILE_MIN_STARS = 10
@@ -273,8 +276,11 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         "oob_local" first fits that scale, then a shallow tree on the inputs (at most 8
         leaves of at least 100 out-of-bag stars) splits where the out-of-bag :math:`|z|`
         differ and each leaf gets its own coverage-matched scale: a heteroscedastic calibration
-        (e.g. red-clump and red-giant-branch stars miscalibrated in opposite ways). None
-        returns the raw spread of the trees (the paper).
+        (e.g. red-clump and red-giant-branch stars miscalibrated in opposite ways). With
+        ``fit(..., calibration_groups=...)`` (e.g. the evolutionary state of each star) the
+        regions are instead the groups as a classifier predicts them from the inputs, each
+        with its own scale (Mondrian calibration). None returns the raw spread of the trees
+        (the paper).
     outside_fraction : float or None, default=0.01
         Fit an applicability score on the training inputs (:meth:`applicability`),
         calibrated so that this fraction of the training stars score above 1 (the
@@ -327,14 +333,20 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
     calibration_tree_ : DecisionTreeRegressor or None
         ``calibration="oob_local"``: the tree whose leaves are the calibration regions
         (None with fewer than 200 usable out-of-bag stars: the global scale is used).
-    calibration_scales_ : ndarray of shape (n_nodes,) or None
-        ``calibration="oob_local"``: the scale of each node of ``calibration_tree_``.
+    calibration_classifier_ : RandomForestClassifier or None
+        ``calibration="oob_local"`` fitted with ``calibration_groups``: the classifier of
+        the group from the value columns, whose predicted class is a star's calibration
+        region; None otherwise.
+    calibration_scales_ : ndarray or None
+        ``calibration="oob_local"``: the scale of each node of ``calibration_tree_`` or of
+        each class of ``calibration_classifier_``.
     calibration_residuals_ : ndarray of shape (n_calibration,) or None
         The out-of-bag normalised residuals (y − ŷ) / √(σ² + y_err²) of the calibration
         stars, with the fitted σ; ``predict(quantiles=...)`` reads their empirical
         quantiles. None without calibration or bootstrap.
     calibration_regions_ : ndarray of shape (n_calibration,) or None
-        The ``calibration_tree_`` leaf of each of ``calibration_residuals_``; None unless
+        The region (``calibration_tree_`` leaf or ``calibration_classifier_`` class index,
+        out-of-bag) of each of ``calibration_residuals_``; None unless
         ``calibration="oob_local"`` fitted regions.
     bias_model_ : LinearRegression or None
         The bias-correction model of ``bias_correction``, on the value features.
@@ -486,6 +498,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         y_err: Any = None,
         sample_weight: Any = None,
         calibration_mask: Any = None,
+        calibration_groups: Any = None,
     ) -> ProbabilisticForestRegressor:
         """Grow the forest, then fit the bias correction and the σ calibration.
 
@@ -514,6 +527,14 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             them: the out-of-bag residuals of stars the upstream model was fitted on
             understate the error of new stars (:func:`skages.pipeline.fit_age_model`
             holds such stars out). Every star still grows the trees. Routable as metadata.
+        calibration_groups : array-like of shape (n_samples,), default=None
+            A known class of every star whose errors may differ in kind, e.g. the
+            evolutionary state ("RGB", "RC"). With ``calibration="oob_local"``, a
+            classifier learns the group from the value columns and every predicted group
+            gets its own σ scale, fitted on the calibration stars it predicts into that
+            group (out-of-bag predictions, as for a new star; a group with fewer than 30
+            calibration stars keeps the global scale). A new star's σ takes the scale of
+            its predicted group, so no group is needed at prediction. Routable as metadata.
 
         Returns
         -------
@@ -522,12 +543,15 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         """
         self._validate_params()
         if self.missing_target == "ignore":
-            X, y, X_err, y_err, sample_weight, calibration_mask = _drop_missing_targets(
-                X, y, X_err, y_err, sample_weight, calibration_mask
+            X, y, X_err, y_err, sample_weight, calibration_mask, calibration_groups = (
+                _drop_missing_targets(
+                    X, y, X_err, y_err, sample_weight, calibration_mask, calibration_groups
+                )
             )
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         n_samples = X.shape[0]
         calibration_mask = _check_calibration_mask(calibration_mask, n_samples)
+        calibration_groups = self._check_calibration_groups(calibration_groups, n_samples)
         self._resolve_error_columns(X)
         X_values, errors = self._values_and_errors(X, X_err, "fit")
         y_err = _check_y_err(y_err, n_samples)
@@ -586,6 +610,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         self.bias_model_ = None
         self.calibration_scale_ = None
         self.calibration_tree_ = None
+        self.calibration_classifier_ = None
         self.calibration_scales_ = None
         self.calibration_residuals_ = None
         self.calibration_regions_ = None
@@ -611,6 +636,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             with np.errstate(invalid="ignore"):
                 self.oob_prediction_ = oob.mean + self._bias(X_values)
             cal_mask = fit_mask if calibration_mask is None else fit_mask & calibration_mask
+            regions = None  # each training star's calibration region, out-of-bag for groups
             if self.calibration is not None:
                 statistic = "oob" if self.calibration == "oob" else "oob_coverage"
                 cal_args = (
@@ -626,30 +652,65 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
                     self.calibration_scale_,
                     int(cal_mask.sum()),
                 )
-                if self.calibration == "oob_local":
+                if self.calibration == "oob_local" and calibration_groups is not None:
+                    self.calibration_classifier_, regions = _fit_group_classifier(
+                        X_values, calibration_groups, fit_mask, self._predict_seed
+                    )
+                    self.calibration_scales_ = _fit_group_scales(
+                        regions[cal_mask],
+                        len(self.calibration_classifier_.classes_),
+                        *cal_args,
+                        self.calibration_scale_,
+                    )
+                elif self.calibration == "oob_local":
                     self.calibration_tree_, self.calibration_scales_ = _fit_local_scales(
                         X_values[cal_mask], *cal_args, self.calibration_scale_
                     )
+                    if self.calibration_tree_ is not None:
+                        regions = self.calibration_tree_.apply(X_values)
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.oob_std_ = np.where(
                     oob.count >= min_trees,
-                    self._sigma(oob.var, oob.count, X_values),
+                    self._sigma(oob.var, oob.count, X_values, regions),
                     np.nan,
                 )
             if self.calibration is not None:
-                self._store_calibration_residuals(X_values, y, y_err, cal_mask)
+                self._store_calibration_residuals(y, y_err, cal_mask, regions)
         return self
 
-    def _store_calibration_residuals(self, X_values, y, y_err, fit_mask) -> None:
+    def _check_calibration_groups(self, groups: Any, n_samples: int) -> np.ndarray | None:
+        if groups is None:
+            return None
+        if self.calibration != "oob_local" or not self.bootstrap:
+            raise ValueError(
+                "calibration_groups need calibration='oob_local' and bootstrap=True (the "
+                f"groups get their own σ scales); this forest has calibration="
+                f"{self.calibration!r}, bootstrap={self.bootstrap!r}"
+            )
+        groups = np.asarray(groups, dtype=object)
+        if groups.shape != (n_samples,):
+            raise ValueError(
+                f"calibration_groups must have shape ({n_samples},), one label per star; got "
+                f"shape {groups.shape}"
+            )
+        missing = np.array([g is None or (isinstance(g, float) and np.isnan(g)) for g in groups])
+        if missing.any():
+            raise ValueError(
+                f"calibration_groups is missing for {int(missing.sum())} stars: give every "
+                "star its group (e.g. its evolutionary state)"
+            )
+        return groups.astype(str)
+
+    def _store_calibration_residuals(self, y, y_err, fit_mask, regions=None) -> None:
         err2 = 0.0 if y_err is None else y_err**2
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"):  # σ = 0 (trees agree): not used
             z = (y - self.oob_prediction_) / np.sqrt(self.oob_std_**2 + err2)
         use = fit_mask & np.isfinite(z)
         if use.sum() < _QUANTILE_MIN_STARS:
             return  # predict(quantiles=...) falls back to the normal quantiles, with a warning
         self.calibration_residuals_ = z[use]
-        if self.calibration_tree_ is not None:
-            self.calibration_regions_ = self.calibration_tree_.apply(X_values[use])
+        if regions is not None:
+            self.calibration_regions_ = regions[use]
 
     # ------------------------------------------------------------------------- predict
     def predict(
@@ -752,7 +813,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         regions = getattr(self, "calibration_regions_", None)
         if regions is None:
             return out
-        leaves = self.calibration_tree_.apply(X_values)
+        leaves = self._calibration_regions(X_values)
         for leaf in np.unique(leaves):
             z_leaf = z[regions == leaf]
             if z_leaf.size >= _QUANTILE_MIN_STARS:
@@ -1024,14 +1085,25 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             return 0.0
         return self.bias_model_.predict(X_values)
 
-    def _sigma(self, var, n_trees, X_values):
-        """σ from the variance of the trees' predictions and the number of trees averaged."""
+    def _sigma(self, var, n_trees, X_values, regions=None):
+        """σ from the variance of the trees' predictions and the number of trees averaged
+        (``regions``: the calibration region of each row, if not those of its inputs)."""
         if self.calibration_scale_ is None:
             return np.sqrt(var)
         scale = self.calibration_scale_
-        if getattr(self, "calibration_tree_", None) is not None:
-            scale = self.calibration_scales_[self.calibration_tree_.apply(X_values)]
+        if regions is None:
+            regions = self._calibration_regions(X_values)
+        if regions is not None:
+            scale = self.calibration_scales_[regions]
         return np.sqrt(var * (scale**2 + 1.0 / n_trees))
+
+    def _calibration_regions(self, X_values: np.ndarray) -> np.ndarray | None:
+        """The calibration region of each row (index into ``calibration_scales_``)."""
+        classifier = getattr(self, "calibration_classifier_", None)
+        if classifier is not None:
+            return np.argmax(classifier.predict_proba(X_values), axis=1)
+        tree = getattr(self, "calibration_tree_", None)
+        return None if tree is None else tree.apply(X_values)
 
     def _map_chunks(self, X_values, errors, func, desc, need_var=True):
         n = X_values.shape[0]
@@ -1098,7 +1170,9 @@ def _check_calibration_mask(mask: Any, n_samples: int) -> np.ndarray | None:
     return values
 
 
-def _drop_missing_targets(X, y, X_err, y_err, sample_weight, calibration_mask=None):
+def _drop_missing_targets(
+    X, y, X_err, y_err, sample_weight, calibration_mask=None, calibration_groups=None
+):
     """Rows of every per-star argument whose target is finite (missing_target="ignore")."""
     from sklearn.utils.validation import column_or_1d
 
@@ -1108,7 +1182,7 @@ def _drop_missing_targets(X, y, X_err, y_err, sample_weight, calibration_mask=No
     y = column_or_1d(np.asarray(y, dtype=np.float64), warn=True)
     keep = np.isfinite(y)
     if keep.all():
-        return X, y, X_err, y_err, sample_weight, calibration_mask
+        return X, y, X_err, y_err, sample_weight, calibration_mask, calibration_groups
     if not keep.any():
         raise ValueError("y is NaN for every star: no target to learn from")
     n = y.shape[0]
@@ -1126,6 +1200,7 @@ def _drop_missing_targets(X, y, X_err, y_err, sample_weight, calibration_mask=No
         rows(y_err),
         rows(sample_weight),
         rows(calibration_mask),
+        rows(calibration_groups),
     )
 
 
@@ -1386,6 +1461,44 @@ def _fit_local_scales(X_values, residual, var, n_trees, y_err, min_trees, scale)
             statistic="oob_coverage",
         )
     return tree, scales
+
+
+def _fit_group_classifier(X_values, groups, fit_mask, seed):
+    """The classifier of ``groups`` from the inputs (on the ``fit_mask`` stars), and the
+    class index of every star: out-of-bag for the stars it learned from (what a new star
+    of the same kind would get), predicted for the others."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    classifier = RandomForestClassifier(
+        n_estimators=_GROUP_TREES,
+        min_samples_leaf=_GROUP_MIN_LEAF,
+        oob_score=True,
+        random_state=int(seed) % (2**32 - 1),
+    ).fit(X_values[fit_mask], groups[fit_mask])
+    regions = np.argmax(classifier.predict_proba(X_values), axis=1)
+    oob = np.nan_to_num(classifier.oob_decision_function_, nan=0.0)
+    seen = oob.sum(axis=1) > 0  # left out by some tree (nearly every star)
+    regions[np.flatnonzero(fit_mask)[seen]] = np.argmax(oob[seen], axis=1)
+    return classifier, regions
+
+
+def _fit_group_scales(regions, n_groups, residual, var, n_trees, y_err, min_trees, scale):
+    """Coverage-matched scale of each predicted group from its calibration stars; a group
+    with fewer than ``_GROUP_MIN_STARS`` usable ones keeps the global ``scale``."""
+    scales = np.full(n_groups, float(scale))
+    usable = (n_trees >= min_trees) & np.isfinite(residual)
+    for group in range(n_groups):
+        m = regions == group
+        if (m & usable).sum() >= _GROUP_MIN_STARS:
+            scales[group] = _fit_calibration_scale(
+                residual[m],
+                var[m],
+                n_trees[m],
+                None if y_err is None else y_err[m],
+                min_trees,
+                statistic="oob_coverage",
+            )
+    return scales
 
 
 # --------------------------------------------------------------------------------------------

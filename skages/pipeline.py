@@ -253,7 +253,13 @@ def make_age_pipeline(
     # encoder__z0_std, passthrough__teff with passthrough__teff_err), so a search may vary
     # latent_dim; the feature step therefore always hands the forest a DataFrame.
     forest.set_params(error_columns="auto", missing_target="ignore")
-    forest.set_fit_request(y_err=True, sample_weight=True, calibration_mask=True, X_err=False)
+    forest.set_fit_request(
+        y_err=True,
+        sample_weight=True,
+        calibration_mask=True,
+        calibration_groups=True,
+        X_err=False,
+    )
     forest.set_predict_request(return_std=True, X_err=False, quantiles=True)
 
     names = _label_feature_names(label_columns, error_columns)
@@ -313,6 +319,10 @@ def fit_age_model(
        ``log_age_err`` as target errors. Its σ is calibrated on the out-of-bag residuals
        of the calibration stars only: a random ``calibration_fraction`` of its stars
        that the encoder never saw, whose latent coordinates are as good as a new star's.
+       With an ``evstate`` label for every forest star, each evolutionary state, as a
+       classifier predicts it from the forest's inputs, gets its own σ scale
+       (``calibration_groups`` of :meth:`ProbabilisticForestRegressor.fit
+       <skages.forest.ProbabilisticForestRegressor.fit>`).
 
     Parameters
     ----------
@@ -323,7 +333,8 @@ def fit_age_model(
     labels : pandas.DataFrame
         One row per star with ``teff`` (K), ``fe_h`` (dex), ``teff_err``, ``fe_h_err``,
         ``log_age`` (log10 Gyr; NaN without a seismic age), ``log_age_err``, and
-        optionally ``numax`` (µHz, for the loss weights) and ``precise_age`` (bool).
+        optionally ``numax`` (µHz, for the loss weights), ``precise_age`` (bool) and
+        ``evstate`` (the seismic evolutionary state, e.g. "RGB" or "RC").
     encoder : SpectrumToPSDEncoder, optional
         Unfitted encoder to train (cloned); the released defaults if None.
     forest : ProbabilisticForestRegressor, optional
@@ -424,10 +435,36 @@ def fit_age_model(
     fit_params = {"y_err": y_err[use]}
     if held.any():
         fit_params["calibration_mask"] = held[use]
+    groups = _calibration_groups(forest, labels, use)
+    if groups is not None:
+        fit_params["calibration_groups"] = groups
     with sklearn.config_context(enable_metadata_routing=True):
         model = make_age_pipeline(encoder, forest, n_pixels=spectra.shape[1], freeze_encoder=True)
         model.fit(X[use], y[use], **fit_params)
     return model
+
+
+def _calibration_groups(forest: Any, labels: Any, use: np.ndarray) -> np.ndarray | None:
+    """The evolutionary states of the forest's stars, for a σ scale per predicted state
+    (``calibration_groups``), when the forest calibrates per region and every one of them
+    has a state."""
+    if getattr(forest, "calibration", None) != "oob_local" or not getattr(
+        forest, "bootstrap", False
+    ):
+        return None
+    if "evstate" not in labels:
+        return None
+    states = np.asarray(labels["evstate"], dtype=object)[use]
+    known = np.array([isinstance(v, str) and v.strip() != "" for v in states])
+    if not known.all():
+        logger.warning(
+            "%d of the forest's %d stars have no evolutionary state (labels['evstate']): "
+            "σ is calibrated per region of the inputs instead of per state",
+            int((~known).sum()),
+            states.size,
+        )
+        return None
+    return states.astype(str)
 
 
 #: Fewer calibration stars than this: the forest calibrates on all its stars instead.

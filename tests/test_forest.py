@@ -708,3 +708,81 @@ def test_defaults_lose_no_accuracy_on_precise_seismic_inputs():
     for state in (~rc[test], rc[test]):
         assert scatter(mean, state) < 1.02 * scatter(plain.predict(X[test]), state)
     assert 0.9 < z_score_width(y[test], mean, std, y_err[test]) < 1.1
+
+
+def _grouped(n, rng):
+    """Two groups whose targets scatter differently, told apart by an interaction of x0
+    and x2 (no single split of the inputs separates them, so the |z| tree of "oob_local"
+    cannot find them), and which stars an upstream model "saw" (their targets scatter
+    half as much: the optimism that ``calibration_mask`` guards against)."""
+    X = rng.uniform(size=(n, 3))
+    group = np.where((X[:, 0] >= 0.5) ^ (X[:, 2] >= 0.5), "RC", "RGB")
+    seen = rng.uniform(size=n) < 0.6
+    scatter = np.where(group == "RC", 0.06, 0.2) * np.where(seen, 0.5, 1.0)
+    y = np.sin(3 * X[:, 1]) + scatter * rng.normal(size=n)
+    return X, y, group, seen
+
+
+def _coverage_by_group(model, Xt, yt, groups):
+    """Per group: the coverage statistic of the calibration (1 when calibrated) and the
+    fractions inside the 68 % and 95 % quantile intervals."""
+    mean, std, q = model.predict(Xt, return_std=True, quantiles=(0.025, 0.16, 0.84, 0.975))
+    z = np.abs(yt - mean) / std
+    out = {}
+    for name in ("RC", "RGB"):
+        m = groups == name
+        one, two = np.quantile(z[m], [0.6827, 0.9545])
+        in_68 = np.mean((yt[m] > q[m, 1]) & (yt[m] < q[m, 2]))
+        in_95 = np.mean((yt[m] > q[m, 0]) & (yt[m] < q[m, 3]))
+        out[name] = (np.sqrt(one * two / 2), in_68, in_95)
+    return out, std
+
+
+def test_calibration_groups_give_each_predicted_group_its_scale():
+    rng = np.random.default_rng(3)
+    X, y, group, seen = _grouped(2500, rng)
+    Xt, yt, group_t, seen_t = _grouped(8000, rng)
+    new = ~seen_t  # new stars scatter as the calibration stars do
+    model = ProbabilisticForestRegressor(60, random_state=0).fit(
+        X, y, calibration_mask=~seen, calibration_groups=group
+    )
+    assert model.calibration_tree_ is None
+    assert list(model.calibration_classifier_.classes_) == ["RC", "RGB"]
+    rc, rgb = model.calibration_scales_
+    assert rgb > 1.5 * rc  # the noisier group gets the larger scale
+    coverage, std = _coverage_by_group(model, Xt[new], yt[new], group_t[new])
+    for name, (statistic, in_68, in_95) in coverage.items():
+        assert statistic == pytest.approx(1.0, abs=0.06), name
+        assert in_68 == pytest.approx(0.68, abs=0.04), name
+        assert in_95 == pytest.approx(0.95, abs=0.025), name
+    # the regions of the inputs alone miss the groups: one over-, one under-covered
+    tree = ProbabilisticForestRegressor(60, random_state=0).fit(X, y, calibration_mask=~seen)
+    coverage, _ = _coverage_by_group(tree, Xt[new], yt[new], group_t[new])
+    assert coverage["RC"][1] - coverage["RGB"][1] > 0.2
+    # the regions of the stored residuals are the out-of-bag predicted groups
+    assert model.calibration_regions_.shape == model.calibration_residuals_.shape
+    assert set(np.unique(model.calibration_regions_)) == {0, 1}
+    # the same seed, the same model
+    again = ProbabilisticForestRegressor(60, random_state=0).fit(
+        X, y, calibration_mask=~seen, calibration_groups=group
+    )
+    assert_array_equal(again.predict(Xt[new][:200], return_std=True)[1], std[:200])
+
+
+def test_calibration_groups_are_checked():
+    rng = np.random.default_rng(4)
+    X, y, group, _ = _grouped(300, rng)
+    with pytest.raises(ValueError, match="calibration='oob_local'"):
+        ProbabilisticForestRegressor(10, calibration="oob").fit(X, y, calibration_groups=group)
+    with pytest.raises(ValueError, match=r"shape \(300,\)"):
+        ProbabilisticForestRegressor(10).fit(X, y, calibration_groups=group[:-1])
+    missing = group.astype(object)
+    missing[[3, 7]] = None
+    with pytest.raises(ValueError, match="missing for 2 stars"):
+        ProbabilisticForestRegressor(10).fit(X, y, calibration_groups=missing)
+    # a target-less star is dropped with its group (missing_target="ignore")
+    y_nan = y.copy()
+    y_nan[:5] = np.nan
+    model = ProbabilisticForestRegressor(10, missing_target="ignore", random_state=0)
+    model.fit(X, y_nan, calibration_groups=group)
+    assert model.calibration_classifier_ is not None

@@ -261,6 +261,33 @@ def test_fit_age_model_calibrates_on_stars_the_encoder_never_saw(small_survey, c
         fit_age_model(small_survey.spectra, small_survey.psd, lab, calibration_fraction=1.0)
 
 
+def test_fit_age_model_calibrates_per_evolutionary_state(small_survey, caplog, tmp_path):
+    from skages.persistence import load_model, save_model
+
+    lab = small_survey.labels
+    aged = lab["log_age"].notna().to_numpy()
+    kwargs = dict(encoder=_tiny_encoder(), forest=_forest(), forest_stars="aged", random_state=0)
+    model = fit_age_model(small_survey.spectra, small_survey.psd, lab, **kwargs)
+    forest = model.named_steps["forest"]
+    states = sorted(lab["evstate"][aged].unique())
+    assert list(forest.calibration_classifier_.classes_) == states == ["RC", "RGB"]
+    assert forest.calibration_tree_ is None and forest.calibration_scales_.shape == (2,)
+    # the classifier travels with the model through the safe (skops) format
+    X = make_age_frame(small_survey.spectra[:30], lab.iloc[:30])
+    save_model(model, tmp_path / "model.skops")
+    loaded, _ = load_model(tmp_path / "model.skops")
+    np.testing.assert_array_equal(
+        loaded.predict(X, return_std=True)[1], model.predict(X, return_std=True)[1]
+    )
+    # a forest star without a state: regions of the inputs instead, and the log says so
+    partial = lab.copy()
+    partial.loc[partial.index[np.flatnonzero(aged)[:2]], "evstate"] = None
+    caplog.set_level("WARNING", logger="skages.pipeline")
+    other = fit_age_model(small_survey.spectra, small_survey.psd, partial, **kwargs)
+    assert other.named_steps["forest"].calibration_classifier_ is None
+    assert "2 of the forest's" in caplog.text and "no evolutionary state" in caplog.text
+
+
 def test_applicability_and_warning_flags_of_an_age_model(small_survey):
     from skages.quality import QualityFlag
 
