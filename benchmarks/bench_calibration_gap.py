@@ -8,9 +8,16 @@ the demo's split (what a user gets), and the out-of-bag coverage of the stars th
 calibration was fitted on. A gap means the latent coordinates of the encoder's training
 stars date better than those of stars it never saw.
 
+With ``--compare``, the forest is then refitted on the model's own training inputs and
+calibration stars (recomputed from the seed and ``calibration_fraction`` in its metadata)
+in two ways, per region of the inputs (``"oob_local"`` alone) and per evolutionary state
+(``calibration_groups``, what :func:`skages.pipeline.fit_age_model` now does), and each
+is scored per state on the held-out stars: against their reference ages (with σ_ref) and,
+on a simulated survey, against the true ages of every held-out star.
+
 Usage::
 
-    python benchmarks/bench_calibration_gap.py skages-demo
+    python benchmarks/bench_calibration_gap.py skages-demo [--compare]
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("demo", help="the folder of a skages demo run")
+    p.add_argument("--compare", action="store_true", help="refit: per region vs per state")
     args = p.parse_args(argv)
     folder = Path(args.demo)
     # the demo's own model file, written by this machine's skages demo
@@ -67,7 +75,56 @@ def main(argv: list[str] | None = None) -> int:
         f"encoder's training; all forest stars with 0): n={z.size}, out-of-bag |z| < 1: "
         f"{np.mean(z < 1):.3f}"
     )
+    if args.compare:
+        _compare(model, provenance["training"], survey, train, test)
     return 0
+
+
+def _compare(model, training: dict, survey, train, test) -> None:
+    """Refit the forest per region and per state on the model's calibration stars."""
+    from sklearn.base import clone
+
+    from skages.pipeline import _calibration_stars, make_age_frame
+
+    features, forest = model.named_steps["features"], model.named_steps["forest"]
+    lab_train = survey.labels.iloc[train].reset_index(drop=True)
+    y = lab_train["log_age"].to_numpy(float)
+    use = np.isfinite(y)
+    if training.get("forest_stars", "precise") == "precise" and "precise_age" in lab_train:
+        use &= lab_train["precise_age"].to_numpy(bool)
+    fraction = float(training.get("calibration_fraction", 0.2))
+    seed = training.get("encoder_params", {}).get("random_state", 0)
+    held = _calibration_stars(use, fraction, seed)[use]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        X = features.transform(make_age_frame(survey.spectra[train][use], lab_train[use]))
+        lab_test = survey.labels.iloc[test].reset_index(drop=True)
+        X_test = features.transform(make_age_frame(survey.spectra[test], lab_test))
+    y, y_err = y[use], lab_train["log_age_err"].to_numpy(float)[use]
+    states = lab_train["evstate"].to_numpy().astype(str)[use]
+    state_test = lab_test["evstate"].to_numpy().astype(str)
+    ref = lab_test["log_age"].to_numpy(float)
+    ref_err = lab_test["log_age_err"].to_numpy(float)
+    precise = np.isfinite(ref) & lab_test.get("precise_age", np.isfinite(ref)).to_numpy(bool)
+    true = lab_test["log_age_true"].to_numpy(float) if "log_age_true" in lab_test else None
+    print(
+        f"\nrefitted on the model's {held.sum()} calibration stars (calibration_fraction "
+        f"{fraction}, seed {seed}) of its {use.sum()} forest stars; |z| < 1 / |z| < 2:"
+    )
+    for name, groups in (("per region", None), ("per state", states)):
+        refit = clone(forest).fit(X, y, y_err=y_err, calibration_mask=held,
+                                  calibration_groups=groups)  # fmt: skip
+        pred, std = refit.predict(X_test, return_std=True)
+        row = [f"  {name:10s}"]
+        for s in ("RGB", "RC"):
+            k = (state_test == s) & precise
+            zr = np.abs(pred[k] - ref[k]) / np.sqrt(std[k] ** 2 + ref_err[k] ** 2)
+            row.append(f"{s} reference (n={k.sum()}) {np.mean(zr < 1):.3f}/{np.mean(zr < 2):.3f}")
+            if true is not None:
+                k = state_test == s
+                zt = np.abs(pred[k] - true[k]) / std[k]
+                row.append(f"true (n={k.sum()}) {np.mean(zt < 1):.3f}/{np.mean(zt < 2):.3f}")
+        print("; ".join(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from skages.evaluation import (
     split_survey,
 )
 from skages.forest import ProbabilisticForestRegressor
-from skages.pipeline import fit_age_model
+from skages.pipeline import fit_age_model, make_age_frame
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,7 @@ def report(small_survey):
         evaluate_age_model(model, train, test, n_components=5, cuts=CatalogueCuts()),
         train,
         test,
+        model,
     )
 
 
@@ -59,7 +60,7 @@ def test_split_keeps_the_mix(small_survey):
 
 
 def test_report_structure_and_files(report, tmp_path):
-    rep, _, test = report
+    rep, _, test, _ = report
     m = rep.metrics
     assert {"latent", "oracle", "mass oracle", "direct", "latent_vs_true_age"} <= set(m["ages"])
     assert any(k.startswith("ablation") for k in m["ages"])
@@ -383,7 +384,7 @@ def test_decoder_numax_check(small_survey):
 
 
 def test_report_states_coverage_and_what_the_cuts_date(report):
-    rep, _, test = report
+    rep, _, test, model = report
     m = rep.metrics
     coverage = m["coverage"]
     assert coverage["all"]["n"] == m["n_test_aged"]
@@ -404,3 +405,13 @@ def test_report_states_coverage_and_what_the_cuts_date(report):
     assert f"{100 * coverage['RC']['in_95']:.1f}" in text.split("## Coverage")[1]
     assert f"{cuts['dated']['n']} of the {cuts['scored']['n']} scored stars" in text
     assert "reliability" in rep.figures
+    # a simulated survey also scores every held-out star against its true age
+    true = m["coverage_true_age"]
+    assert true["all"]["n"] == len(test.labels) > coverage["all"]["n"]
+    mean, std = model.predict(make_age_frame(test.spectra, test.labels), return_std=True)
+    table = coverage_table(test.labels["log_age_true"], mean, std, groups=test.labels["evstate"])
+    for state in ("all", "RGB", "RC"):
+        assert true[state]["within_1"] == pytest.approx(table.loc[state, "within_1"])
+        assert true[state]["n"] == table.loc[state, "n"]
+    assert f"Against the true (simulated) ages of all {len(test.labels)} held-out" in text
+    assert f"{100 * true['RGB']['within_2']:.1f}" in text.split("true (simulated) ages of")[1]
