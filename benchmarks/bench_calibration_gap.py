@@ -116,6 +116,10 @@ def _compare(model, training: dict, survey, train, test) -> None:
                                   calibration_groups=groups)  # fmt: skip
         pred, std = refit.predict(X_test, return_std=True)
         row = [f"  {name:10s}"]
+        if refit.calibration_classifier_ is not None:
+            values = X_test.to_numpy(float)[:, refit.value_columns_]
+            guess = refit.calibration_classifier_.predict(values)
+            row[0] += f" (state right for {np.mean(guess == state_test):.3f} held out)"
         for s in ("RGB", "RC"):
             k = (state_test == s) & precise
             zr = np.abs(pred[k] - ref[k]) / np.sqrt(std[k] ** 2 + ref_err[k] ** 2)
@@ -125,6 +129,53 @@ def _compare(model, training: dict, survey, train, test) -> None:
                 zt = np.abs(pred[k] - true[k]) / std[k]
                 row.append(f"true (n={k.sum()}) {np.mean(zt < 1):.3f}/{np.mean(zt < 2):.3f}")
         print("; ".join(row), flush=True)
+    _split_check(forest, X, y, y_err, held, X_test, true, lab_train[use], lab_test, precise)
+
+
+def _split_check(forest, X, y, y_err, held, X_test, true, lab_cal, lab_test, precise) -> None:
+    """Split-conformal check of exchangeability: a forest grown without the calibration
+    stars, its raw spread scaled to cover them, scored on them and on the held-out stars
+    (both predicted alike, neither seen by the encoder or this forest)."""
+    from scipy.optimize import brentq
+    from scipy.stats import ks_2samp
+    from sklearn.base import clone
+
+    from skages.forest import _z_spread
+
+    raw = clone(forest).set_params(calibration=None)
+    raw.fit(X[~held], y[~held], y_err=y_err[~held])
+    pred_cal, std_cal = raw.predict(X[held], return_std=True)
+    r, e = y[held] - pred_cal, y_err[held]
+
+    def excess(k):
+        return _z_spread(r / np.sqrt((k * std_cal) ** 2 + e**2), "oob_coverage") - 1.0
+
+    k = brentq(excess, 1e-3, 100.0)
+    z_cal = np.abs(r) / np.sqrt((k * std_cal) ** 2 + e**2)
+    line = (
+        f"split check: forest on the {int((~held).sum())} other forest stars, σ scale {k:.3f} "
+        f"fitted on the {int(held.sum())} calibration stars, which it covers "
+        f"{np.mean(z_cal < 1):.3f}/{np.mean(z_cal < 2):.3f}"
+    )
+    pred, std = raw.predict(X_test, return_std=True)
+    ref, ref_err = lab_test["log_age"].to_numpy(float), lab_test["log_age_err"].to_numpy(float)
+    z = np.abs(ref - pred)[precise] / np.sqrt((k * std[precise]) ** 2 + ref_err[precise] ** 2)
+    line += f"; the held-out precise stars, reference ages (n={z.size}): "
+    line += f"{np.mean(z < 1):.3f}/{np.mean(z < 2):.3f}"
+    if true is not None:
+        for name, m in (("precise", precise), ("all", np.ones_like(precise))):
+            z = np.abs(true - pred)[m] / (k * std[m])
+            line += f"; true ages, {name} (n={z.size}): {np.mean(z < 1):.3f}/{np.mean(z < 2):.3f}"
+    print(line)
+    held_labels = lab_cal[held]
+    tests = []
+    for col in ("teff", "fe_h", "log_age", "numax", "snr"):
+        if col in held_labels and col in lab_test:
+            a = held_labels[col].to_numpy(float)
+            b = lab_test[col].to_numpy(float)[precise]
+            p = ks_2samp(a[np.isfinite(a)], b[np.isfinite(b)]).pvalue
+            tests.append(f"{col} {p:.2f}")
+    print("  calibration vs held-out precise stars, Kolmogorov-Smirnov p: " + ", ".join(tests))
 
 
 if __name__ == "__main__":
