@@ -1413,22 +1413,8 @@ def _coverage_markdown(m: dict[str, Any]) -> list[str]:
             "intervals are the forest's `predict(quantiles=...)` (LogAge_Lower / "
             "LogAge_Upper in the catalogue), widened by the reference's error as σ is.",
             "",
-            "| state | stars | \\|z\\| < 1 (%) | 68 % interval (%) | \\|z\\| < 2 (%) "
-            "| 95 % interval (%) | z width |",
-            "|---|---|---|---|---|---|---|",
+            *_coverage_rows(coverage),
         ]
-        for state, c in coverage.items():
-            out.append(
-                _md_row(
-                    state,
-                    c["n"],
-                    f"{100 * c['within_1']:.1f}",
-                    _pct_or_na(c.get("in_68")),
-                    f"{100 * c['within_2']:.1f}",
-                    _pct_or_na(c.get("in_95")),
-                    f"{c['z_width']:.2f}",
-                )
-            )
     true_coverage = m.get("coverage_true_age") or {}
     if true_coverage:
         n_all = true_coverage.get("all", {}).get("n", 0)
@@ -1444,21 +1430,7 @@ def _coverage_markdown(m: dict[str, Any]) -> list[str]:
             f"fraction is good to ±{binomial(true_coverage):.1f} % (binomial 1σ at 68 %, "
             f"per state) against ±{binomial(coverage):.1f} % above.",
             "",
-            "| state | stars | \\|z\\| < 1 (%) | 68 % interval (%) | \\|z\\| < 2 (%) "
-            "| 95 % interval (%) | z width |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        out += [
-            _md_row(
-                state,
-                c["n"],
-                f"{100 * c['within_1']:.1f}",
-                _pct_or_na(c.get("in_68")),
-                f"{100 * c['within_2']:.1f}",
-                _pct_or_na(c.get("in_95")),
-                f"{c['z_width']:.2f}",
-            )
-            for state, c in true_coverage.items()
+            *_coverage_rows(true_coverage),
         ]
     cuts = m.get("catalogue_cuts")
     if cuts:
@@ -1472,6 +1444,28 @@ def _coverage_markdown(m: dict[str, Any]) -> list[str]:
             "over the dated ones.",
         ]
     return out
+
+
+def _coverage_rows(coverage: dict[str, Any]) -> list[str]:
+    """A coverage table (:func:`_coverage_metrics`) as markdown lines, header first."""
+    rows = [
+        "| state | stars | \\|z\\| < 1 (%) | 68 % interval (%) | \\|z\\| < 2 (%) "
+        "| 95 % interval (%) | z width |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for state, c in coverage.items():
+        rows.append(
+            _md_row(
+                state,
+                c["n"],
+                f"{100 * c['within_1']:.1f}",
+                _pct_or_na(c.get("in_68")),
+                f"{100 * c['within_2']:.1f}",
+                _pct_or_na(c.get("in_95")),
+                f"{c['z_width']:.2f}",
+            )
+        )
+    return rows
 
 
 def _pct_or_na(fraction: Any) -> str:

@@ -1451,16 +1451,16 @@ def _fit_local_scales(X_values, residual, var, n_trees, y_err, min_trees, scale)
     leaves = tree.apply(X_values)
     scales = np.full(tree.tree_.node_count, float(scale))
     for leaf in np.unique(leaves[ok]):
-        m = leaves == leaf
-        scales[leaf] = _fit_calibration_scale(
-            residual[m],
-            var[m],
-            n_trees[m],
-            None if y_err is None else y_err[m],
-            min_trees,
-            statistic="oob_coverage",
-        )
+        scales[leaf] = _subset_scale(leaves == leaf, residual, var, n_trees, y_err, min_trees)
     return tree, scales
+
+
+def _subset_scale(m, residual, var, n_trees, y_err, min_trees) -> float:
+    """The coverage-matched scale ("oob_coverage") of the stars selected by ``m``."""
+    err = None if y_err is None else y_err[m]
+    return _fit_calibration_scale(
+        residual[m], var[m], n_trees[m], err, min_trees, statistic="oob_coverage"
+    )
 
 
 def _fit_group_classifier(X_values, groups, fit_mask, seed):
@@ -1490,14 +1490,7 @@ def _fit_group_scales(regions, n_groups, residual, var, n_trees, y_err, min_tree
     for group in range(n_groups):
         m = regions == group
         if (m & usable).sum() >= _GROUP_MIN_STARS:
-            scales[group] = _fit_calibration_scale(
-                residual[m],
-                var[m],
-                n_trees[m],
-                None if y_err is None else y_err[m],
-                min_trees,
-                statistic="oob_coverage",
-            )
+            scales[group] = _subset_scale(m, residual, var, n_trees, y_err, min_trees)
     return scales
 
 
