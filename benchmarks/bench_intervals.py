@@ -6,7 +6,9 @@ the rest held out) and the simulated population of :func:`skages.datasets.make_a
 (5,000 stars, 1,200 training), every ``calibration`` of
 :class:`skages.forest.ProbabilisticForestRegressor` and both forest variants, this prints
 per evolutionary state the fraction of held-out stars with |z| < 1 and |z| < 2 and the z
-width (mad_std), with z = (prediction − reference) / √(σ² + σ_ref²). Goals (issue 22):
+width (mad_std) ("oob_local+state": ``oob_local`` with the training stars' states as
+``calibration_groups``, as :func:`skages.pipeline.fit_age_model` does), with
+z = (prediction − reference) / √(σ² + σ_ref²). Goals (issue 22):
 68 ± 3 %, 95 ± 2 %, width 0.9–1.1.
 
 Beside these Gaussian ones (the baseline), ``in_68`` and ``in_95`` are the coverage of
@@ -62,8 +64,8 @@ def main() -> None:
     parser.add_argument(
         "--calibrations",
         nargs="+",
-        default=["none", "oob", "oob_coverage", "oob_local"],
-        choices=["none", "oob", "oob_coverage", "oob_local"],
+        default=["none", "oob", "oob_coverage", "oob_local", "oob_local+state"],
+        choices=["none", "oob", "oob_coverage", "oob_local", "oob_local+state"],
     )
     parser.add_argument(
         "--variants", nargs="+", default=["default", "paper"], choices=["default", "paper"]
@@ -81,12 +83,17 @@ def main() -> None:
             p = _data(kind, seed)
             X, X_err = p[COLS].to_numpy(), p[ERRS].to_numpy()
             y, y_err = p.log_age.to_numpy(), p.log_age_err.to_numpy()
-            state = p.evstate.to_numpy().astype(str)[N_TRAIN:]
+            states = p.evstate.to_numpy().astype(str)
+            state = states[N_TRAIN:]
             for vname, params in variants.items():
                 for cal in calibrations:
+                    # "oob_local+state": one σ scale per predicted evolutionary state
+                    groups = states[:N_TRAIN] if cal == "oob_local+state" else None
                     model = ProbabilisticForestRegressor(
-                        n_trees, random_state=seed, calibration=cal, **params
-                    ).fit(X[:N_TRAIN], y[:N_TRAIN], X_err=X_err[:N_TRAIN], y_err=y_err[:N_TRAIN])
+                        n_trees, random_state=seed, calibration=cal and cal.split("+")[0],
+                        **params,
+                    ).fit(X[:N_TRAIN], y[:N_TRAIN], X_err=X_err[:N_TRAIN],
+                          y_err=y_err[:N_TRAIN], calibration_groups=groups)  # fmt: skip
                     ask = {} if cal is None else {"quantiles": COVERAGE_QUANTILES}
                     mean, std, *q = model.predict(
                         X[N_TRAIN:], return_std=True, X_err=X_err[N_TRAIN:], **ask
