@@ -136,21 +136,18 @@ def _split_check(forest, X, y, y_err, held, X_test, true, lab_cal, lab_test, pre
     """Split-conformal check of exchangeability: a forest grown without the calibration
     stars, its raw spread scaled to cover them, scored on them and on the held-out stars
     (both predicted alike, neither seen by the encoder or this forest)."""
-    from scipy.optimize import brentq
     from scipy.stats import ks_2samp
     from sklearn.base import clone
 
-    from skages.forest import _z_spread
+    from skages.forest import _fit_calibration_scale
 
     raw = clone(forest).set_params(calibration=None)
     raw.fit(X[~held], y[~held], y_err=y_err[~held])
     pred_cal, std_cal = raw.predict(X[held], return_std=True)
     r, e = y[held] - pred_cal, y_err[held]
-
-    def excess(k):
-        return _z_spread(r / np.sqrt((k * std_cal) ** 2 + e**2), "oob_coverage") - 1.0
-
-    k = brentq(excess, 1e-3, 100.0)
+    # the forest's own coverage-matched scale of σ = k × spread (no 1/T term: all trees)
+    always = np.full(r.size, np.inf)
+    k = _fit_calibration_scale(r, std_cal**2, always, e, 0, statistic="oob_coverage")
     z_cal = np.abs(r) / np.sqrt((k * std_cal) ** 2 + e**2)
     line = (
         f"split check: forest on the {int((~held).sum())} other forest stars, σ scale {k:.3f} "

@@ -77,6 +77,12 @@ def _oob_calibrated(forest: Any) -> bool:
     return bool(getattr(forest, "bootstrap", False)) and calibration is not None
 
 
+def _calibrates_per_region(forest: Any) -> bool:
+    """Whether ``forest`` fits a σ scale per region (``calibration="oob_local"`` with
+    bootstrap), and so accepts ``calibration_groups``."""
+    return _oob_calibrated(forest) and forest.calibration == "oob_local"
+
+
 # --------------------------------------------------------------------------------------------
 # Public helper
 # --------------------------------------------------------------------------------------------
@@ -681,7 +687,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
     def _check_calibration_groups(self, groups: Any, n_samples: int) -> np.ndarray | None:
         if groups is None:
             return None
-        if self.calibration != "oob_local" or not self.bootstrap:
+        if not _calibrates_per_region(self):
             raise ValueError(
                 "calibration_groups need calibration='oob_local' and bootstrap=True (the "
                 f"groups get their own σ scales); this forest has calibration="
@@ -771,10 +777,12 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         stats = self._predict_stats(X_values, errors, need_var=need_var)
         if not need_var:
             return stats.mean
-        std = self._sigma(stats.var, stats.count, X_values)
+        regions = self._calibration_regions(X_values)  # once, for σ and the quantiles
+        std = self._sigma(stats.var, stats.count, X_values, regions)
         out = (stats.mean, std) if return_std else (stats.mean,)
         if probs is not None:
-            out += (stats.mean[:, None] + self._z_quantiles(X_values, probs) * std[:, None],)
+            z = self._z_quantiles(len(X_values), probs, regions)
+            out += (stats.mean[:, None] + z * std[:, None],)
         return out
 
     def _check_quantiles(self, quantiles) -> np.ndarray | None:
@@ -795,8 +803,9 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             )
         return probs
 
-    def _z_quantiles(self, X_values: np.ndarray, probs: np.ndarray) -> np.ndarray:
-        """(n_samples, n_probs) quantiles of the normalised residuals for every star."""
+    def _z_quantiles(self, n: int, probs: np.ndarray, leaves: np.ndarray | None) -> np.ndarray:
+        """(n, n_probs) quantiles of the normalised residuals for every star, per its
+        calibration region ``leaves`` (:meth:`_calibration_regions`)."""
         z = getattr(self, "calibration_residuals_", None)
         if z is None:
             from scipy.stats import norm
@@ -807,13 +816,12 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-            return np.broadcast_to(norm.ppf(probs), (X_values.shape[0], probs.size)).copy()
+            return np.broadcast_to(norm.ppf(probs), (n, probs.size)).copy()
         whole = _conformal_quantiles(z, probs)
-        out = np.broadcast_to(whole, (X_values.shape[0], probs.size)).copy()
+        out = np.broadcast_to(whole, (n, probs.size)).copy()
         regions = getattr(self, "calibration_regions_", None)
-        if regions is None:
+        if regions is None or leaves is None:
             return out
-        leaves = self._calibration_regions(X_values)
         for leaf in np.unique(leaves):
             z_leaf = z[regions == leaf]
             if z_leaf.size >= _QUANTILE_MIN_STARS:

@@ -448,11 +448,9 @@ def _calibration_groups(forest: Any, labels: Any, use: np.ndarray) -> np.ndarray
     """The evolutionary states of the forest's stars, for a σ scale per predicted state
     (``calibration_groups``), when the forest calibrates per region and every one of them
     has a state."""
-    if getattr(forest, "calibration", None) != "oob_local" or not getattr(
-        forest, "bootstrap", False
-    ):
-        return None
-    if "evstate" not in labels:
+    from skages.forest import _calibrates_per_region
+
+    if not _calibrates_per_region(forest) or "evstate" not in labels:
         return None
     states = np.asarray(labels["evstate"], dtype=object)[use]
     known = np.array([isinstance(v, str) and v.strip() != "" for v in states])
