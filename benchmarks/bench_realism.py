@@ -142,6 +142,18 @@ def oracle_scatter(x, log_age, is_rc, n_train=1200, n_splits=3) -> tuple[float, 
     return float(np.mean(out[False])), float(np.mean(out[True]))
 
 
+def seismic_alpha_r2(numax, dnu, is_rc, alpha) -> float:
+    """R² of [α/M] from νmax, Δν and the state alone (5-fold, 300-tree forest, leaf 5).
+
+    What a latent space that carries only seismology would still know of [α/M]: old stars
+    are α-rich and of low mass.
+    """
+    x = np.column_stack([np.log(numax), np.log(dnu), is_rc])
+    forest = RandomForestRegressor(300, min_samples_leaf=5, random_state=0, n_jobs=N_JOBS)
+    pred = cross_val_predict(forest, x, alpha, cv=CV)
+    return float(1 - np.sum((alpha - pred) ** 2) / np.sum((alpha - alpha.mean()) ** 2))
+
+
 def spectra_state(spectra, lab, random_state=0) -> dict:
     """Issue 21's spectra -> state protocol (shuffled 5-fold throughout).
 
@@ -264,6 +276,9 @@ def real_figures(shared: Path) -> dict:
     # protocol (no state among the inputs)
     a2o = a2.dropna(subset=["numax", "dnu", "alpha_fe"])
     is_rc = (a2o.evstate == "RC").to_numpy()
+    out["alpha_seismic_r2"] = seismic_alpha_r2(
+        a2o.numax.to_numpy(), a2o.dnu.to_numpy(), is_rc, a2o.alpha_fe.to_numpy()
+    )
     x = a2o[["numax", "dnu", "teff", "fe_h"]].to_numpy()
     out["oracle_RGB"], out["oracle_RC"] = oracle_scatter(x, a2o.log_age.to_numpy(), is_rc)
     x = a2o[["mass", "fe_h", "alpha_fe"]].to_numpy()
@@ -313,14 +328,12 @@ def sim_figures(n_stars: int, n_oracle: int = 30000) -> dict:
         out[f"precise_err_{state}"] = 100 * float(
             mad_std(10 ** (lab.log_age - lab.log_age_true).to_numpy()[prec])
         )
+    out["alpha_seismic_r2"] = seismic_alpha_r2(
+        lab.numax.to_numpy(), lab.dnu.to_numpy(), rc_all, lab.alpha_m.to_numpy()
+    )
     out["state_labels"] = state_accuracy(x_lab, rc_all)
     out["state_spectra"] = state_accuracy(pcs, rc_all)
-    # issue 21: labels (log g = seismic + 0.05 dex) -> reference age, stars with an age
-    for state, sel_state in (("RGB", ~rc_all), ("RC", rc_all)):
-        aged = sel_state & lab.log_age.notna().to_numpy()
-        a = lab[aged]
-        x = np.column_stack([a.teff, noisy_logg(a.logg_true), a.fe_h, a.c_n])
-        out[f"labels_age_{state}"] = age_scatter(x, a.log_age.to_numpy())
+    out.update(labels_age_figures(lab))
     del pcs
     out.update({f"spec_{k}": v for k, v in spectra_state(data.spectra, lab).items()})
     # the spectroscopic log g offset the spectra carry: spectra -> seismic log g fitted on
@@ -333,6 +346,32 @@ def sim_figures(n_stars: int, n_oracle: int = 30000) -> dict:
     out["logg_offset"] = float(np.median(d_rc) - np.median(d_rgb))
     del data, spectra
     out.update(sim_oracle_figures(n_oracle))
+    out.update({f"agree_{k}": v for k, v in sim_agreement_figures(n_stars, n_oracle).items()})
+    return out
+
+
+def sim_agreement_figures(n_stars: int, n_oracle: int) -> dict:
+    """The seismic-oracle and labels -> age rows with ``seismic_errors="agreement"``."""
+    lab = sim_labels_only(n_oracle, seismic_errors="agreement")
+    p = lab[lab.precise_age.to_numpy()]
+    is_rc = (p.evstate == "RC").to_numpy()
+    x = p[["numax", "dnu", "teff", "fe_h"]].to_numpy()
+    rgb, rc = oracle_scatter(x, p.log_age.to_numpy(), is_rc)
+    out = {"oracle_RGB": rgb, "oracle_RC": rc}
+    lab = sim_labels_only(n_stars, seismic_errors="agreement")
+    out.update(labels_age_figures(lab))
+    return out
+
+
+def labels_age_figures(lab) -> dict:
+    """Issue 21's labels (log g = seismic + 0.05 dex) -> reference age, stars with an age."""
+    out = {}
+    rc_all = (lab.evstate == "RC").to_numpy()
+    for state, sel_state in (("RGB", ~rc_all), ("RC", rc_all)):
+        aged = sel_state & lab.log_age.notna().to_numpy()
+        a = lab[aged]
+        x = np.column_stack([a.teff, noisy_logg(a.logg_true), a.fe_h, a.c_n])
+        out[f"labels_age_{state}"] = age_scatter(x, a.log_age.to_numpy())
     return out
 
 
@@ -479,6 +518,16 @@ def issue21_rows(real: dict, sim: dict) -> list[tuple]:
         )
         rows.append(
             _ratio_row(
+                '  the same, seismic_errors="agreement"',
+                real[f"oracle_{st}"],
+                sim[f"agree_oracle_{st}"],
+                "ratio",
+                0.8,
+                1.2,
+            )
+        )
+        rows.append(
+            _ratio_row(
                 f"  observed inputs -> true age, {st} (%)", np.nan, sim[f"oracle_obs_true_{st}"]
             )
         )
@@ -572,6 +621,36 @@ def issue21_rows(real: dict, sim: dict) -> list[tuple]:
                 "  the same, real: Gold x Miglio+21 (issue, not rerun)",
                 ISSUE21_MIGLIO["labels_age"][i],
                 sim[f"labels_age_{st}"],
+            )
+        )
+        rows.append(
+            _ratio_row(
+                '  the same, seismic_errors="agreement"',
+                real[f"labels_age_{st}"],
+                sim[f"agree_labels_age_{st}"],
+                "ratio",
+                0.75,
+                1.25,
+            )
+        )
+    rows.append(
+        _ratio_row(
+            "numax, dnu, state -> [a/M]: R2 (floor of the latent's)",
+            real["alpha_seismic_r2"],
+            sim["alpha_seismic_r2"],
+            fmt="{:.3f}",
+        )
+    )
+    from skages.datasets._sim_population import relations
+
+    for st in ("RGB", "RC"):
+        noise = relations()["seismic_noise"][st]
+        rows.append(
+            _ratio_row(
+                f"APOKASC-2 - APOKASC-3 numax: scatter (%) / quoted in quadrature, {st}",
+                100 * noise["numax_ln_ratio_mad_std"],
+                100 * noise["numax_ln_ratio_mad_std"] / noise["fraction"],
+                fmt="{:.2f}",
             )
         )
     for st in ("RGB", "RC"):

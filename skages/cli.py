@@ -388,6 +388,15 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
             "age plus independent noise (the former simulator)"
         ),
     )
+    p.add_argument(
+        "--seismic-errors",
+        choices=("apokasc2", "agreement"),
+        default="apokasc2",
+        help=(
+            "numax and dnu errors: 'apokasc2' (default) those APOKASC-2 quotes; 'agreement' "
+            "scaled to how well APOKASC-2 and APOKASC-3 agree (0.34 RGB, 0.42 RC of them)"
+        ),
+    )
     p.add_argument("--n-jobs", type=_positive_int, default=1, help="worker processes")
     p.add_argument(
         "--resume", action="store_true", help="(the default) continue an interrupted run"
@@ -423,6 +432,7 @@ def _simulate(args: argparse.Namespace) -> int:
         psd=not args.no_psd,
         raw_flux=args.raw_flux,
         reference_ages=args.reference_ages,
+        seismic_errors=args.seismic_errors,
         overwrite=args.overwrite,
         resume=not args.restart,
         restart=args.restart,

@@ -96,6 +96,19 @@ def test_simulate_chooses_how_reference_ages_are_made(tmp_path):
     assert aged.sum() > 10 and not np.allclose(ages["pipeline"][aged], ages["independent"][aged])
 
 
+def test_simulate_chooses_the_seismic_errors(tmp_path):
+    errors = {}
+    for mode in ("apokasc2", "agreement"):
+        out = tmp_path / f"{mode}.h5"
+        argv = ["-q", "simulate", "--n-stars", "40", "--no-psd", "--seismic-errors", mode]
+        assert main([*argv, "-o", str(out)]) == 0
+        with SurveyReader(out) as survey:
+            errors[mode] = survey.read_labels()["numax_err"].to_numpy()
+        expected = make_apokasc(40, psd=False, seismic_errors=mode, random_state=0)
+        np.testing.assert_array_equal(errors[mode], expected.labels["numax_err"].to_numpy())
+    assert np.median(errors["agreement"] / errors["apokasc2"]) < 0.5
+
+
 def test_simulate_on_a_full_disk_names_the_file(tmp_path, capsys, monkeypatch):
     original = SurveyWriter.append
     calls = {"n": 0}

@@ -350,6 +350,60 @@ def test_independent_reference_age_mode_is_kept():
     assert not np.allclose(data.labels.log_age, base.labels.log_age, equal_nan=True)
 
 
+def test_seismic_errors_agreement_scales_the_seismic_noise_only():
+    rng = np.random.default_rng(5)
+    base = pd.DataFrame(pop.draw_population(rng, 4000, pop.PopulationConfig()))
+    rng = np.random.default_rng(5)
+    config = pop.PopulationConfig(seismic_errors="agreement")
+    agree = pd.DataFrame(pop.draw_population(rng, 4000, config))
+    # the same stars; only the νmax and Δν errors (and what follows from them) change
+    np.testing.assert_array_equal(agree.mass_true, base.mass_true)
+    np.testing.assert_array_equal(agree.teff, base.teff)
+    is_rc = (base.evstate == "RC").to_numpy()
+    f = pop.seismic_noise_fraction(is_rc)
+    assert f.min() > 0.2 and f.max() < 0.6
+    free = ~base.precise_age.to_numpy()  # precise stars' errors are set by their ages
+    np.testing.assert_allclose(
+        (agree.numax_err / base.numax_err)[free], f[free], rtol=1e-12
+    )  # fmt: skip
+    np.testing.assert_allclose((agree.dnu_err / base.dnu_err)[free], f[free], rtol=1e-12)
+    # the drawn noise follows the quoted errors: νmax pulls are N(0, 1) in both
+    for p in (base, agree):
+        pull = ((p.numax - p.numax_true) / p.numax_err)[free]
+        assert 0.95 < pull.std() < 1.05  # ~3,500 pulls: ±0.012 per σ
+    # so the seismic masses scatter less about the true ones, by about the fraction
+    for state, sel in (("RGB", ~is_rc), ("RC", is_rc)):
+        sel = sel & free
+        ratio = np.std(np.log(agree.mass / agree.mass_true)[sel]) / np.std(
+            np.log(base.mass / base.mass_true)[sel]
+        )
+        assert ratio < 0.8, state  # Teff noise, unscaled, keeps it above f
+
+
+def test_seismic_noise_fraction_refits_from_the_real_tables(shared_data):
+    import importlib.util
+    from pathlib import Path
+
+    from astropy.table import Table
+
+    from skages.io import read_apokasc2
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "fit_sim_population.py"
+    spec = importlib.util.spec_from_file_location("fit_sim_population", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    a2 = read_apokasc2().to_pandas()
+    a2 = a2[a2.evstate.isin(["RGB", "RC"])].dropna(subset=["numax", "numax_err"])
+    cal = Table.read(shared_data / "apokasc3" / "apokasc3_preliminary_logg_cal.fits")
+    fitted = module.seismic_noise(a2, cal.to_pandas())
+    for state in ("RGB", "RC"):
+        vendored = pop.relations()["seismic_noise"][state]
+        assert fitted[state]["n"] > 2000
+        # the catalogues agree better than their quoted errors: f well below 1
+        assert fitted[state]["fraction"] < 0.6
+        np.testing.assert_allclose(fitted[state]["fraction"], vendored["fraction"], rtol=0.02)
+
+
 def test_age_fractions_are_configurable():
     data = make_apokasc(512, psd=False, missing_age_fraction=0.5, precise_age_fraction=0.3,
                         random_state=1)  # fmt: skip
@@ -588,6 +642,7 @@ def test_write_apokasc_round_trip_and_exact_resume(tmp_path, monkeypatch):
         ({"bad_pixel_fill": "nan"}, ValueError, "bad_pixel_fill"),
         ({"psd": "yes"}, ValueError, "psd"),
         ({"reference_ages": "true"}, ValueError, "reference_ages"),
+        ({"seismic_errors": "apokasc3"}, ValueError, "seismic_errors"),
     ],
 )
 def test_make_apokasc_rejects_bad_arguments(kwargs, error, match):

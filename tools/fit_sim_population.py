@@ -51,6 +51,33 @@ def _lstsq(design, y, clip=4.0):
     return coef, float(mad_std(res[keep])), int(keep.sum())
 
 
+def seismic_noise(a2: pd.DataFrame, cal: pd.DataFrame) -> dict:
+    """How far quoted νmax errors overstate real ones, per state (APOKASC-2 vs APOKASC-3).
+
+    ``a2``: APOKASC-2 (``read_apokasc2``, RGB and RC); ``cal``: the preliminary APOKASC-3
+    table. If both catalogues' errors were their quoted errors times one fraction f, the
+    robust width of the νmax differences of the same stars in units of the quoted errors
+    in quadrature would be f. Both analyse the same light curves, so a shared part of the
+    error cancels in the difference: f is a lower bound.
+    """
+    a3 = cal[(cal.NUMAX_WTCOR > 0) & (cal.SIG_NUM_WTCOR > 0)]
+    both = a2.merge(a3, left_on="kic", right_on="KIC_ID")
+    out = {}
+    for code, state in ((1, "RGB"), (2, "RC")):
+        b = both[(both.evstate == state) & (code == both.ES_AST)]
+        d = np.log(b.NUMAX_WTCOR / b.numax).to_numpy()
+        q2 = (b.numax_err / b.numax).to_numpy()
+        q3 = b.SIG_NUM_WTCOR.to_numpy()  # fractional
+        out[state] = {
+            "numax_ln_ratio_mad_std": float(mad_std(d)),
+            "median_quoted_apokasc2": float(np.median(q2)),
+            "median_quoted_apokasc3": float(np.median(q3)),
+            "fraction": float(mad_std((d - np.median(d)) / np.hypot(q2, q3))),
+            "n": len(b),
+        }
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", default="../shared/data")
@@ -83,6 +110,7 @@ def main(argv=None) -> None:
         "log_age": {},
         "fdnu": {},
         "logg_offset": {},
+        "seismic_noise": {},
     }
     # ---- deconvolved ln M
     groups = {}
@@ -163,6 +191,7 @@ def main(argv=None) -> None:
             "n": int(np.isfinite(raw).sum()),
             "n_gold": int(np.isfinite(cor[in_gold]).sum()),
         }
+    result["seismic_noise"] = seismic_noise(a2, cal)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sim_population.json").write_text(json.dumps(result, indent=1) + "\n")
     trimmed = gold[["KIC", "Evol_State", "Mass", "S_Mass", "Logg_Seis", "Teff", "[Fe/H]",

@@ -84,6 +84,7 @@ _COMMON_PARAMS = {
     "missing_age_fraction": [Interval(Real, 0, 1, closed="both")],
     "precise_age_fraction": [Interval(Real, 0, 1, closed="both")],
     "reference_ages": [StrOptions(set(_pop.REFERENCE_AGE_MODES))],
+    "seismic_errors": [StrOptions(set(_pop.SEISMIC_ERROR_MODES))],
     "psd": ["boolean"],
     "raw_flux": ["boolean"],
     "bad_pixel_fill": [Real],
@@ -295,6 +296,7 @@ def _check_options(
     raw_flux,
     bad_pixel_fill,
     reference_ages="pipeline",
+    seismic_errors="apokasc2",
 ) -> dict:
     if precise_age_fraction > 1.0 - missing_age_fraction + 1e-12:
         raise ValueError(
@@ -307,6 +309,7 @@ def _check_options(
             missing_age_fraction=float(missing_age_fraction),
             precise_age_fraction=float(precise_age_fraction),
             reference_ages=str(reference_ages),
+            seismic_errors=str(seismic_errors),
         ),
         "psd": bool(psd),
         "raw_flux": bool(raw_flux),
@@ -416,6 +419,7 @@ def iter_apokasc(
     missing_age_fraction: float = 1.0 / 3.0,
     precise_age_fraction: float = 0.12,
     reference_ages: str = "pipeline",
+    seismic_errors: str = "apokasc2",
     psd: bool = True,
     raw_flux: bool = False,
     bad_pixel_fill: float = np.nan,
@@ -440,7 +444,7 @@ def iter_apokasc(
     start : int, default=0
         First star to generate (to resume an interrupted run at a chunk boundary).
     missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, n_jobs, verbose
-        As for :func:`make_apokasc` (so is ``reference_ages``).
+        As for :func:`make_apokasc` (so are ``reference_ages`` and ``seismic_errors``).
     random_state : int, numpy.random.Generator or None
         Seed of the whole survey. A Generator is used once, to draw that seed,
         when this function is called.
@@ -463,7 +467,13 @@ def iter_apokasc(
     if start > n_stars:
         raise ValueError(f"start must be at most n_stars = {n_stars}; got start={start}")
     options = _check_options(
-        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, reference_ages
+        missing_age_fraction,
+        precise_age_fraction,
+        psd,
+        raw_flux,
+        bad_pixel_fill,
+        reference_ages,
+        seismic_errors,
     )
     entropy = _entropy(random_state)
     if start == n_stars:
@@ -496,6 +506,7 @@ def make_apokasc(
     missing_age_fraction: float = 1.0 / 3.0,
     precise_age_fraction: float = 0.12,
     reference_ages: str = "pipeline",
+    seismic_errors: str = "apokasc2",
     psd: bool = True,
     raw_flux: bool = False,
     bad_pixel_fill: float = np.nan,
@@ -525,6 +536,13 @@ def make_apokasc(
         the true age plus independent Gaussian noise of ``log_age_err`` (precise
         stars as above; the others the APOKASC-2 error of their source row plus a
         0.1 dex floor), the simulator's former model.
+    seismic_errors : {"apokasc2", "agreement"}, default="apokasc2"
+        The νmax and Δν uncertainties (and noise) of the catalogue. ``"apokasc2"``: the
+        quoted errors of each star's APOKASC-2 source row (median 0.9 % and 0.4 % on
+        the RGB, 1.3 % and 1.1 % in the clump). ``"agreement"``: those times 0.34 (RGB)
+        and 0.42 (RC), the width of the APOKASC-2 minus APOKASC-3 νmax differences of
+        the same stars in units of their quoted errors (a lower bound on the real errors:
+        both catalogues analyse the same light curves). See the realism page.
     psd : bool, default=True
         Simulate the power spectra (most of the run time).
     raw_flux : bool, default=False
@@ -596,7 +614,13 @@ def make_apokasc(
     ['RC', 'RGB']
     """
     options = _check_options(
-        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, reference_ages
+        missing_age_fraction,
+        precise_age_fraction,
+        psd,
+        raw_flux,
+        bad_pixel_fill,
+        reference_ages,
+        seismic_errors,
     )
     entropy = _entropy(random_state)
     names = _array_names(options)
@@ -661,6 +685,7 @@ def write_apokasc(
     missing_age_fraction: float = 1.0 / 3.0,
     precise_age_fraction: float = 0.12,
     reference_ages: str = "pipeline",
+    seismic_errors: str = "apokasc2",
     psd: bool = True,
     raw_flux: bool = False,
     bad_pixel_fill: float = np.nan,
@@ -689,8 +714,9 @@ def write_apokasc(
     chunk_size : int, default=4096
         Stars generated and appended at a time.
     missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, n_jobs, verbose
-        As for :func:`make_apokasc` (so is ``reference_ages``). For a catalogue-scale
-        inference survey, ``psd=False`` saves most of the time and about 6 GB per 733,901 stars.
+        As for :func:`make_apokasc` (so are ``reference_ages`` and ``seismic_errors``). For
+        a catalogue-scale inference survey, ``psd=False`` saves most of the time and about
+        6 GB per 733,901 stars.
     overwrite : bool, default=False
         Replace an existing complete file.
     resume : bool, default=False
@@ -716,7 +742,13 @@ def write_apokasc(
     from skages._atomic import WriteError
 
     options = _check_options(
-        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill, reference_ages
+        missing_age_fraction,
+        precise_age_fraction,
+        psd,
+        raw_flux,
+        bad_pixel_fill,
+        reference_ages,
+        seismic_errors,
     )
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
@@ -725,6 +757,7 @@ def write_apokasc(
         "missing_age_fraction": float(missing_age_fraction),
         "precise_age_fraction": float(precise_age_fraction),
         "reference_ages": str(reference_ages),
+        **({} if seismic_errors == "apokasc2" else {"seismic_errors": str(seismic_errors)}),
         "psd": bool(psd),
         "raw_flux": bool(raw_flux),
         "bad_pixel_fill": None if np.isnan(bad_pixel_fill) else float(bad_pixel_fill),
