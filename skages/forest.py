@@ -77,6 +77,23 @@ def _oob_calibrated(forest: Any) -> bool:
     return bool(getattr(forest, "bootstrap", False)) and calibration is not None
 
 
+def _missing_groups(groups: np.ndarray) -> np.ndarray:
+    """Which labels of ``calibration_groups`` are missing: None, NaN (float or ``pd.NA``)
+    or a blank string. Numbers and non-blank strings are labels."""
+
+    def missing(g: Any) -> bool:
+        if g is None:
+            return True
+        if isinstance(g, str):
+            return g.strip() == ""
+        try:
+            return bool(g != g)  # NaN
+        except TypeError:  # pandas.NA: its comparisons are NA too
+            return True
+
+    return np.array([missing(g) for g in np.asarray(groups, dtype=object)], dtype=bool)
+
+
 def _calibrates_per_region(forest: Any) -> bool:
     """Whether ``forest`` fits a σ scale per region (``calibration="oob_local"`` with
     bootstrap), and so accepts ``calibration_groups``."""
@@ -699,11 +716,11 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
                 f"calibration_groups must have shape ({n_samples},), one label per star; got "
                 f"shape {groups.shape}"
             )
-        missing = np.array([g is None or (isinstance(g, float) and np.isnan(g)) for g in groups])
+        missing = _missing_groups(groups)
         if missing.any():
             raise ValueError(
-                f"calibration_groups is missing for {int(missing.sum())} stars: give every "
-                "star its group (e.g. its evolutionary state)"
+                f"calibration_groups is missing for {int(missing.sum())} stars (None, NaN or "
+                "a blank string): give every star its group (e.g. its evolutionary state)"
             )
         return groups.astype(str)
 

@@ -448,12 +448,12 @@ def _calibration_groups(forest: Any, labels: Any, use: np.ndarray) -> np.ndarray
     """The evolutionary states of the forest's stars, for a σ scale per predicted state
     (``calibration_groups``), when the forest calibrates per region and every one of them
     has a state."""
-    from skages.forest import _calibrates_per_region
+    from skages.forest import _calibrates_per_region, _missing_groups
 
     if not _calibrates_per_region(forest) or "evstate" not in labels:
         return None
     states = np.asarray(labels["evstate"], dtype=object)[use]
-    known = np.array([isinstance(v, str) and v.strip() != "" for v in states])
+    known = ~_missing_groups(states)
     if not known.all():
         logger.warning(
             "%d of the forest's %d stars have no evolutionary state (labels['evstate']): "

@@ -780,6 +780,14 @@ def test_calibration_groups_are_checked():
     missing[[3, 7]] = None
     with pytest.raises(ValueError, match="missing for 2 stars"):
         ProbabilisticForestRegressor(10).fit(X, y, calibration_groups=missing)
+    # NaN, pandas' NA and blank strings are missing too; numbers are labels
+    missing[[3, 7]] = [np.nan, "  "]
+    missing[9] = pd.NA
+    with pytest.raises(ValueError, match="missing for 3 stars"):
+        ProbabilisticForestRegressor(10).fit(X, y, calibration_groups=missing)
+    numeric = np.unique(group, return_inverse=True)[1] + 1
+    fitted = ProbabilisticForestRegressor(10, random_state=0).fit(X, y, calibration_groups=numeric)
+    assert list(fitted.calibration_classifier_.classes_) == ["1", "2"]
     # a target-less star is dropped with its group (missing_target="ignore")
     y_nan = y.copy()
     y_nan[:5] = np.nan

@@ -281,7 +281,10 @@ def test_fit_age_model_calibrates_per_evolutionary_state(small_survey, caplog, t
     )
     # a forest star without a state: regions of the inputs instead, and the log says so
     partial = lab.copy()
-    partial.loc[partial.index[np.flatnonzero(aged)[:2]], "evstate"] = None
+    partial["evstate"] = partial["evstate"].astype(object)
+    first = partial.index[np.flatnonzero(aged)[:2]]
+    partial.loc[first[0], "evstate"] = None
+    partial.loc[first[1], "evstate"] = " "  # blank: as missing as None
     caplog.set_level("WARNING", logger="skages.pipeline")
     other = fit_age_model(small_survey.spectra, small_survey.psd, partial, **kwargs)
     assert other.named_steps["forest"].calibration_classifier_ is None
