@@ -85,6 +85,9 @@ def test_report_structure_and_files(report, tmp_path):
     path = rep.write(tmp_path / "report")
     text = path.read_text()
     assert "# skages evaluation report" in text and "figures/ages.png" in text
+    # the [α/M] a seismic latent space holds anyway, simulated and real, is stated
+    r2 = m["abundances"]["alpha_m"]["r2_from_seismology"]
+    assert f"predict [α/M] with R² = {r2:.3f}" in text and "APOKASC-2 stars 0.44" in text
     for name in rep.figures:
         assert (tmp_path / "report" / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
