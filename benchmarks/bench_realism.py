@@ -635,7 +635,7 @@ def issue21_rows(real: dict, sim: dict) -> list[tuple]:
         )
     rows.append(
         _ratio_row(
-            "numax, dnu, state -> [a/M]: R2 (floor of the latent's)",
+            "numax, dnu, state -> [a/M]: R2 (exact seismology's)",
             real["alpha_seismic_r2"],
             sim["alpha_seismic_r2"],
             fmt="{:.3f}",

@@ -1055,9 +1055,9 @@ class EvaluationReport:
                 f"νmax, Δν and evolutionary state alone predict [α/M] with R² = "
                 f"{alpha['r2_from_seismology']:.3f} (old stars are α-rich and of low mass; "
                 f"on the real APOKASC-2 stars {REAL_ALPHA_R2_FROM_SEISMOLOGY}, "
-                "benchmarks/bench_realism.py), so a latent "
-                "space that keeps the seismology holds that much [α/M] whatever it reads; "
-                f"what it knows of [α/M] beyond them: R² = "
+                "benchmarks/bench_realism.py): the more precisely a latent space carries "
+                "the seismology (the mass above all), the more [α/M] it predicts without "
+                f"reading an α line. What it knows of [α/M] beyond them: R² = "
                 f"{alpha['r2_beyond_seismology']:.3f}.",
             ]
         s = m["state"]
