@@ -467,14 +467,9 @@ def iter_apokasc(
     if start > n_stars:
         raise ValueError(f"start must be at most n_stars = {n_stars}; got start={start}")
     options = _check_options(
-        missing_age_fraction,
-        precise_age_fraction,
-        psd,
-        raw_flux,
-        bad_pixel_fill,
-        reference_ages,
-        seismic_errors,
-    )
+        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill,
+        reference_ages, seismic_errors,
+    )  # fmt: skip
     entropy = _entropy(random_state)
     if start == n_stars:
         return iter(())
@@ -614,14 +609,9 @@ def make_apokasc(
     ['RC', 'RGB']
     """
     options = _check_options(
-        missing_age_fraction,
-        precise_age_fraction,
-        psd,
-        raw_flux,
-        bad_pixel_fill,
-        reference_ages,
-        seismic_errors,
-    )
+        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill,
+        reference_ages, seismic_errors,
+    )  # fmt: skip
     entropy = _entropy(random_state)
     names = _array_names(options)
     out = Bunch()
@@ -742,14 +732,9 @@ def write_apokasc(
     from skages._atomic import WriteError
 
     options = _check_options(
-        missing_age_fraction,
-        precise_age_fraction,
-        psd,
-        raw_flux,
-        bad_pixel_fill,
-        reference_ages,
-        seismic_errors,
-    )
+        missing_age_fraction, precise_age_fraction, psd, raw_flux, bad_pixel_fill,
+        reference_ages, seismic_errors,
+    )  # fmt: skip
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     settings = {
