@@ -350,38 +350,40 @@ def sim_figures(n_stars: int, n_oracle: int = 30000) -> dict:
     return out
 
 
+def _precise_stars(lab):
+    """The precise-age stars of ``lab``, whether each is RC, and the oracle's observed
+    inputs (νmax, Δν, Teff, [Fe/H])."""
+    p = lab[lab.precise_age.to_numpy()]
+    return p, (p.evstate == "RC").to_numpy(), p[["numax", "dnu", "teff", "fe_h"]].to_numpy()
+
+
 def sim_agreement_figures(n_stars: int, n_oracle: int) -> dict:
     """The seismic-oracle and labels -> age rows with ``seismic_errors="agreement"``."""
-    lab = sim_labels_only(n_oracle, seismic_errors="agreement")
-    p = lab[lab.precise_age.to_numpy()]
-    is_rc = (p.evstate == "RC").to_numpy()
-    x = p[["numax", "dnu", "teff", "fe_h"]].to_numpy()
-    rgb, rc = oracle_scatter(x, p.log_age.to_numpy(), is_rc)
+    p, is_rc, observed = _precise_stars(sim_labels_only(n_oracle, seismic_errors="agreement"))
+    rgb, rc = oracle_scatter(observed, p.log_age.to_numpy(), is_rc)
     out = {"oracle_RGB": rgb, "oracle_RC": rc}
     lab = sim_labels_only(n_stars, seismic_errors="agreement")
     out.update(labels_age_figures(lab))
     return out
 
 
-def labels_age_figures(lab) -> dict:
-    """Issue 21's labels (log g = seismic + 0.05 dex) -> reference age, stars with an age."""
+def labels_age_figures(lab, target: str = "log_age") -> dict:
+    """Issue 21's labels (log g = seismic + 0.05 dex) -> reference age (or ``target``,
+    e.g. ``"log_age_true"``), on the stars with a reference age."""
     out = {}
     rc_all = (lab.evstate == "RC").to_numpy()
     for state, sel_state in (("RGB", ~rc_all), ("RC", rc_all)):
         aged = sel_state & lab.log_age.notna().to_numpy()
         a = lab[aged]
         x = np.column_stack([a.teff, noisy_logg(a.logg_true), a.fe_h, a.c_n])
-        out[f"labels_age_{state}"] = age_scatter(x, a.log_age.to_numpy())
+        out[f"labels_age_{state}"] = age_scatter(x, a[target].to_numpy())
     return out
 
 
 def sim_oracle_figures(n_stars: int) -> dict:
     """Issue 21's seismic-oracle rows and clues on the precise stars of ``n_stars`` stars."""
     out: dict = {}
-    lab = sim_labels_only(n_stars)
-    p = lab[lab.precise_age.to_numpy()]
-    is_rc = (p.evstate == "RC").to_numpy()
-    observed = p[["numax", "dnu", "teff", "fe_h"]].to_numpy()
+    p, is_rc, observed = _precise_stars(sim_labels_only(n_stars))
     true = p[["numax_true", "dnu_true", "teff_true", "fe_h_true"]].to_numpy()
     ref, age_true = p.log_age.to_numpy(), p.log_age_true.to_numpy()
     out["n_precise"] = len(p)

@@ -38,10 +38,22 @@ GOLD_WINDOW = (0.9, 1.8)  # the mass range of APOKASC-3 Table 4 Gold (M☉)
 N_COMPONENTS = 3
 
 
-def _lstsq(design, y, clip=4.0):
+def _lstsq(design, y, clip=4.0, noise=None):
+    """Least squares, iteratively clipping residuals beyond ``clip`` robust σ.
+
+    ``noise=(column, variance)``: that regressor carries measurement noise of that
+    variance, removed from the normal equations (the errors-in-variables moment
+    correction; ``tools/eiv_sensitivity.py``). None: ordinary least squares.
+    """
     keep = np.isfinite(y) & np.isfinite(design).all(axis=1)
     for _ in range(5):
-        coef = np.linalg.lstsq(design[keep], y[keep], rcond=None)[0]
+        if noise is None:
+            coef = np.linalg.lstsq(design[keep], y[keep], rcond=None)[0]
+        else:
+            d, n = design[keep], int(keep.sum())
+            gram = d.T @ d / n
+            gram[noise[0], noise[0]] -= noise[1]
+            coef = np.linalg.solve(gram, d.T @ y[keep] / n)
         res = y - design @ coef
         sig = mad_std(res[keep])
         new = np.isfinite(y) & np.isfinite(design).all(axis=1) & (np.abs(res) < clip * sig)
@@ -49,6 +61,27 @@ def _lstsq(design, y, clip=4.0):
             break
         keep = new
     return coef, float(mad_std(res[keep])), int(keep.sum())
+
+
+def teff_design(g: pd.DataFrame) -> np.ndarray:
+    """Design of the Teff relation on Gold rows ``g``; ln M is column ``TEFF_LN_MASS``."""
+    lnm, logg = np.log(g.Mass.to_numpy()), g.Logg_Seis.to_numpy()
+    feh, alpha = g["[Fe/H]"].to_numpy(), g["[Alp/Fe]"].to_numpy()
+    return np.column_stack([np.ones(len(g)), logg - 2.5, (logg - 2.5) ** 2, feh, lnm, alpha])
+
+
+def c_n_design(g: pd.DataFrame, state: str) -> np.ndarray:
+    """Design of the [C/N] relation on Gold rows ``g`` of ``state``; the mass term,
+    tanh(1.2 ln M), is column ``C_N_MASS``."""
+    from skages.datasets._sim_population import mixing_index
+
+    lnm = np.log(g.Mass.to_numpy())
+    feh, alpha = g["[Fe/H]"].to_numpy(), g["[Alp/Fe]"].to_numpy()
+    x = mixing_index(g.Mass.to_numpy(), g.Logg_Seis.to_numpy(), np.full(len(g), state == "RC"))
+    return np.column_stack([np.ones(len(g)), np.tanh(1.2 * lnm), feh, alpha, x])
+
+
+TEFF_LN_MASS, C_N_MASS = 4, 1
 
 
 def seismic_noise(a2: pd.DataFrame, cal: pd.DataFrame) -> dict:
@@ -84,7 +117,6 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="skages/_data/data")
     args = parser.parse_args(argv)
     from skages.datasets._deconvolve import fit_xd
-    from skages.datasets._sim_population import mixing_index
     from skages.io import read_apokasc2
 
     shared, out = Path(args.shared), Path(args.out)
@@ -135,17 +167,12 @@ def main(argv=None) -> None:
     # ---- Teff and [C/N] on Gold
     for state in ("RGB", "RC"):
         g = gold[gold.Evol_State == state]
-        lnm, logg = np.log(g.Mass.to_numpy()), g.Logg_Seis.to_numpy()
-        feh, alpha = g["[Fe/H]"].to_numpy(), g["[Alp/Fe]"].to_numpy()
-        design = np.column_stack([np.ones(len(g)), logg - 2.5, (logg - 2.5) ** 2, feh, lnm, alpha])
-        coef, sig, n = _lstsq(design, g.Teff.to_numpy())
+        coef, sig, n = _lstsq(teff_design(g), g.Teff.to_numpy())
         result["teff"][state] = {
             "terms": ["1", "logg-2.5", "(logg-2.5)^2", "fe_h", "ln_mass", "alpha_m"],
             "coef": coef.tolist(), "residual_mad_std": sig, "n": n,
         }  # fmt: skip
-        x = mixing_index(g.Mass.to_numpy(), logg, np.full(len(g), state == "RC"))
-        design = np.column_stack([np.ones(len(g)), np.tanh(1.2 * lnm), feh, alpha, x])
-        coef, sig, n = _lstsq(design, g["[C/N]"].to_numpy())
+        coef, sig, n = _lstsq(c_n_design(g, state), g["[C/N]"].to_numpy())
         result["c_n"][state] = {
             "terms": ["1", "tanh(1.2 ln_mass)", "fe_h", "alpha_m", "mixing"],
             "coef": coef.tolist(), "residual_mad_std": sig, "n": n,
