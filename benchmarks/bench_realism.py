@@ -46,6 +46,11 @@ are printed for reference but cannot be rerun, their table is not in the develop
   shuffled 5-fold; accuracy and RC contamination. Real anchors: Hawkins, Ting & Rix (2018)
   < 2 % contamination, and APOGEE's own spectroscopic state (ES_SP) in the preliminary
   APOKASC-3 table; plus spectra -> true log g R²;
+* the same spectra read as ASPCAP reads real ones: Teff, log g, [Fe/H], [α/M], [C/N]
+  fitted with the simulator's line model (¹²C/¹³C fixed, as in ASPCAP's grids), then the
+  forest on Teff, log g, [Fe/H], [C/N] -> RC/RGB. Real: the raw ASPCAP labels of the
+  preliminary APOKASC-3 table, the same forest; and the six labels fitted with ¹²C/¹³C
+  free, plus the ridge's ln Δν and ΔΠ1 (the information a Hawkins-like reader has);
 * labels Teff, log g (+0.05 dex), [Fe/H], [C/N] -> reference age (the forest above, 5-fold).
   Real: APOKASC-3 Gold x APOKASC-2 ages; simulator: the stars with an age;
 * observed seismic mass, Teff, [Fe/H], [α/M] -> precise reference age. Real: APOKASC-2;
@@ -102,10 +107,19 @@ def age_scatter(x, log_age) -> float:
     return 100 * float(mad_std(10 ** (pred - log_age)))
 
 
+def state_scores(x, is_rc, cv=CV, random_state=0) -> tuple[float, float]:
+    """5-fold accuracy and RC contamination (per cent) of a forest telling RC (True) from RGB.
+
+    The contamination is the share of RGB stars among the stars classified RC.
+    """
+    clf = RandomForestClassifier(n_estimators=300, random_state=random_state, n_jobs=N_JOBS)
+    said_rc = cross_val_predict(clf, x, is_rc, cv=cv)
+    return 100 * float((said_rc == is_rc).mean()), 100 * float((~is_rc[said_rc]).mean())
+
+
 def state_accuracy(x, is_rc, cv=CV) -> float:
     """5-fold accuracy (per cent) of a forest telling RC (True) from RGB."""
-    clf = RandomForestClassifier(n_estimators=300, random_state=0, n_jobs=N_JOBS)
-    return 100 * float((cross_val_predict(clf, x, is_rc, cv=cv) == is_rc).mean())
+    return state_scores(x, is_rc, cv)[0]
 
 
 def cn_slope(ln_mass, c_n) -> tuple[float, float]:
@@ -154,7 +168,7 @@ def seismic_alpha_r2(numax, dnu, is_rc, alpha) -> float:
     return float(1 - np.sum((alpha - pred) ** 2) / np.sum((alpha - alpha.mean()) ** 2))
 
 
-def spectra_state(spectra, lab, random_state=0) -> dict:
+def spectra_state(spectra, lab, random_state=0, fitted=None) -> dict:
     """Issue 21's spectra -> state protocol (shuffled 5-fold throughout).
 
     PCA(300) of the standardised spectra, ``RidgeCV`` from them to Teff, log g, [Fe/H],
@@ -162,7 +176,8 @@ def spectra_state(spectra, lab, random_state=0) -> dict:
     ``RandomForestClassifier(300)`` on those six predictions -> RC / RGB. Returns the
     accuracy and the RC contamination (per cent: the share of RGB stars among the stars
     classified RC), the ridge R² and residual of each label, and the R² of the true
-    (seismic) log g.
+    (seismic) log g. With ``fitted`` (labels fitted with the line model, one row per
+    star) it also scores the forest on those and the ridge's ln Δν and ΔΠ1.
     """
     from sklearn.preprocessing import StandardScaler
 
@@ -183,12 +198,45 @@ def spectra_state(spectra, lab, random_state=0) -> dict:
         if name != "logg_true":
             preds.append(pred)
     is_rc = (lab.evstate == "RC").to_numpy()
-    clf = RandomForestClassifier(n_estimators=300, random_state=random_state, n_jobs=N_JOBS)
-    said_rc = cross_val_predict(clf, np.column_stack(preds), is_rc, cv=CV)
-    out["accuracy"] = 100 * float((said_rc == is_rc).mean())
-    out["contamination"] = 100 * float((~is_rc[said_rc]).mean())
+    out["accuracy"], out["contamination"] = state_scores(
+        np.column_stack(preds), is_rc, random_state=random_state
+    )
     out["spread_dpi1"] = float(mad_std(lab.dpi1))
+    if fitted is not None:
+        # a reader that fits the line model, with the ridge's seismic labels (Hawkins et al.
+        # learn Δν and ΔP from the spectra the same way)
+        out["fit_seis_accuracy"], out["fit_seis_contamination"] = state_scores(
+            np.column_stack([fitted, *preds[-2:]]), is_rc, random_state=random_state
+        )
     return out
+
+
+def fitted_state(spectra, spectra_err, lab) -> tuple[dict, np.ndarray]:
+    """Spectra -> state through labels fitted with the simulator's line model.
+
+    The analogue of ASPCAP: Teff, log g, [Fe/H], [α/M], [C/N] fitted with ¹²C/¹³C held at
+    the mean (:func:`~skages.datasets._sim_spectra.fit_label_offsets`), then the forest of
+    :func:`state_scores` on Teff, log g, [Fe/H], [C/N] (the real raw ASPCAP row's labels).
+    Returns those figures, the same forest on the six exact (noiseless) labels the spectra
+    respond to (keys ``exact_*``), the precision of both fits (``mad_std`` of fitted minus true
+    label, keys ``prec5_<label>`` and ``prec6_<label>``), and the six labels fitted with
+    ¹²C/¹³C free, for :func:`spectra_state`.
+    """
+    from skages.datasets._sim_spectra import RESPONSE_LABELS, fit_label_offsets
+    from skages.datasets.simulator import _label_offsets
+
+    is_rc = (lab.evstate == "RC").to_numpy()
+    truth = _label_offsets(lab)
+    out = {}
+    aspcap_like = fit_label_offsets(spectra, spectra_err, 5)
+    out["accuracy"], out["contamination"] = state_scores(aspcap_like[:, [0, 1, 2, 4]], is_rc)
+    # the ceiling: the six labels the spectra respond to, exactly
+    out["exact_accuracy"], out["exact_contamination"] = state_scores(truth, is_rc)
+    full = fit_label_offsets(spectra, spectra_err, 6)
+    for tag, fit in (("prec5", aspcap_like), ("prec6", full)):
+        for k in range(fit.shape[1]):
+            out[f"{tag}_{RESPONSE_LABELS[k]}"] = float(mad_std(fit[:, k] - truth[:, k]))
+    return out, full
 
 
 def noisy_logg(logg, seed=0):
@@ -249,7 +297,7 @@ def real_figures(shared: Path) -> dict:
     cor = cal[["TEFF_COR", "LOGG_COR", "FE_H_ADOP_COR", "C_N_RAW"]]
     ok = np.isfinite(raw.to_numpy()).all(axis=1) & np.isfinite(cor.to_numpy()).all(axis=1)
     is_rc = (cal.ES_AST == 2).to_numpy()[ok]
-    out["state_raw"] = state_accuracy(raw.to_numpy()[ok], is_rc)
+    out["state_raw"], out["contam_raw"] = state_scores(raw.to_numpy()[ok], is_rc)
     out["state_cal"] = state_accuracy(cor.to_numpy()[ok], is_rc)
     # the figures behind issue 11's 84-92 % goal: unshuffled folds in the table's own order
     out["state_raw_ordered"] = state_accuracy(raw.to_numpy()[ok], is_rc, cv=5)
@@ -335,7 +383,12 @@ def sim_figures(n_stars: int, n_oracle: int = 30000) -> dict:
     out["state_spectra"] = state_accuracy(pcs, rc_all)
     out.update(labels_age_figures(lab))
     del pcs
-    out.update({f"spec_{k}": v for k, v in spectra_state(data.spectra, lab).items()})
+    fit_figures, fitted = fitted_state(data.spectra, data.spectra_err, lab)
+    out.update({f"fit_{k}": v for k, v in fit_figures.items()})
+    out.update(
+        {f"spec_{k}": v for k, v in spectra_state(data.spectra, lab, fitted=fitted).items()}
+    )
+    del fitted
     # the spectroscopic log g offset the spectra carry: spectra -> seismic log g fitted on
     # RGB stars (half of them), applied to held-out RGB and to RC stars
     rgb = np.flatnonzero(~rc_all)
@@ -448,6 +501,51 @@ def _ratio_row(name, real, sim, goal=None, lo=None, hi=None, fmt="{:.1f}"):
     return (name, real_text, fmt.format(sim), ratio_text, status)
 
 
+def _dr14_giant(shared: Path):
+    """Flux, error, good-pixel mask and ASPCAP labels of the real DR14 giant."""
+    import json
+
+    base = shared / "apogee_fixtures" / "apogee_dr14_2M08002084+4044415_normalized"
+    d = np.load(str(base) + ".npz")
+    meta = json.loads(Path(str(base) + ".json").read_text())
+    flux, err, good = d["normalized_flux"], d["normalized_error"], d["good_pixel_mask"]
+    good = good & np.isfinite(flux) & (err > 0) & (err < 1)
+    return flux, err, good, meta
+
+
+def _dr14_labels(meta, rc: bool) -> np.ndarray:
+    """The giant's labels in the simulator's convention (RESPONSE_LABELS order)."""
+    from skages.datasets import _sim_population as pop
+
+    logg = meta["log_surface_gravity"]
+    return np.array([
+        meta["effective_temperature"], float(pop.spectroscopic_logg(logg, rc)),
+        meta["metallicity"], meta["alpha_enhancement"],
+        meta["carbon_over_m"] - meta["nitrogen_over_m"], float(pop.mixing_index(1.0, logg, rc)),
+    ])  # fmt: skip
+
+
+def dr14_fit(shared: Path) -> list[tuple]:
+    """The real DR14 giant read by the line-model fit of the realism report (5 labels).
+
+    Rows: label, the star's ASPCAP DR14 value in the simulator's convention (log g: the
+    spectroscopic log g of an RGB star at ASPCAP's calibrated value), the fitted value.
+    """
+    from skages.datasets._sim_spectra import fit_label_offsets
+    from skages.datasets.simulator import _label_reference
+
+    flux, err, good, meta = _dr14_giant(shared)
+    weight_err = np.where(good, err, np.inf).astype(float)[None]
+    fitted = fit_label_offsets(flux.astype(float)[None], weight_err, 5)[0]
+    fitted += _label_reference()[:5]
+    expected = _dr14_labels(meta, rc=False)[:5]
+    names = ("Teff (K)", "spectroscopic log g", "[M/H]", "[a/M]", "[C/N]")
+    return [
+        (name, f"{e:.3f}", f"{f:.3f}", f"{f - e:+.3f}")
+        for name, e, f in zip(names, expected, fitted, strict=True)
+    ]
+
+
 def dr14_check(shared: Path) -> list[tuple]:
     """A noiseless simulated spectrum at the ASPCAP labels of the real DR14 giant, per chip.
 
@@ -458,27 +556,14 @@ def dr14_check(shared: Path) -> list[tuple]:
     labels switched off). Labels: ASPCAP DR14 Teff, log g (calibrated, taken as seismic),
     [M/H], [α/M], [C/N] = [C/M] - [N/M]; mass 1.0 M☉ (α-rich, old) for the mixing index.
     """
-    import json
-
-    from skages.datasets import _sim_population as pop
     from skages.datasets import _sim_spectra as spec
     from skages.datasets.simulator import _label_reference
     from skages.spectra import chip_slices
 
-    base = shared / "apogee_fixtures" / "apogee_dr14_2M08002084+4044415_normalized"
-    d = np.load(str(base) + ".npz")
-    meta = json.loads(Path(str(base) + ".json").read_text())
-    flux, err, good = d["normalized_flux"], d["normalized_error"], d["good_pixel_mask"]
-    good = good & np.isfinite(flux) & (err > 0) & (err < 1)
-    c_n = meta["carbon_over_m"] - meta["nitrogen_over_m"]
+    flux, err, good, meta = _dr14_giant(shared)
     models = {}
     for state, rc in (("RGB", False), ("RC", True)):
-        logg = meta["log_surface_gravity"]
-        row = np.array([
-            meta["effective_temperature"], float(pop.spectroscopic_logg(logg, rc)),
-            meta["metallicity"], meta["alpha_enhancement"], c_n,
-            float(pop.mixing_index(1.0, logg, rc)),
-        ])  # fmt: skip
+        row = _dr14_labels(meta, rc)
         models[f"at labels as {state}"] = spec.noiseless_spectra((row - _label_reference())[None])[
             0
         ]
@@ -589,6 +674,36 @@ def issue21_rows(real: dict, sim: dict) -> list[tuple]:
             "range",
             0.0,
             3.0,
+        )
+    )
+    rows.append(
+        _ratio_row(
+            "  real: raw ASPCAP labels; sim: line-model fit, RC contamination (%)",
+            real["contam_raw"],
+            sim["fit_contamination"],
+        )
+    )
+    rows.append(_ratio_row("  the same, accuracy (%)", real["state_raw"], sim["fit_accuracy"]))
+    for key, label in (
+        ("teff", "Teff (K)"),
+        ("logg", "log g"),
+        ("fe_h", "[Fe/H]"),
+        ("c_n", "[C/N]"),
+    ):
+        pair = f"{sim[f'fit_prec5_{key}']:.3g} / {sim[f'fit_prec6_{key}']:.3g}"
+        rows.append((f"  line-model fit: {label} error, 12C/13C fixed / free", "—", pair, "", ""))
+    rows.append(
+        _ratio_row(
+            "  line-model fit with 12C/13C + ridge ln dnu, dPi1: contamination (%)",
+            np.nan,
+            sim["spec_fit_seis_contamination"],
+        )
+    )
+    rows.append(
+        _ratio_row(
+            "  the six spectral labels, exact (no noise): contamination (%)",
+            np.nan,
+            sim["fit_exact_contamination"],
         )
     )
     rows.append(
@@ -772,6 +887,12 @@ def main(argv=None) -> dict:
         "labels: robust rms of (real - model) / error per chip (1 = as good as the noise)",
         dr14_check(Path(args.shared)),
         ("model", "blue", "green", "red"),
+    )
+    print_table(
+        "The same real spectrum read by the line-model fit (the ASPCAP analogue of the "
+        "spectra -> state rows: 5 labels, 12C/13C at the mean)",
+        dr14_fit(Path(args.shared)),
+        ("label", "ASPCAP DR14", "fitted", "difference"),
     )
     for st in ("RGB", "RC"):
         print(f"precise reference ages, {st}: scatter about the true age "

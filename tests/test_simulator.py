@@ -747,6 +747,45 @@ def test_extra_mixing_deepens_only_the_13co_features():
         assert changed[(wl > head + 5.0) & (wl < head + 60.0)].mean() > 0.3, head
 
 
+def test_line_model_fit_recovers_the_labels_through_masks_and_continuum():
+    """fit_label_offsets, the ASPCAP analogue of the realism report, inverts the model."""
+    from skages.datasets import _sim_spectra as spec
+
+    rng = np.random.default_rng(3)
+    offsets = rng.normal(size=(6, 6)) * [300.0, 0.3, 0.2, 0.08, 0.15, 0.3]
+    tilt = 1.0 + 0.01 * spec._continuum_basis() @ rng.normal(size=12)
+    flux = spec.noiseless_spectra(offsets) * tilt
+    flux[rng.random(flux.shape) < 0.05] = np.nan  # masked pixels are left out
+    err = np.full(flux.shape, 0.01)
+    err[:, :40] = np.inf
+    fitted = spec.fit_label_offsets(flux, err, 6)
+    np.testing.assert_allclose(fitted, offsets, atol=1e-7)
+    # with 12C/13C held at the mean, as ASPCAP does, the labels of unmixed-at-mean stars
+    offsets[:, 5] = 0.0
+    flux = spec.noiseless_spectra(offsets) * tilt
+    np.testing.assert_allclose(spec.fit_label_offsets(flux, err, 5), offsets[:, :5], atol=1e-7)
+
+
+def test_line_model_fit_precision_follows_the_noise():
+    from skages.datasets import _sim_spectra as spec
+
+    rng = np.random.default_rng(4)
+    truth = np.array([[150.0, -0.2, 0.1, 0.05, -0.1, 0.0]])
+    model = spec.noiseless_spectra(truth)
+    spreads = []
+    for snr in (50.0, 200.0):
+        err = np.full((40, model.shape[1]), 1.0 / snr)
+        flux = model + err * rng.standard_normal(err.shape)
+        fitted = spec.fit_label_offsets(flux, err, 5)
+        bias = fitted.mean(axis=0) - truth[0, :5]
+        spread = fitted.std(axis=0, ddof=1)
+        # unbiased within 4 standard errors of the mean (not a systematic offset)
+        assert np.all(np.abs(bias) < 4 * spread / np.sqrt(40)), (snr, bias, spread)
+        spreads.append(spread)
+    # four times the S/N, a quarter of the label error (sampling error of 40 draws: ~11 %)
+    np.testing.assert_allclose(spreads[0] / spreads[1], 4.0, rtol=0.35)
+
+
 def test_spectrum_at_a_real_giants_labels_is_closer_than_the_mean_spectrum(shared_data):
     """The real DR14 giant 2M08002084+4044415 against the simulator at its ASPCAP labels."""
     import json
@@ -782,3 +821,11 @@ def test_spectrum_at_a_real_giants_labels_is_closer_than_the_mean_spectrum(share
         # measured 0.63-0.78 (blue, green, red); 0.9 leaves room but not for a wrong sign
         assert labelled < 0.9 * plain, (chip, labelled, plain)
         assert labelled < 3.5, (chip, labelled)  # within a few times the real noise
+    # read back with the line model (the realism report's ASPCAP analogue), the real
+    # spectrum gives ASPCAP's temperature and, in the simulator's convention, its gravity
+    # (measured: -17 K, -0.14 dex; [M/H], [α/M] and [C/N] are off by -0.19, +0.13, +0.48)
+    fit_err = np.where(good, err, np.inf)[None].astype(float)
+    fitted = spec.fit_label_offsets(flux[None].astype(float), fit_err, 5)[0]
+    fitted += simulator._label_reference()[:5]
+    assert abs(fitted[0] - values[0]) < 60.0, fitted
+    assert abs(fitted[1] - values[1]) < 0.25, fitted
