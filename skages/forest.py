@@ -699,7 +699,39 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
                 )
             if self.calibration is not None:
                 self._store_calibration_residuals(y, y_err, cal_mask, regions)
+                if y_err is not None:
+                    self._warn_if_y_err_over_covers(y, y_err, cal_mask, regions)
         return self
+
+    def _warn_if_y_err_over_covers(self, y, y_err, cal_mask, regions) -> None:
+        """Warn where the target errors alone over-cover the out-of-bag residuals.
+
+        There the calibration sets σ to the trees' sampling error alone (scale 0), and
+        z-scores against ``y_err`` are narrower than 1 whatever σ is.
+        """
+        scale = self.calibration_scale_
+        if regions is not None and self.calibration_scales_ is not None:
+            scale = self.calibration_scales_[regions]
+        floor = cal_mask & np.broadcast_to(np.asarray(scale) == 0.0, cal_mask.shape)
+        floor &= np.isfinite(self.oob_prediction_) & (y_err > 0)
+        n = int(floor.sum())
+        if n == 0:
+            return
+        inside = float(np.mean(np.abs(y - self.oob_prediction_)[floor] < y_err[floor]))
+        # σ negligible beside correct errors gives 68 % within 1: warn only beyond 3 binomial
+        # standard errors of that
+        if inside <= _ONE_SIGMA + 3.0 * np.sqrt(_ONE_SIGMA * (1.0 - _ONE_SIGMA) / n):
+            return
+        warnings.warn(
+            f"the target errors y_err alone over-cover the out-of-bag residuals of {n} of "
+            f"{int(cal_mask.sum())} calibration stars: with σ = 0, {100 * inside:.0f} % of "
+            "them lie within 1 y_err (68 % expected). Their σ is only the trees' sampling "
+            "error, and z-scores against these y_err stay narrower than 1 whatever σ is. If "
+            "y_err are published errors they may be overstated; the user guide's 'How far "
+            "to trust an age' shows such a case (APOKASC-2's red clump).",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _check_calibration_groups(self, groups: Any, n_samples: int) -> np.ndarray | None:
         if groups is None:

@@ -51,7 +51,12 @@ def small():
     [
         {},
         {"X_err": "zeros"},
-        {"y_err": "ones", "perturb_target": False, "target_weighting": None},
+        pytest.param(
+            {"y_err": "ones", "perturb_target": False, "target_weighting": None},
+            # errors of 1 dwarf the toy's residuals: the forest rightly warns that they
+            # over-cover; only the unused-y_err path is under test here
+            marks=pytest.mark.filterwarnings("ignore:the target errors y_err alone over-cover"),
+        ),
     ],
     ids=["no-errors", "zero-X_err", "y_err-unused"],
 )
@@ -232,6 +237,18 @@ def test_calibrated_sigma_gives_unit_z_width_on_held_out_stars():
     assert 0.9 <= widths["calibrated"] <= 1.1
     # Without calibration the raw spread of the trees is too wide (the paper's 0.75).
     assert widths["raw"] < 0.85
+
+
+@pytest.mark.parametrize("calibration", ["oob_coverage", "oob_local"])
+def test_warns_when_the_target_errors_alone_over_cover_the_residuals(calibration, recwarn):
+    """Overstated reference errors (APOKASC-2's clump): σ cannot make z wide enough."""
+    rng = np.random.default_rng(11)
+    X, X_err, y, y_err, _ = make_toy(800, rng, n_features=4)
+    kw = dict(n_estimators=60, random_state=0, calibration=calibration)
+    ProbabilisticForestRegressor(**kw).fit(X, y, X_err=X_err, y_err=y_err)
+    assert not [w for w in recwarn if "over-cover" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"over-cover .* within 1 y_err \(68 % expected\)"):
+        ProbabilisticForestRegressor(**kw).fit(X, y, X_err=X_err, y_err=3.0 * y_err)
 
 
 def _two_regimes(n, rng):
