@@ -188,7 +188,7 @@ def spectra_state(spectra, lab, random_state=0, fitted=None) -> dict:
         "teff": lab.teff, "logg": lab.logg, "fe_h": lab.fe_h, "c_n": lab.c_n,
         "ln_dnu": np.log(lab.dnu), "dpi1": lab.dpi1, "logg_true": lab.logg_true,
     }  # fmt: skip
-    out, preds = {}, []
+    out, preds = {}, {}
     for name, y in targets.items():
         y = np.asarray(y, dtype=float)
         ridge = RidgeCV(alphas=np.logspace(-3, 3, 13))
@@ -196,17 +196,19 @@ def spectra_state(spectra, lab, random_state=0, fitted=None) -> dict:
         out[f"r2_{name}"] = 1.0 - float(np.var(pred - y) / np.var(y))
         out[f"res_{name}"] = float(mad_std(pred - y))
         if name != "logg_true":
-            preds.append(pred)
+            preds[name] = pred
     is_rc = (lab.evstate == "RC").to_numpy()
     out["accuracy"], out["contamination"] = state_scores(
-        np.column_stack(preds), is_rc, random_state=random_state
+        np.column_stack(list(preds.values())), is_rc, random_state=random_state
     )
     out["spread_dpi1"] = float(mad_std(lab.dpi1))
     if fitted is not None:
         # a reader that fits the line model, with the ridge's seismic labels (Hawkins et al.
         # learn Δν and ΔP from the spectra the same way)
         out["fit_seis_accuracy"], out["fit_seis_contamination"] = state_scores(
-            np.column_stack([fitted, *preds[-2:]]), is_rc, random_state=random_state
+            np.column_stack([fitted, preds["ln_dnu"], preds["dpi1"]]),
+            is_rc,
+            random_state=random_state,
         )
     return out
 

@@ -726,9 +726,10 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             f"the target errors y_err alone over-cover the out-of-bag residuals of {n} of "
             f"{int(cal_mask.sum())} calibration stars: with σ = 0, {100 * inside:.0f} % of "
             "them lie within 1 y_err (68 % expected). Their σ is only the trees' sampling "
-            "error, and z-scores against these y_err stay narrower than 1 whatever σ is. If "
-            "y_err are published errors they may be overstated; the user guide's 'How far "
-            "to trust an age' shows such a case (APOKASC-2's red clump).",
+            "error, and z-scores against these y_err stay narrower than 1 whatever σ is. "
+            "Either y_err are overstated (published errors can be: the user guide's 'How far "
+            "to trust an age' shows APOKASC-2's red clump), or the targets were computed from "
+            "the inputs and share their errors (an age from the seismic mass the forest reads).",
             UserWarning,
             stacklevel=3,
         )

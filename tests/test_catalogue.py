@@ -84,6 +84,9 @@ def test_catalogue_matches_the_pipeline_and_the_papers_cuts(tiny, tmp_path):
     latent = (logg > 1.5) & (logg < 3.6) & (snr > 30)
     aged = latent & (logg >= 2.5)
     assert latent.any() and (~latent).any() and (latent & ~aged).any()
+    selected = CatalogueCuts().select(logg, snr)  # what the evaluation report counts
+    np.testing.assert_array_equal(selected[0], latent)
+    np.testing.assert_array_equal(selected[1], aged)
     z = np.column_stack([table[f"z{k}"] for k in range(5)])
     assert np.isfinite(z[latent]).all() and np.isnan(z[~latent]).all()
     assert np.isfinite(table["LogAge"][aged]).all() and np.isnan(table["LogAge"][~aged]).all()
@@ -173,6 +176,13 @@ def test_cuts_are_configurable_and_checked():
         CatalogueCuts.from_strings(["latent_snr_min=lots"])
     with pytest.raises(ValueError, match="below latent_logg_max"):
         CatalogueCuts(latent_logg_min=3.0, latent_logg_max=2.0)
+    # a missing label fails the cuts on it, and only those
+    latent, dated = CatalogueCuts().select([np.nan, 2.7, 2.7], [100.0, np.nan, 100.0])
+    assert latent.tolist() == dated.tolist() == [False, False, True]
+    latent, dated = CatalogueCuts.none().select([np.nan, 2.7], [np.nan, 5.0])
+    assert latent.all() and dated.all()
+    with pytest.raises(ValueError, match="1-D of one length"):
+        CatalogueCuts().select([2.7, 2.8], [100.0])
 
 
 def test_no_cuts_give_ages_to_every_usable_star(tiny, tmp_path):

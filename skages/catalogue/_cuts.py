@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
+from typing import Any
 
 import numpy as np
 
@@ -193,6 +194,40 @@ class CatalogueCuts:
             except ValueError:
                 raise ValueError(f"cut {name} must be a number or 'none'; got {text!r}") from None
         return cls(**values)
+
+    def select(self, logg: Any, snr: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Which stars these cuts give a latent, and which of those an age.
+
+        Only the label cuts (log g, S/N); the spectrum-quality and applicability checks
+        need the spectra and the model.
+
+        Parameters
+        ----------
+        logg : array-like of shape (n_stars,)
+            Surface gravity, log10(cm s⁻²) (the survey's spectroscopic ``LOGG``).
+        snr : array-like of shape (n_stars,)
+            Signal-to-noise ratio per pixel (``SNREV``), dimensionless.
+
+        Returns
+        -------
+        latent, dated : ndarray of bool, shape (n_stars,)
+            Passes the latent cuts; passes them and the age cut. A missing label fails
+            every cut on it.
+
+        Examples
+        --------
+        >>> latent, dated = CatalogueCuts().select([2.4, 2.7, 3.9], [100.0, 100.0, 100.0])
+        >>> latent.tolist(), dated.tolist()
+        ([True, True, False], [False, True, False])
+        """
+        logg = np.asarray(logg, dtype=float)
+        snr = np.asarray(snr, dtype=float)
+        if logg.shape != snr.shape or logg.ndim != 1:
+            raise ValueError(
+                f"logg and snr must be 1-D of one length; got shapes {logg.shape} and {snr.shape}"
+            )
+        _, latent = self._masks(logg, snr)
+        return latent, latent & self._age(logg)
 
     def _masks(self, logg: np.ndarray, snr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(needs cut labels and has them, passes the latent cuts)."""
