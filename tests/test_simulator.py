@@ -760,6 +760,9 @@ def test_line_model_fit_recovers_the_labels_through_masks_and_continuum():
     err[:, :40] = np.inf
     fitted = spec.fit_label_offsets(flux, err, 6)
     np.testing.assert_allclose(fitted, offsets, atol=1e-7)
+    # a star's labels do not depend on the stars fitted beside it
+    np.testing.assert_array_equal(spec.fit_label_offsets(flux, err, 6, chunk=4), fitted)
+    np.testing.assert_array_equal(spec.fit_label_offsets(flux[3:4], err[3:4], 6)[0], fitted[3])
     # with 12C/13C held at the mean, as ASPCAP does, the labels of unmixed-at-mean stars
     offsets[:, 5] = 0.0
     flux = spec.noiseless_spectra(offsets) * tilt

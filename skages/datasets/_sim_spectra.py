@@ -266,6 +266,18 @@ def _continuum_basis() -> np.ndarray:
     return basis
 
 
+def _row_sums(weights: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``weights @ vectors`` as a sum over the rows of ``vectors`` in a fixed order.
+
+    A matrix product's additions follow the BLAS blocking, which changes with the number
+    of stars; this keeps each star's result independent of the others in the batch.
+    """
+    out = np.zeros((weights.shape[0], vectors.shape[1]))
+    for k in range(vectors.shape[0]):
+        out += weights[:, k, None] * vectors[k]
+    return out
+
+
 def fit_label_offsets(
     flux: np.ndarray,
     flux_err: np.ndarray,
@@ -314,9 +326,9 @@ def fit_label_offsets(
         theta = np.zeros((f.shape[0], n_labels))
         cont = np.tile([1.0, 0.0, 0.0, 0.0], (f.shape[0], 3))
         for _ in range(n_iter):
-            boost = np.exp(theta @ coef)
+            boost = np.exp(_row_sums(theta, coef))
             model = scale * np.exp(-tau * boost)
-            poly = cont @ basis.T
+            poly = _row_sums(cont, basis.T)
             # columns: d(model * poly) / d theta, then d / d cont (the increments solve for
             # the new continuum coefficients directly)
             design = np.concatenate(
@@ -326,10 +338,14 @@ def fit_label_offsets(
                 ],
                 axis=1,
             )
-            resid = f - model * poly
-            normal = np.einsum("nip,np,njp->nij", design, weight, design)
-            rhs = np.einsum("nip,np->ni", design, weight * resid)
-            step = np.linalg.solve(normal, rhs[..., None])[..., 0]
+            weighted_resid = weight * (f - model * poly)
+            # the sums over pixels star by star, with einsum's own loop (no BLAS): the same
+            # order of additions whatever the batch and the thread count
+            step = np.empty((f.shape[0], design.shape[1]))
+            for i in range(f.shape[0]):
+                normal = np.einsum("ip,p,jp->ij", design[i], weight[i], design[i])
+                rhs = np.einsum("ip,p->i", design[i], weighted_resid[i])
+                step[i] = np.linalg.solve(normal, rhs)
             theta += step[:, :n_labels]
             cont += step[:, n_labels:]
         out[a : a + chunk] = theta
