@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from skages.evaluation import COVERAGE_QUANTILES, coverage_table
-from skages.forest import ProbabilisticForestRegressor
+from skages.forest import ProbabilisticForestRegressor, TargetErrorsOverCoverWarning
 
 COLS = ["numax", "dnu", "teff", "fe_h"]
 ERRS = [c + "_err" for c in COLS]
@@ -99,7 +99,7 @@ def main() -> None:
                         ).fit(X[:N_TRAIN], y[:N_TRAIN], X_err=X_err[:N_TRAIN],
                               y_err=y_err[:N_TRAIN], calibration_groups=groups)  # fmt: skip
                     for w in caught:
-                        if "over-cover" in str(w.message):  # the forest's y_err warning
+                        if issubclass(w.category, TargetErrorsOverCoverWarning):
                             over_cover.append(f"{kind}, seed {seed}, {vname}, {cal}: {w.message}")
                         else:
                             warnings.warn(w.message, w.category, stacklevel=1)

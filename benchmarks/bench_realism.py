@@ -537,8 +537,8 @@ def dr14_fit(shared: Path) -> list[tuple]:
     from skages.datasets.simulator import _label_reference
 
     flux, err, good, meta = _dr14_giant(shared)
-    weight_err = np.where(good, err, np.inf).astype(float)[None]
-    fitted = fit_label_offsets(flux.astype(float)[None], weight_err, 5)[0]
+    weight_err = np.where(good, err, np.inf)[None]
+    fitted = fit_label_offsets(flux[None], weight_err, 5)[0]
     fitted += _label_reference()[:5]
     expected = _dr14_labels(meta, rc=False)[:5]
     names = ("Teff (K)", "spectroscopic log g", "[M/H]", "[a/M]", "[C/N]")

@@ -82,6 +82,7 @@ _LAZY: dict[str, str] = {
     # forest: the probabilistic random forest
     "ProbabilisticForestRegressor": "forest",
     "z_score_width": "forest",
+    "TargetErrorsOverCoverWarning": "forest",
     # applicability and spectrum quality: how far to trust an age
     "ApplicabilityScore": "applicability",
     "spectrum_quality": "quality",

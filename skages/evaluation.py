@@ -805,12 +805,14 @@ def _mass_oracle_baseline(train, test, use, forest):
         is_rc=lambda d: (d["evstate"].astype(str) == "RC").astype(float)
     )
     lab_s = test.labels.assign(is_rc=(test.labels["evstate"].astype(str) == "RC").astype(float))
+    from skages.forest import TargetErrorsOverCoverWarning
+
     cols = [("mass", "mass_err"), ("fe_h", "fe_h_err"), ("is_rc", None)]
     with warnings.catch_warnings():
         # the reference ages are computed from the very mass this forest reads, so their
         # errors over-cover its residuals by construction: the forest's warning says nothing
         # the report does not
-        warnings.filterwarnings("ignore", message="the target errors y_err alone over-cover")
+        warnings.simplefilter("ignore", TargetErrorsOverCoverWarning)
         return _fit_predict_forest(
             forest,
             _label_frame(lab_t, cols),

@@ -35,11 +35,24 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from skages._warnings import warn
 from skages.applicability import ApplicabilityScore
 
-__all__ = ["ProbabilisticForestRegressor", "z_score_width"]
+__all__ = ["ProbabilisticForestRegressor", "TargetErrorsOverCoverWarning", "z_score_width"]
 
 logger = logging.getLogger(__name__)
+
+
+class TargetErrorsOverCoverWarning(UserWarning):
+    """``fit``: the target errors alone over-cover the out-of-bag residuals of some stars.
+
+    There the calibration sets σ to the trees' sampling error, and z-scores against those
+    ``y_err`` stay narrower than 1 whatever σ is: either the errors are overstated
+    (published ones can be, as APOKASC-2's clump ages are), or the targets were computed
+    from the inputs and share their errors. Silence it where that is known with
+    ``warnings.simplefilter("ignore", TargetErrorsOverCoverWarning)``.
+    """
+
 
 _MAX_INT = np.iinfo(np.int32).max
 # Per-tree predictions held at once (rows x trees) while predicting: bounds memory to
@@ -722,7 +735,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
         # standard errors of that
         if inside <= _ONE_SIGMA + 3.0 * np.sqrt(_ONE_SIGMA * (1.0 - _ONE_SIGMA) / n):
             return
-        warnings.warn(
+        warn(
             f"the target errors y_err alone over-cover the out-of-bag residuals of {n} of "
             f"{int(cal_mask.sum())} calibration stars: with σ = 0, {100 * inside:.0f} % of "
             "them lie within 1 y_err (68 % expected). Their σ is only the trees' sampling "
@@ -730,8 +743,7 @@ class ProbabilisticForestRegressor(RegressorMixin, BaseEstimator):
             "Either y_err are overstated (published errors can be: the user guide's 'How far "
             "to trust an age' shows APOKASC-2's red clump), or the targets were computed from "
             "the inputs and share their errors (an age from the seismic mass the forest reads).",
-            UserWarning,
-            stacklevel=3,
+            TargetErrorsOverCoverWarning,
         )
 
     def _check_calibration_groups(self, groups: Any, n_samples: int) -> np.ndarray | None:

@@ -17,7 +17,11 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.fixes import parse_version
 
 from skages import forest as forest_module
-from skages.forest import ProbabilisticForestRegressor, z_score_width
+from skages.forest import (
+    ProbabilisticForestRegressor,
+    TargetErrorsOverCoverWarning,
+    z_score_width,
+)
 
 
 def make_toy(n, rng, n_features=7, x_err_max=0.08):
@@ -55,7 +59,7 @@ def small():
             {"y_err": "ones", "perturb_target": False, "target_weighting": None},
             # errors of 1 dwarf the toy's residuals: the forest rightly warns that they
             # over-cover; only the unused-y_err path is under test here
-            marks=pytest.mark.filterwarnings("ignore:the target errors y_err alone over-cover"),
+            marks=pytest.mark.filterwarnings("ignore::skages.forest.TargetErrorsOverCoverWarning"),
         ),
     ],
     ids=["no-errors", "zero-X_err", "y_err-unused"],
@@ -246,9 +250,14 @@ def test_warns_when_the_target_errors_alone_over_cover_the_residuals(calibration
     X, X_err, y, y_err, _ = make_toy(800, rng, n_features=4)
     kw = dict(n_estimators=60, random_state=0, calibration=calibration)
     ProbabilisticForestRegressor(**kw).fit(X, y, X_err=X_err, y_err=y_err)
-    assert not [w for w in recwarn if "over-cover" in str(w.message)]
-    with pytest.warns(UserWarning, match=r"over-cover .* within 1 y_err \(68 % expected\)"):
+    assert not [w for w in recwarn if issubclass(w.category, TargetErrorsOverCoverWarning)]
+    with pytest.warns(
+        TargetErrorsOverCoverWarning, match=r"over-cover .* within 1 y_err \(68 % expected\)"
+    ) as caught:
         ProbabilisticForestRegressor(**kw).fit(X, y, X_err=X_err, y_err=3.0 * y_err)
+    # attributed to the caller's line, not to skages' internals
+    ours = [w for w in caught if issubclass(w.category, TargetErrorsOverCoverWarning)]
+    assert ours[0].filename == __file__
 
 
 def _two_regimes(n, rng):

@@ -315,11 +315,11 @@ def fit_label_offsets(
     tau, scale, coef = response_matrix()
     coef = coef[:n_labels]
     basis = _continuum_basis()
-    flux = np.asarray(flux, dtype=float)
-    flux_err = np.asarray(flux_err, dtype=float)
-    out = np.empty((flux.shape[0], n_labels))
-    for a in range(0, flux.shape[0], chunk):
-        f, e = flux[a : a + chunk], flux_err[a : a + chunk]
+    out = np.empty((len(flux), n_labels))
+    for a in range(0, len(flux), chunk):
+        # float64 one chunk at a time: a survey's float32 spectra are not copied whole
+        f = np.asarray(flux[a : a + chunk], dtype=float)
+        e = np.asarray(flux_err[a : a + chunk], dtype=float)
         good = np.isfinite(f) & np.isfinite(e) & (e > 0)
         weight = np.where(good, 1.0 / np.where(good, e, 1.0) ** 2, 0.0)
         f = np.where(good, f, 0.0)
