@@ -6,9 +6,11 @@ dilute the ln M coefficients. This script refits both with the same designs and 
 and the mass-error variance removed from the normal equations (the errors-in-variables
 moment correction, ``_lstsq(..., noise=...)``), patches them into the population model in
 memory only, and prints issue 21's label rows (labels -> mass on Gold-like stars,
-labels -> reference and true age) before and after::
+labels -> reference and true age on the Gold-like sample of ``bench_realism`` and on all
+stars with an age) before and after::
 
     PYTHONPATH=$PWD python tools/eiv_sensitivity.py [--shared ../shared/data]
+                                                    [--seismic-errors agreement]
 """
 
 from __future__ import annotations
@@ -43,21 +45,24 @@ def corrected_relations(gold: pd.DataFrame, relations: dict) -> dict:
     return out
 
 
-def label_rows(n_stars: int) -> dict:
+def label_rows(n_stars: int, n_like: int, sizes: dict, seismic_errors: str) -> dict:
     import bench_realism as br
 
-    lab = br.sim_labels_only(n_stars)
+    lab = br.sim_labels_only(n_stars, seismic_errors=seismic_errors)
     rc, gold_like = (lab.evstate == "RC").to_numpy(), br.gold_like(lab)
     reference = br.labels_age_figures(lab)
-    true = br.labels_age_figures(lab, target="log_age_true")
+    like = br.gold_like_age_figures(
+        br.sim_labels_only(n_like, seismic_errors=seismic_errors), sizes
+    )
     out = {}
     for state, sel in (("RGB", ~rc), ("RC", rc)):
         g = lab[sel & gold_like]
         out[f"labels -> mass, Gold-like, {state} (%)"] = br.mass_scatter(
             g[br.SIM_FEATURES].to_numpy(), np.log(g.mass_true.to_numpy())
         )
-        out[f"labels -> reference age, {state} (%)"] = reference[f"labels_age_{state}"]
-        out[f"labels -> true age, {state} (%)"] = true[f"labels_age_{state}"]
+        out[f"labels -> reference age, Gold-like, {state} (%)"] = like[f"gl_labels_age_{state}"]
+        out[f"labels -> true age, Gold-like, {state} (%)"] = like[f"gl_true_labels_age_{state}"]
+        out[f"labels -> reference age, all stars, {state} (%)"] = reference[f"labels_age_{state}"]
     return out
 
 
@@ -65,6 +70,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", default="../shared/data")
     parser.add_argument("--n-stars", type=int, default=6000)
+    parser.add_argument(
+        "--n-like", type=int, default=30000, help="stars to draw the Gold-like age sample from"
+    )
+    parser.add_argument("--seismic-errors", default="apokasc2", choices=("apokasc2", "agreement"))
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(root / "benchmarks"), str(root / "tools")]
@@ -80,11 +89,16 @@ def main(argv=None) -> None:
             term = fit.TEFF_LN_MASS if name == "teff" else fit.C_N_MASS
             print(f"{name} {state}: ln M coefficient {vendored[name][state]['coef'][term]:.3f} "
                   f"-> {patched[name][state]['coef'][term]:.3f}")  # fmt: skip
-    before = label_rows(args.n_stars)
+    import bench_realism as br
+
+    sizes = br.real_labels_age_sizes(Path(args.shared))
+    rows = (args.n_stars, args.n_like, sizes, args.seismic_errors)
+    before = label_rows(*rows)
     pop.relations = lambda: patched  # in memory only; the vendored file is untouched
-    after = label_rows(args.n_stars)
+    after = label_rows(*rows)
+    print(f"seismic_errors={args.seismic_errors!r}; Gold-like age sample: {sizes}")
     for key, value in before.items():
-        print(f"{key:40s} {value:6.2f} -> {after[key]:6.2f}")
+        print(f"{key:48s} {value:6.2f} -> {after[key]:6.2f}")
 
 
 if __name__ == "__main__":
