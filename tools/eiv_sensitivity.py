@@ -10,7 +10,11 @@ labels -> reference and true age on the Gold-like sample of ``bench_realism`` an
 stars with an age) before and after::
 
     PYTHONPATH=$PWD python tools/eiv_sensitivity.py [--shared ../shared/data]
-                                                    [--seismic-errors agreement]
+        [--seismic-errors agreement] [--states RGB] [--demo DIR]
+
+It also prints the seismic-oracle rows (the forest's Teff enters them), and with
+``--demo DIR`` runs ``skages demo`` on a survey simulated with the patched relations and
+seismic errors (in this process; nothing on disk is patched).
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ import numpy as np
 import pandas as pd
 
 
-def corrected_relations(gold: pd.DataFrame, relations: dict) -> dict:
+def corrected_relations(
+    gold: pd.DataFrame, relations: dict, states: tuple[str, ...] = ("RGB", "RC")
+) -> dict:
     """``relations`` with the Teff and [C/N] fits of ``fit_sim_population`` redone with
-    the mass errors in variables (same designs, same clipping)."""
+    the mass errors in variables (same designs, same clipping), for ``states``."""
     import fit_sim_population as fit
 
     out = copy.deepcopy(relations)
-    for state in ("RGB", "RC"):
+    for state in states:
         g = gold[gold.Evol_State == state]
         e2 = float(np.mean((g.S_Mass / g.Mass).to_numpy() ** 2))
         coef, sig, _ = fit._lstsq(
@@ -63,7 +69,29 @@ def label_rows(n_stars: int, n_like: int, sizes: dict, seismic_errors: str) -> d
         out[f"labels -> reference age, Gold-like, {state} (%)"] = like[f"gl_labels_age_{state}"]
         out[f"labels -> true age, Gold-like, {state} (%)"] = like[f"gl_true_labels_age_{state}"]
         out[f"labels -> reference age, all stars, {state} (%)"] = reference[f"labels_age_{state}"]
+    p, is_rc, observed = br._precise_stars(
+        br.sim_labels_only(n_like, seismic_errors=seismic_errors)
+    )
+    rgb, rc = br.oracle_scatter(observed, p.log_age.to_numpy(), is_rc)
+    out["seismic oracle -> reference age, RGB (%)"] = rgb
+    out["seismic oracle -> reference age, RC (%)"] = rc
     return out
+
+
+def run_patched_demo(output: Path, seismic_errors: str) -> None:
+    """``skages demo`` (its defaults, seed 0) on a survey simulated with the patched
+    relations and ``seismic_errors``: what the README's command would report."""
+    import functools
+
+    import skages.datasets
+    from skages.demo import run_demo
+
+    write = skages.datasets.write_apokasc
+    skages.datasets.write_apokasc = functools.partial(write, seismic_errors=seismic_errors)
+    try:  # the demo simulates in this process (n_jobs=None), so the patch reaches it
+        run_demo(output, restart=True)
+    finally:
+        skages.datasets.write_apokasc = write
 
 
 def main(argv=None) -> None:
@@ -74,6 +102,14 @@ def main(argv=None) -> None:
         "--n-like", type=int, default=30000, help="stars to draw the Gold-like age sample from"
     )
     parser.add_argument("--seismic-errors", default="apokasc2", choices=("apokasc2", "agreement"))
+    parser.add_argument(
+        "--states", nargs="+", default=["RGB", "RC"], choices=("RGB", "RC"),
+        help="the states whose relations are refitted (default: both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--demo", type=Path, default=None, metavar="DIR",
+        help="then run skages demo on the patched survey into DIR (a fresh folder; ~15 min)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(root / "benchmarks"), str(root / "tools")]
@@ -83,7 +119,7 @@ def main(argv=None) -> None:
 
     gold = pd.read_csv(Path(args.shared) / "apokasc3" / "Table4_Apoor_RGB+RC_Gold.csv")
     vendored = pop.relations()
-    patched = corrected_relations(gold, vendored)
+    patched = corrected_relations(gold, vendored, tuple(args.states))
     for name in ("teff", "c_n"):
         for state in ("RGB", "RC"):
             term = fit.TEFF_LN_MASS if name == "teff" else fit.C_N_MASS
@@ -99,6 +135,8 @@ def main(argv=None) -> None:
     print(f"seismic_errors={args.seismic_errors!r}; Gold-like age sample: {sizes}")
     for key, value in before.items():
         print(f"{key:48s} {value:6.2f} -> {after[key]:6.2f}")
+    if args.demo is not None:
+        run_patched_demo(args.demo, args.seismic_errors)
 
 
 if __name__ == "__main__":
