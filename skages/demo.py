@@ -131,6 +131,7 @@ def _demo(
 
     from skages.catalogue import CatalogueCuts, predict_catalogue
     from skages.datasets import write_apokasc
+    from skages.datasets.simulator import _default_settings
     from skages.evaluation import _take, evaluate_age_model, held_out_split, split_record
     from skages.io import SurveyReader, read_survey
     from skages.training import train_from_survey
@@ -152,13 +153,12 @@ def _demo(
     t0 = step(f"1/4 simulating {n_stars} stars -> {paths.survey}")
     reuse = False
     if paths.survey.exists():
+        # only a survey the demo itself would write: one simulated with other options
+        # (e.g. skages simulate --seismic-errors agreement) would change every figure
         with SurveyReader(paths.survey) as reader:
-            stored = reader.metadata.get("settings", {})
-            reuse = (
-                stored.get("n_stars") == n_stars
-                and stored.get("psd")
-                and reader.metadata.get("random_seed") == str(seed)
-            )
+            reuse = reader.metadata.get("settings") == _default_settings(
+                n_stars, psd=True
+            ) and reader.metadata.get("random_seed") == str(seed)
         if reuse:
             logger.info("reusing the finished survey %s", paths.survey)
     if not reuse:

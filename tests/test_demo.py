@@ -126,6 +126,44 @@ def test_run_demo_end_to_end_and_reuses_finished_steps(tmp_path, caplog):
     assert again.metrics["ages"]["latent"]["all"] == result.metrics["ages"]["latent"]["all"]
 
 
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("options", "reused"),
+    [
+        ({}, True),
+        ({"seismic_errors": "agreement"}, False),
+        ({"reference_ages": "independent"}, False),
+    ],
+)
+def test_demo_reuses_only_a_survey_it_would_write_itself(tmp_path, monkeypatch, options, reused):
+    import skages.datasets
+    import skages.training
+    from skages.datasets import write_apokasc
+
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    write_apokasc(folder / "survey.h5", 40, random_state=3, **options)
+    calls = []
+
+    def write(*args, **kwargs):
+        calls.append(kwargs)
+        raise _Stop
+
+    def train(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(skages.datasets, "write_apokasc", write)
+    monkeypatch.setattr(skages.training, "train_from_survey", train)
+    with pytest.raises(_Stop):
+        run_demo(folder, n_stars=40, seed=3, verbose=0)
+    # a survey of other options is simulated afresh (the demo's own defaults), never reused
+    assert (calls == []) is reused
+    assert all("seismic_errors" not in c and "reference_ages" not in c for c in calls)
+
+
 def test_demo_command_says_it_trains_fewer_epochs_than_the_paper(tmp_path, capsys):
     code = main(
         ["-q", "demo", "--output", str(tmp_path / "d"), "--n-stars", "200",

@@ -667,6 +667,34 @@ def _stored_metadata(partial: Path) -> dict:
     },
     prefer_skip_nested_validation=True,
 )
+def _settings(
+    n_stars, missing_age_fraction, precise_age_fraction, reference_ages, seismic_errors, psd,
+    raw_flux, bad_pixel_fill,
+) -> dict:  # fmt: skip
+    """The settings :func:`write_apokasc` stores in a survey's metadata (and resumes by)."""
+    return {
+        "n_stars": int(n_stars),
+        "missing_age_fraction": float(missing_age_fraction),
+        "precise_age_fraction": float(precise_age_fraction),
+        "reference_ages": str(reference_ages),
+        **({} if seismic_errors == "apokasc2" else {"seismic_errors": str(seismic_errors)}),
+        "psd": bool(psd),
+        "raw_flux": bool(raw_flux),
+        "bad_pixel_fill": None if np.isnan(bad_pixel_fill) else float(bad_pixel_fill),
+        "block_size": BLOCK_SIZE,
+    }
+
+
+def _default_settings(n_stars: int, **options) -> dict:
+    """The settings of ``write_apokasc(path, n_stars, **options)``, every other option at
+    its default (read from the signature, so the two cannot drift apart)."""
+    import inspect
+
+    params = inspect.signature(write_apokasc).parameters
+    names = [name for name in inspect.signature(_settings).parameters if name != "n_stars"]
+    return _settings(n_stars, **{k: options.get(k, params[k].default) for k in names})
+
+
 def write_apokasc(
     path: str | PathLike,
     n_stars: int = APOGEE_DR17_N_STARS,
@@ -737,17 +765,10 @@ def write_apokasc(
     )  # fmt: skip
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    settings = {
-        "n_stars": int(n_stars),
-        "missing_age_fraction": float(missing_age_fraction),
-        "precise_age_fraction": float(precise_age_fraction),
-        "reference_ages": str(reference_ages),
-        **({} if seismic_errors == "apokasc2" else {"seismic_errors": str(seismic_errors)}),
-        "psd": bool(psd),
-        "raw_flux": bool(raw_flux),
-        "bad_pixel_fill": None if np.isnan(bad_pixel_fill) else float(bad_pixel_fill),
-        "block_size": BLOCK_SIZE,
-    }
+    settings = _settings(
+        n_stars, missing_age_fraction, precise_age_fraction, reference_ages, seismic_errors,
+        psd, raw_flux, bad_pixel_fill,
+    )  # fmt: skip
     if resume and restart:
         raise ValueError("pass resume=True or restart=True, not both")
     if partial.exists() and not (resume or restart):
