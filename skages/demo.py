@@ -161,6 +161,8 @@ def _demo(
             ) and reader.metadata.get("random_seed") == str(seed)
         if reuse:
             logger.info("reusing the finished survey %s", paths.survey)
+        else:
+            logger.info("replacing %s: it was simulated with other settings", paths.survey)
     if not reuse:
         options = dict(psd=True, overwrite=True, n_jobs=n_jobs, verbose=verbose)
         if restart:

@@ -138,7 +138,9 @@ class _Stop(Exception):
         ({"reference_ages": "independent"}, False),
     ],
 )
-def test_demo_reuses_only_a_survey_it_would_write_itself(tmp_path, monkeypatch, options, reused):
+def test_demo_reuses_only_a_survey_it_would_write_itself(
+    tmp_path, monkeypatch, caplog, options, reused
+):
     import skages.datasets
     import skages.training
     from skages.datasets import write_apokasc
@@ -157,8 +159,9 @@ def test_demo_reuses_only_a_survey_it_would_write_itself(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(skages.datasets, "write_apokasc", write)
     monkeypatch.setattr(skages.training, "train_from_survey", train)
-    with pytest.raises(_Stop):
+    with pytest.raises(_Stop), caplog.at_level("INFO", logger="skages.demo"):
         run_demo(folder, n_stars=40, seed=3, verbose=0)
+    assert ("other settings" in caplog.text) is not reused
     # a survey of other options is simulated afresh (the demo's own defaults), never reused
     assert (calls == []) is reused
     assert all("seismic_errors" not in c and "reference_ages" not in c for c in calls)
