@@ -651,6 +651,19 @@ def test_make_apokasc_rejects_bad_arguments(kwargs, error, match):
         make_apokasc(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"n_stars": 0}, "'n_stars' parameter of write_apokasc"),
+     ({"chunk_size": 0}, "'chunk_size' parameter of write_apokasc"),
+     ({"seismic_errors": "apokasc3"}, "'seismic_errors' parameter of write_apokasc")],
+)  # fmt: skip
+def test_write_apokasc_names_itself_when_it_rejects_an_argument(tmp_path, kwargs, match):
+    kwargs = {"n_stars": 4, "psd": False, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        write_apokasc(tmp_path / "survey.h5", **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
 def test_iterator_and_lightcurve_reject_bad_arguments(survey, tmp_path):
     with pytest.raises(ValueError, match="chunk_size"):
         iter_apokasc(10, chunk_size=0)

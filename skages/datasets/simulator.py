@@ -656,17 +656,6 @@ def _stored_metadata(partial: Path) -> dict:
         ) from exc
 
 
-@validate_params(
-    {
-        "path": [str, PathLike],
-        "n_stars": [Interval(Integral, 1, None, closed="left")],
-        "chunk_size": [Interval(Integral, 1, None, closed="left")],
-        "overwrite": ["boolean"],
-        "resume": ["boolean"],
-        **_COMMON_PARAMS,
-    },
-    prefer_skip_nested_validation=True,
-)
 def _settings(
     n_stars, missing_age_fraction, precise_age_fraction, reference_ages, seismic_errors, psd,
     raw_flux, bad_pixel_fill,
@@ -695,6 +684,17 @@ def _default_settings(n_stars: int, **options) -> dict:
     return _settings(n_stars, **{k: options.get(k, params[k].default) for k in names})
 
 
+@validate_params(
+    {
+        "path": [str, PathLike],
+        "n_stars": [Interval(Integral, 1, None, closed="left")],
+        "chunk_size": [Interval(Integral, 1, None, closed="left")],
+        "overwrite": ["boolean"],
+        "resume": ["boolean"],
+        **_COMMON_PARAMS,
+    },
+    prefer_skip_nested_validation=True,
+)
 def write_apokasc(
     path: str | PathLike,
     n_stars: int = APOGEE_DR17_N_STARS,
