@@ -57,9 +57,8 @@ def label_rows(n_stars: int, n_like: int, sizes: dict, seismic_errors: str) -> d
     lab = br.sim_labels_only(n_stars, seismic_errors=seismic_errors)
     rc, gold_like = (lab.evstate == "RC").to_numpy(), br.gold_like(lab)
     reference = br.labels_age_figures(lab)
-    like = br.gold_like_age_figures(
-        br.sim_labels_only(n_like, seismic_errors=seismic_errors), sizes
-    )
+    many = br.sim_labels_only(n_like, seismic_errors=seismic_errors)
+    like = br.gold_like_age_figures(many, sizes)
     out = {}
     for state, sel in (("RGB", ~rc), ("RC", rc)):
         g = lab[sel & gold_like]
@@ -69,9 +68,7 @@ def label_rows(n_stars: int, n_like: int, sizes: dict, seismic_errors: str) -> d
         out[f"labels -> reference age, Gold-like, {state} (%)"] = like[f"gl_labels_age_{state}"]
         out[f"labels -> true age, Gold-like, {state} (%)"] = like[f"gl_true_labels_age_{state}"]
         out[f"labels -> reference age, all stars, {state} (%)"] = reference[f"labels_age_{state}"]
-    p, is_rc, observed = br._precise_stars(
-        br.sim_labels_only(n_like, seismic_errors=seismic_errors)
-    )
+    p, is_rc, observed = br._precise_stars(many)
     rgb, rc = br.oracle_scatter(observed, p.log_age.to_numpy(), is_rc)
     out["seismic oracle -> reference age, RGB (%)"] = rgb
     out["seismic oracle -> reference age, RC (%)"] = rc
