@@ -343,7 +343,7 @@ def real_figures(shared: Path) -> dict:
         g = both[both.Evol_State == state]
         x = np.column_stack([g.Teff, noisy_logg(g.Logg_Seis), g["[Fe/H]"], g["[C/N]"]])
         out[f"labels_age_{state}"] = age_scatter(x, g.log_age.to_numpy())
-        out[f"labels_age_n_{state}"] = len(g)
+    out["labels_age_sizes"] = _state_counts(both)
     return out
 
 
@@ -361,10 +361,13 @@ def apokasc2_aged() -> pd.DataFrame:
     return a2[a2.evstate.isin(["RGB", "RC"])].dropna(subset=["mass", "teff", "fe_h", "log_age"])
 
 
+def _state_counts(both: pd.DataFrame) -> dict:
+    return {st: int((both.Evol_State == st).sum()) for st in ("RGB", "RC")}
+
+
 def real_labels_age_sizes(shared: Path) -> dict:
     """How many RGB and RC stars the real labels -> age analogue (Gold x APOKASC-2) holds."""
-    both = gold_with_ages(gold_table(shared), apokasc2_aged())
-    return {st: int((both.Evol_State == st).sum()) for st in ("RGB", "RC")}
+    return _state_counts(gold_with_ages(gold_table(shared), apokasc2_aged()))
 
 
 def gold_like_sample(lab: pd.DataFrame, sizes: dict, seed: int = 0) -> pd.DataFrame:
@@ -389,7 +392,7 @@ def gold_like_sample(lab: pd.DataFrame, sizes: dict, seed: int = 0) -> pd.DataFr
     return lab.iloc[np.sort(np.concatenate(picked))]
 
 
-def sim_figures(n_stars: int, n_oracle: int = 30000, sizes: dict | None = None) -> dict:
+def sim_figures(n_stars: int, n_oracle: int, sizes: dict) -> dict:
     """The simulated side; ``sizes``: the real labels -> age sample's stars per state."""
     from skages.datasets import make_apokasc
 
@@ -896,8 +899,7 @@ def main(argv=None) -> dict:
         _sim_population.TEFF_ERR = (args.teff_err, args.teff_err)
     t0 = time.perf_counter()
     real = real_figures(Path(args.shared))
-    sizes = {st: real[f"labels_age_n_{st}"] for st in ("RGB", "RC")}
-    sim = sim_figures(args.n_stars, args.n_oracle, sizes)
+    sim = sim_figures(args.n_stars, args.n_oracle, real["labels_age_sizes"])
     rows = []
     for st in ("RGB", "RC"):
         rows.append(_ratio_row(f"labels -> mass, {st} (%), Gold-like", real[f"mass_{st}"],
